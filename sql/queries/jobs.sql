@@ -1,0 +1,125 @@
+-- Jobs: the operator's switches and the fetcher's claims.
+-- Every write bumps updated_at; run fields are set and cleared together
+-- (constraint jobs_run_fields_iff_in_progress).
+
+-- name: ListJobs :many
+SELECT id, name, handler, interval_seconds, batch_size, status, next_run_at,
+       last_triggered_at, run_count::integer, failure_count::integer, last_error, created_at, updated_at
+FROM jobs
+ORDER BY name;
+
+-- name: GetJobByName :one
+SELECT id, name, handler, interval_seconds, batch_size, status, next_run_at,
+       last_triggered_at, run_count::integer, failure_count::integer, last_error, created_at, updated_at
+FROM jobs
+WHERE name = $1;
+
+-- name: CreateJob :one
+INSERT INTO jobs (name, handler, interval_seconds, batch_size, status)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (name) DO NOTHING
+RETURNING id, name, handler, interval_seconds, batch_size, status, next_run_at,
+          last_triggered_at, run_count::integer, failure_count::integer, last_error, created_at, updated_at;
+
+-- name: UpdateJobSettings :one
+-- A new interval takes effect from the next slot; a null argument keeps the value.
+UPDATE jobs
+SET interval_seconds = coalesce(sqlc.narg(interval_seconds), interval_seconds),
+    batch_size = coalesce(sqlc.narg(batch_size), batch_size),
+    updated_at = now()
+WHERE name = sqlc.arg(name)
+RETURNING id, name, handler, interval_seconds, batch_size, status, next_run_at,
+          last_triggered_at, run_count::integer, failure_count::integer, last_error, created_at, updated_at;
+
+-- name: StartJobs :execrows
+-- Switches inactive jobs on (a null name means every job) and makes them due now.
+-- Active and running jobs are left as they are, so a repeated start changes nothing.
+UPDATE jobs
+SET status = 'active', next_run_at = now(), updated_at = now()
+WHERE status = 'inactive'
+  AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name));
+
+-- name: StopJobs :execrows
+-- Switches jobs off (a null name means every job). A run in flight loses its
+-- lease here, so when it ends it cannot put the job back to active: a stop wins.
+UPDATE jobs
+SET status = 'inactive', run_id = NULL, run_due_at = NULL, lease_until = NULL,
+    locked_by = NULL, updated_at = now()
+WHERE status <> 'inactive'
+  AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name));
+
+-- name: ClaimDueJobs :many
+-- The fetcher's claim: active jobs that are due and runs whose lease expired
+-- (a crashed pod), skipping rows another pod holds. next_run_at moves to the
+-- first slot after now on the job's own grid (no drift, missed slots coalesce);
+-- a taken-over run keeps serving the slot it was claimed for.
+WITH due AS (
+  SELECT id, CASE WHEN status = 'active' THEN next_run_at ELSE run_due_at END AS due_at
+  FROM jobs
+  WHERE (status = 'active' AND next_run_at <= now())
+     OR (status = 'in_progress' AND lease_until < now())
+  ORDER BY next_run_at
+  LIMIT sqlc.arg(max_jobs)
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs AS j
+SET status = 'in_progress',
+    run_id = gen_random_uuid(),
+    run_due_at = due.due_at,
+    locked_by = sqlc.arg(owner),
+    lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
+    next_run_at = CASE WHEN j.next_run_at <= now()
+                       THEN job_next_slot(j.next_run_at, j.interval_seconds, now())
+                       ELSE j.next_run_at END,
+    updated_at = now()
+FROM due
+WHERE j.id = due.id
+RETURNING j.id, j.name, j.handler, j.batch_size, j.run_id, due.due_at;
+
+-- name: NextJobWakeUp :one
+-- How long the fetcher may sleep: until the earliest active due time or lease
+-- expiry, measured on the database clock.
+SELECT (extract(epoch FROM (min(t) - now())) * 1000)::float8 AS wait_ms
+FROM (
+  SELECT min(next_run_at) AS t FROM jobs WHERE status = 'active'
+  UNION ALL
+  SELECT min(lease_until) FROM jobs WHERE status = 'in_progress'
+) AS wake_ups;
+
+-- name: RenewJobLease :execrows
+-- Keeps a long run ours; zero rows means it was stopped or taken over.
+UPDATE jobs
+SET lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer)
+WHERE id = sqlc.arg(id) AND run_id = sqlc.arg(run_id);
+
+-- name: FinishJobRun :one
+-- Records the outcome of a run. Only the current run returns the job to
+-- active; a run that lost its lease (stopped, taken over) still counts, but
+-- leaves the status alone.
+UPDATE jobs
+SET status = CASE WHEN run_id = sqlc.arg(run_id) THEN 'active' ELSE status END,
+    run_id = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE run_id END,
+    run_due_at = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE run_due_at END,
+    lease_until = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE lease_until END,
+    locked_by = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE locked_by END,
+    last_triggered_at = now(),
+    run_count = run_count + 1,
+    failure_count = failure_count + CASE WHEN sqlc.narg(error)::text IS NULL THEN 0 ELSE 1 END,
+    last_error = sqlc.narg(error),
+    updated_at = now()
+WHERE id = sqlc.arg(id)
+RETURNING status;
+
+-- name: ReleaseJobLeases :execrows
+-- Graceful shutdown: hands this pod's unfinished runs back so another pod
+-- picks them up at once instead of waiting for the lease to expire.
+UPDATE jobs
+SET lease_until = now() - interval '1 millisecond'
+WHERE status = 'in_progress' AND locked_by = sqlc.arg(owner);
+
+-- name: CountJobsByStatus :many
+SELECT status, count(*)::integer AS total FROM jobs GROUP BY status;
+
+-- name: JobNextSlot :one
+-- Exposes the scheduling arithmetic so it can be tested on its own.
+SELECT job_next_slot(sqlc.arg(anchor), sqlc.arg(interval_seconds), sqlc.arg(now))::timestamptz AS next_slot;

@@ -1,0 +1,128 @@
+import { hostname } from 'node:os';
+import { type SettingName, type Settings, secretSettings, settingNames, settingsSchema } from './schema.ts';
+
+/** The typed configuration handed down from main.ts; nothing else reads process.env. */
+export interface Config {
+  port: number;
+  /** Unset: the service runs its own embedded PostgreSQL under dataDir. */
+  databaseUrl: string | undefined;
+  dataDir: string;
+  instanceId: string;
+  fetchIntervalMs: number;
+  workerCount: number;
+  messageMaxLength: number;
+  webhook: {
+    /** Unset: dry-run delivery. */
+    url: string | undefined;
+    authHeader: string | undefined;
+    authValue: string | undefined;
+    timeoutMs: number;
+    maxAttempts: number;
+    concurrency: number;
+  };
+  redis: { url: string | undefined; ttlSeconds: number };
+  vault: {
+    addr: string | undefined;
+    token: string | undefined;
+    roleId: string | undefined;
+    secretId: string | undefined;
+    secretPath: string;
+    startTimeoutMs: number;
+    refreshSeconds: number;
+  };
+  lokiUrl: string | undefined;
+  logLevel: Settings['LOG_LEVEL'];
+  apiKeys: string[];
+  jobLeaseSeconds: number;
+  messageLeaseSeconds: number;
+  shutdownTimeoutMs: number;
+}
+
+export type RawSettings = Partial<Record<string, string | undefined>>;
+
+export class ConfigError extends Error {
+  readonly key: string;
+  constructor(key: string, reason: string) {
+    super(`Invalid configuration: ${key} ${reason}`);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+/** Picks the known setting names out of an environment-like object. */
+export function pickSettings(source: RawSettings): Partial<Record<SettingName, string>> {
+  const picked: Partial<Record<SettingName, string>> = {};
+  for (const name of settingNames) {
+    const value = source[name];
+    if (value !== undefined) picked[name] = String(value);
+  }
+  return picked;
+}
+
+/**
+ * Merges the layers (later wins: defaults < environment < Vault) and validates
+ * the result. Throws ConfigError naming the first offending key.
+ */
+export function resolveConfig(env: RawSettings, vault: RawSettings = {}): Config {
+  const merged = { ...pickSettings(env), ...pickSettings(vault) };
+  const parsed = settingsSchema.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const key = String(issue?.path[0] ?? 'configuration');
+    const shownValue = secretSettings.includes(key as SettingName) ? undefined : merged[key as SettingName];
+    throw new ConfigError(key, describeIssue(issue?.message, shownValue));
+  }
+  const s = parsed.data;
+  if (s.VAULT_ADDR && !s.VAULT_TOKEN && !(s.VAULT_ROLE_ID && s.VAULT_SECRET_ID)) {
+    throw new ConfigError('VAULT_ADDR', 'is set but neither VAULT_TOKEN nor VAULT_ROLE_ID/VAULT_SECRET_ID is');
+  }
+  if (Boolean(s.WEBHOOK_AUTH_HEADER) !== Boolean(s.WEBHOOK_AUTH_VALUE)) {
+    throw new ConfigError('WEBHOOK_AUTH_HEADER', 'and WEBHOOK_AUTH_VALUE must be set together');
+  }
+  return toConfig(s);
+}
+
+function describeIssue(message: string | undefined, value: string | undefined): string {
+  const shown =
+    value === undefined ? '' : ` (got ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
+  return `${(message ?? 'is invalid').replace(/^Invalid input: /, '')}${shown}`;
+}
+
+function toConfig(s: Settings): Config {
+  return {
+    port: s.PORT,
+    databaseUrl: s.DATABASE_URL,
+    dataDir: s.DATA_DIR,
+    instanceId: s.INSTANCE_ID ?? `${hostname()}-${process.pid}`,
+    fetchIntervalMs: s.FETCH_INTERVAL_MS,
+    workerCount: s.WORKER_COUNT,
+    messageMaxLength: s.MESSAGE_MAX_LENGTH,
+    webhook: {
+      url: s.WEBHOOK_URL,
+      authHeader: s.WEBHOOK_AUTH_HEADER,
+      authValue: s.WEBHOOK_AUTH_VALUE,
+      timeoutMs: s.WEBHOOK_TIMEOUT_MS,
+      maxAttempts: s.WEBHOOK_MAX_ATTEMPTS,
+      concurrency: s.WEBHOOK_CONCURRENCY,
+    },
+    redis: { url: s.REDIS_URL, ttlSeconds: s.REDIS_TTL_SECONDS },
+    vault: {
+      addr: s.VAULT_ADDR,
+      token: s.VAULT_TOKEN,
+      roleId: s.VAULT_ROLE_ID,
+      secretId: s.VAULT_SECRET_ID,
+      secretPath: s.VAULT_SECRET_PATH,
+      startTimeoutMs: s.VAULT_START_TIMEOUT_MS,
+      refreshSeconds: s.VAULT_REFRESH_SECONDS,
+    },
+    lokiUrl: s.LOKI_URL,
+    logLevel: s.LOG_LEVEL,
+    apiKeys: (s.API_KEYS ?? '')
+      .split(',')
+      .map((key) => key.trim())
+      .filter(Boolean),
+    jobLeaseSeconds: s.JOB_LEASE_SECONDS,
+    messageLeaseSeconds: s.MESSAGE_LEASE_SECONDS,
+    shutdownTimeoutMs: s.SHUTDOWN_TIMEOUT_MS,
+  };
+}

