@@ -59,14 +59,14 @@ WITH due AS (
   WHERE (status = 'active' AND next_run_at <= now())
      OR (status = 'in_progress' AND lease_until < now())
   ORDER BY next_run_at
-  LIMIT sqlc.arg(max_jobs)
+  LIMIT sqlc.arg(max_jobs)::integer
   FOR UPDATE SKIP LOCKED
 )
 UPDATE jobs AS j
 SET status = 'in_progress',
     run_id = gen_random_uuid(),
     run_due_at = due.due_at,
-    locked_by = sqlc.arg(owner),
+    locked_by = sqlc.arg(owner)::text,
     lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
     next_run_at = CASE WHEN j.next_run_at <= now()
                        THEN job_next_slot(j.next_run_at, j.interval_seconds, now())
@@ -74,7 +74,7 @@ SET status = 'in_progress',
     updated_at = now()
 FROM due
 WHERE j.id = due.id
-RETURNING j.id, j.name, j.handler, j.batch_size, j.run_id, due.due_at;
+RETURNING j.id, j.name, j.handler, j.batch_size, j.run_id, j.run_due_at AS due_at;
 
 -- name: NextJobWakeUp :one
 -- How long the fetcher may sleep: until the earliest active due time or lease
@@ -115,7 +115,7 @@ RETURNING status;
 -- picks them up at once instead of waiting for the lease to expire.
 UPDATE jobs
 SET lease_until = now() - interval '1 millisecond'
-WHERE status = 'in_progress' AND locked_by = sqlc.arg(owner);
+WHERE status = 'in_progress' AND locked_by = sqlc.arg(owner)::text;
 
 -- name: CountJobsByStatus :many
 SELECT status, count(*)::integer AS total FROM jobs GROUP BY status;
@@ -123,3 +123,10 @@ SELECT status, count(*)::integer AS total FROM jobs GROUP BY status;
 -- name: JobNextSlot :one
 -- Exposes the scheduling arithmetic so it can be tested on its own.
 SELECT job_next_slot(sqlc.arg(anchor), sqlc.arg(interval_seconds), sqlc.arg(now))::timestamptz AS next_slot;
+
+-- name: NotifyJobsChanged :exec
+-- Wakes every pod's fetcher (LISTEN job_manager_jobs); delivered on commit.
+SELECT pg_notify('job_manager_jobs', sqlc.arg(reason)::text);
+
+-- name: ListenJobsChanged :exec
+LISTEN job_manager_jobs;

@@ -10,7 +10,7 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
 -- A whole batch in one statement; WITH ORDINALITY keeps the request's order.
 INSERT INTO messages (recipient, content)
 SELECT m.recipient, m.content
-FROM unnest(sqlc.arg(recipients)::text[], sqlc.arg(contents)::text[])
+FROM ROWS FROM (unnest(sqlc.arg(recipients)::text[]), unnest(sqlc.arg(contents)::text[]))
      WITH ORDINALITY AS m(recipient, content, position)
 ORDER BY m.position
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
@@ -35,13 +35,13 @@ UPDATE messages AS m
 SET status = 'sending',
     attempts = m.attempts + 1,
     lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
-    locked_by = sqlc.arg(owner),
+    locked_by = sqlc.arg(owner)::text,
     updated_at = now()
 FROM (
   SELECT id FROM messages
   WHERE status = 'pending' AND next_attempt_at <= now()
   ORDER BY created_at, id
-  LIMIT sqlc.arg(max_messages)
+  LIMIT sqlc.arg(max_messages)::integer
   FOR UPDATE SKIP LOCKED
 ) AS due
 WHERE m.id = due.id
@@ -49,28 +49,29 @@ RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 
 -- name: RecordDeliveryOutcomes :execrows
 -- All outcomes of one batch in one statement. Each row says sent (with the
--- provider's id), pending (retry after a delay) or failed. A send that lost
+-- provider's id), pending (retry after a delay) or failed; an empty string
+-- stands for "none" in the id and error arrays. A send that lost
 -- its lease only records a success, which is the truth whoever holds it now.
 UPDATE messages AS m
 SET status = o.status,
-    external_message_id = coalesce(o.external_message_id, m.external_message_id),
+    external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
     sent_at = CASE WHEN o.status = 'sent' THEN now() END,
     next_attempt_at = CASE WHEN o.status = 'pending'
                            THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
                            ELSE m.next_attempt_at END,
-    last_error = o.error,
+    last_error = nullif(o.error, ''),
     lease_until = NULL,
     locked_by = NULL,
     updated_at = now()
-FROM unnest(
-  sqlc.arg(ids)::uuid[],
-  sqlc.arg(statuses)::text[],
-  sqlc.arg(external_message_ids)::text[],
-  sqlc.arg(errors)::text[],
-  sqlc.arg(retry_delays_ms)::integer[]
+FROM ROWS FROM (
+  unnest(sqlc.arg(ids)::uuid[]),
+  unnest(sqlc.arg(statuses)::text[]),
+  unnest(sqlc.arg(external_message_ids)::text[]),
+  unnest(sqlc.arg(errors)::text[]),
+  unnest(sqlc.arg(retry_delays_ms)::integer[])
 ) AS o(id, status, external_message_id, error, retry_delay_ms)
 WHERE m.id = o.id
-  AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner))
+  AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
        OR (o.status = 'sent' AND m.status <> 'sent'));
 
 -- name: ListSentMessages :many
@@ -80,10 +81,10 @@ SELECT id, recipient, content, status, attempts, external_message_id, last_error
        created_at, sent_at, sent_at::text AS sent_at_cursor
 FROM messages
 WHERE status = 'sent'
-  AND (sqlc.narg(after_sent_at)::timestamptz IS NULL
-       OR (sent_at, id) < (sqlc.narg(after_sent_at)::timestamptz, sqlc.narg(after_id)::uuid))
+  AND (sqlc.narg(after_sent_at)::text IS NULL
+       OR (sent_at, id) < (sqlc.narg(after_sent_at)::text::timestamptz, sqlc.narg(after_id)::uuid))
 ORDER BY sent_at DESC, id DESC
-LIMIT sqlc.arg(max_rows);
+LIMIT sqlc.arg(max_rows)::integer;
 
 -- name: ListMessagesByStatus :many
 -- Operators' listing of one status, newest first, same keyset scheme.
@@ -91,10 +92,10 @@ SELECT id, recipient, content, status, attempts, external_message_id, last_error
        created_at, sent_at, created_at::text AS created_at_cursor
 FROM messages
 WHERE status = sqlc.arg(status)
-  AND (sqlc.narg(after_created_at)::timestamptz IS NULL
-       OR (created_at, id) < (sqlc.narg(after_created_at)::timestamptz, sqlc.narg(after_id)::uuid))
+  AND (sqlc.narg(after_created_at)::text IS NULL
+       OR (created_at, id) < (sqlc.narg(after_created_at)::text::timestamptz, sqlc.narg(after_id)::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT sqlc.arg(max_rows);
+LIMIT sqlc.arg(max_rows)::integer;
 
 -- name: CountPendingMessages :one
 -- Backlog for the metrics gauge; served by the partial pending index.

@@ -17,8 +17,11 @@ export function createPool(options: PoolOptions): Pool {
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
   });
-  // An idle client's error (database restart) must not crash the process;
-  // the next checkout reconnects.
+  // A connection dropped by the server (restart, failover, terminate) must not
+  // crash the process: the query in flight fails on its own and the pool
+  // replaces the connection. Without these listeners node-postgres would
+  // raise the error as an uncaught 'error' event.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }

@@ -1,0 +1,3 @@
+-- name: Ping :one
+-- The readiness probe's round trip.
+SELECT 1::integer AS ok;

@@ -1,0 +1,36 @@
+/**
+ * Errors the services raise on purpose. Each carries the HTTP status and the
+ * stable `code` of the API's error body; the HTTP layer only translates.
+ */
+export class AppError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+export class ValidationError extends AppError {
+  override name = 'ValidationError';
+  readonly field: string | undefined;
+  constructor(code: string, message: string, field?: string) {
+    super(400, code, message);
+    this.field = field;
+  }
+}
+
+export class NotFoundError extends AppError {
+  override name = 'NotFoundError';
+  constructor(code: string, message: string) {
+    super(404, code, message);
+  }
+}
+
+export class ConflictError extends AppError {
+  override name = 'ConflictError';
+  constructor(code: string, message: string) {
+    super(409, code, message);
+  }
+}

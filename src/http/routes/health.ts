@@ -1,0 +1,45 @@
+import { Router } from 'express';
+
+/**
+ * A named readiness check resolves to a short state ("ok", "dry-run",
+ * "disabled", …) or throws/rejects when the dependency is down. Critical
+ * checks turn the answer into 503 "degraded"; the others are only reported.
+ */
+export interface HealthCheck {
+  name: string;
+  critical: boolean;
+  check(): Promise<string>;
+}
+
+const checkTimeoutMs = 2_000;
+
+export function healthRoutes(checks: HealthCheck[]): Router {
+  const router = Router();
+  router.get('/health-alive', (_req, res) => {
+    res.json({ status: 'alive' });
+  });
+  router.get('/health-check', async (_req, res) => {
+    const results = await Promise.all(
+      checks.map(async ({ name, critical, check }) => {
+        try {
+          return { name, critical, state: await withTimeout(check(), checkTimeoutMs), ok: true };
+        } catch {
+          return { name, critical, state: 'down', ok: false };
+        }
+      }),
+    );
+    const degraded = results.some((result) => result.critical && !result.ok);
+    res.status(degraded ? 503 : 200).json({
+      status: degraded ? 'degraded' : 'ok',
+      checks: Object.fromEntries(results.map((result) => [result.name, result.state])),
+    });
+  });
+  return router;
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref()),
+  ]);
+}

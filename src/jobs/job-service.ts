@@ -1,0 +1,145 @@
+import type { Pool, PoolClient } from '../db/pool.ts';
+import {
+  createJob,
+  type GetJobByNameRow,
+  getJobByName,
+  listJobs,
+  notifyJobsChanged,
+  startJobs,
+  stopJobs,
+  updateJobSettings,
+} from '../db/sqlc/jobs_sql.ts';
+import { withTransaction } from '../db/transaction.ts';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
+
+/** A job as the API shows it. */
+export interface JobView {
+  name: string;
+  handler: string;
+  status: string;
+  intervalSeconds: number;
+  batchSize: number;
+  lastTriggeredAt: string | null;
+  nextRunAt: string;
+  createdAt: string;
+  updatedAt: string;
+  lastError: string | null;
+  runCount: number;
+  failureCount: number;
+}
+
+export interface NewJob {
+  name: string;
+  handler: string;
+  intervalSeconds: number;
+  batchSize: number;
+  active?: boolean;
+}
+
+export interface JobSettingsChange {
+  intervalSeconds?: number;
+  batchSize?: number;
+}
+
+/**
+ * The operator's side of jobs. Every change is announced with NOTIFY in the
+ * same transaction, so all pods' fetchers see it the moment it commits.
+ */
+export class JobService {
+  readonly #pool: Pool;
+  readonly #isHandler: (name: string) => boolean;
+  readonly #handlerNames: () => string[];
+
+  constructor(pool: Pool, handlers: { has(name: string): boolean; names(): string[] }) {
+    this.#pool = pool;
+    this.#isHandler = (name) => handlers.has(name);
+    this.#handlerNames = () => handlers.names();
+  }
+
+  async list(): Promise<JobView[]> {
+    return (await listJobs(this.#pool)).map(toJobView);
+  }
+
+  async get(name: string): Promise<JobView> {
+    const row = await getJobByName(this.#pool, { name });
+    if (!row) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
+    return toJobView(row);
+  }
+
+  async create(job: NewJob): Promise<JobView> {
+    if (!this.#isHandler(job.handler)) {
+      throw new ValidationError(
+        'unknown_handler',
+        `handler "${job.handler}" is not registered (known: ${this.#handlerNames().join(', ')})`,
+        'handler',
+      );
+    }
+    return withTransaction(this.#pool, async (client) => {
+      const row = await createJob(client, {
+        name: job.name,
+        handler: job.handler,
+        intervalSeconds: job.intervalSeconds,
+        batchSize: job.batchSize,
+        status: job.active ? 'active' : 'inactive',
+      });
+      if (!row) throw new ConflictError('job_exists', `a job named "${job.name}" already exists`);
+      await notifyJobsChanged(client, { reason: `created ${job.name}` });
+      return toJobView(row);
+    });
+  }
+
+  async update(name: string, change: JobSettingsChange): Promise<JobView> {
+    return withTransaction(this.#pool, async (client) => {
+      const row = await updateJobSettings(client, {
+        name,
+        intervalSeconds: change.intervalSeconds ?? null,
+        batchSize: change.batchSize ?? null,
+      });
+      if (!row) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
+      await notifyJobsChanged(client, { reason: `updated ${name}` });
+      return toJobView(row);
+    });
+  }
+
+  /** Switches one job (or, with no name, every job) on. Idempotent. */
+  start(name?: string): Promise<JobView[]> {
+    return this.#switch(name, (client) => startJobs(client, { name: name ?? null }), 'started');
+  }
+
+  /** Switches one job (or every job) off; a run in flight cannot undo it. Idempotent. */
+  stop(name?: string): Promise<JobView[]> {
+    return this.#switch(name, (client) => stopJobs(client, { name: name ?? null }), 'stopped');
+  }
+
+  async #switch(
+    name: string | undefined,
+    change: (client: PoolClient) => Promise<number>,
+    verb: string,
+  ): Promise<JobView[]> {
+    return withTransaction(this.#pool, async (client) => {
+      if (name !== undefined && !(await getJobByName(client, { name }))) {
+        throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
+      }
+      if ((await change(client)) > 0) await notifyJobsChanged(client, { reason: `${verb} ${name ?? 'all'}` });
+      const rows = name === undefined ? await listJobs(client) : [await getJobByName(client, { name })];
+      return rows.filter((row) => row !== null).map(toJobView);
+    });
+  }
+}
+
+export function toJobView(row: GetJobByNameRow): JobView {
+  return {
+    name: row.name,
+    handler: row.handler,
+    status: row.status,
+    intervalSeconds: row.intervalSeconds,
+    batchSize: row.batchSize,
+    lastTriggeredAt: row.lastTriggeredAt ? row.lastTriggeredAt.toISOString() : null,
+    nextRunAt: row.nextRunAt.toISOString(),
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+    lastError: row.lastError,
+    runCount: Number(row.runCount),
+    failureCount: Number(row.failureCount),
+  };
+}

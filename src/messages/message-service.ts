@@ -1,0 +1,137 @@
+import type { Pool } from '../db/pool.ts';
+import {
+  type GetMessageRow,
+  getMessage,
+  insertMessage,
+  insertMessages,
+  listMessagesByStatus,
+  listSentMessages,
+} from '../db/sqlc/messages_sql.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
+import { type MessageInput, validateMessage } from './message-validation.ts';
+
+/** A message as the API shows it. */
+export interface MessageView {
+  id: string;
+  to: string;
+  content: string;
+  status: string;
+  attempts: number;
+  externalMessageId: string | null;
+  lastError: string | null;
+  createdAt: string;
+  sentAt: string | null;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const;
+export type MessageStatus = (typeof messageStatuses)[number];
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export class MessageService {
+  readonly #pool: Pool;
+  #maxLength: number;
+
+  constructor(pool: Pool, maxLength: number) {
+    this.#pool = pool;
+    this.#maxLength = maxLength;
+  }
+
+  /** MESSAGE_MAX_LENGTH applies live. */
+  setMaxLength(maxLength: number): void {
+    this.#maxLength = maxLength;
+  }
+
+  async create(input: MessageInput): Promise<MessageView> {
+    const message = validateMessage(input, this.#maxLength);
+    const row = await insertMessage(this.#pool, { recipient: message.to, content: message.content });
+    if (!row) throw new Error('insert returned no row');
+    return toMessageView(row);
+  }
+
+  /** All or nothing: every message is validated before one insert statement stores them all. */
+  async createBatch(inputs: MessageInput[]): Promise<MessageView[]> {
+    const messages = inputs.map((input, index) => validateMessage(input, this.#maxLength, `messages[${index}].`));
+    const rows = await insertMessages(this.#pool, {
+      recipients: messages.map((message) => message.to),
+      contents: messages.map((message) => message.content),
+    });
+    return rows.map(toMessageView);
+  }
+
+  async get(id: string): Promise<MessageView> {
+    const row = uuidPattern.test(id) ? await getMessage(this.#pool, { id }) : null;
+    if (!row) throw new NotFoundError('message_not_found', `message "${id}" does not exist`);
+    return toMessageView(row);
+  }
+
+  /** Newest sent first; the cursor is opaque to clients. */
+  async listSent(limit: number, cursor?: string): Promise<Page<MessageView>> {
+    const after = decodeCursor(cursor);
+    const rows = await listSentMessages(this.#pool, {
+      afterSentAt: after?.at ?? null,
+      afterId: after?.id ?? null,
+      maxRows: limit,
+    });
+    const last = rows.at(-1);
+    return {
+      items: rows.map(toMessageView),
+      nextCursor: rows.length === limit && last ? encodeCursor(last.sentAtCursor ?? '', last.id) : null,
+    };
+  }
+
+  /** Operators' view of one status, newest first. */
+  async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<Page<MessageView>> {
+    const after = decodeCursor(cursor);
+    const rows = await listMessagesByStatus(this.#pool, {
+      status,
+      afterCreatedAt: after?.at ?? null,
+      afterId: after?.id ?? null,
+      maxRows: limit,
+    });
+    const last = rows.at(-1);
+    return {
+      items: rows.map(toMessageView),
+      nextCursor: rows.length === limit && last ? encodeCursor(last.createdAtCursor ?? '', last.id) : null,
+    };
+  }
+}
+
+export function toMessageView(row: Omit<GetMessageRow, never>): MessageView {
+  return {
+    id: row.id,
+    to: row.recipient,
+    content: row.content,
+    status: row.status,
+    attempts: row.attempts,
+    externalMessageId: row.externalMessageId,
+    lastError: row.lastError,
+    createdAt: row.createdAt.toISOString(),
+    sentAt: row.sentAt ? row.sentAt.toISOString() : null,
+  };
+}
+
+function encodeCursor(at: string, id: string): string {
+  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
+}
+
+/** The cursor carries the database's own timestamp text, so no microsecond is lost. */
+const timestampText = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:\d{2})?)?$/;
+
+function decodeCursor(cursor: string | undefined): { at: string; id: string } | undefined {
+  if (cursor === undefined) return undefined;
+  try {
+    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
+    if (typeof at === 'string' && typeof id === 'string' && timestampText.test(at) && uuidPattern.test(id)) {
+      return { at, id };
+    }
+  } catch {
+    // fall through
+  }
+  throw new ValidationError('invalid_cursor', 'cursor is not one this API returned', 'cursor');
+}

@@ -1,0 +1,208 @@
+/**
+ * Outbound delivery: POSTs one message to the configured webhook and
+ * classifies the answer (DESIGN.md "Webhook contract").
+ *
+ * - sent:      2xx with a JSON body holding a non-empty string `messageId`
+ * - transient: network error, timeout, 408, 429, 5xx (worth retrying; the
+ *              server's Retry-After is passed on)
+ * - permanent: any other status, or a 2xx without a usable `messageId`
+ *
+ * Error strings are short, name the HTTP status when there is one, and never
+ * contain the auth value. Deciding what to do with a result (retry, give up)
+ * is retry-policy.ts's job.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { Agent, request } from 'undici';
+
+export interface OutboundMessage {
+  id: string;
+  to: string;
+  content: string;
+}
+
+export type DeliveryResult =
+  | { outcome: 'sent'; externalMessageId: string; httpStatus: number }
+  | { outcome: 'transient'; error: string; httpStatus?: number; retryAfterMs?: number }
+  | { outcome: 'permanent'; error: string; httpStatus?: number };
+
+export interface DeliveryClient {
+  readonly mode: 'webhook' | 'dry-run';
+  /** Never rejects: every failure is a transient or permanent result. */
+  deliver(message: OutboundMessage): Promise<DeliveryResult>;
+  close(): Promise<void>;
+}
+
+export interface WebhookClientOptions {
+  url: string;
+  authHeader?: string;
+  authValue?: string;
+  /** Whole-request budget: connecting, sending, and reading the response. */
+  timeoutMs: number;
+  /** Response bodies are read up to this many bytes; default 64 KiB. */
+  maxResponseBytes?: number;
+}
+
+const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
+const EXCERPT_CHARS = 200;
+
+export function createWebhookClient(options: WebhookClientOptions): DeliveryClient {
+  const url = new URL(options.url);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`webhook URL must be http or https, got ${url.protocol}`);
+  }
+  if (Boolean(options.authHeader) !== Boolean(options.authValue)) {
+    throw new Error('webhook auth header name and value must be set together');
+  }
+  const { timeoutMs, authValue } = options;
+  const maxResponseBytes = options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+  const fixedHeaders: Record<string, string> = { 'content-type': 'application/json' };
+  if (options.authHeader && authValue) fixedHeaders[options.authHeader.toLowerCase()] = authValue;
+
+  const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000 });
+  const redact = (text: string): string => (authValue ? text.replaceAll(authValue, '[redacted]') : text);
+
+  async function deliver(message: OutboundMessage): Promise<DeliveryResult> {
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), timeoutMs);
+    try {
+      const response = await request(url, {
+        method: 'POST',
+        dispatcher: agent,
+        signal: timeout.signal,
+        headers: { ...fixedHeaders, 'idempotency-key': message.id },
+        body: JSON.stringify({ to: message.to, content: message.content }),
+      });
+      const body = await readCapped(response.body, maxResponseBytes);
+      const result = classifyResponse(
+        response.statusCode,
+        firstHeader(response.headers['retry-after']),
+        body,
+        maxResponseBytes,
+      );
+      return result.outcome === 'sent' ? result : { ...result, error: redact(result.error) };
+    } catch (error) {
+      if (timeout.signal.aborted) return { outcome: 'transient', error: `timeout after ${timeoutMs} ms` };
+      return { outcome: 'transient', error: redact(describeNetworkError(error)) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  return {
+    mode: 'webhook',
+    deliver,
+    close: () => agent.close(),
+  };
+}
+
+/** Delivery for when no webhook is configured: everything "succeeds" at once, with httpStatus 0 (no HTTP was done). */
+export function createDryRunClient(): DeliveryClient {
+  return {
+    mode: 'dry-run',
+    deliver: async () => ({ outcome: 'sent', externalMessageId: `dryrun-${randomUUID()}`, httpStatus: 0 }),
+    close: async () => {},
+  };
+}
+
+/** Retry-After as milliseconds from `now`: delta-seconds or an HTTP-date. Undefined when absent or unreadable. */
+export function parseRetryAfter(header: string | undefined, now: number = Date.now()): number | undefined {
+  if (header === undefined) return undefined;
+  const value = header.trim();
+  if (/^\d+$/.test(value)) return Number(value) * 1000;
+  // An HTTP-date always has letters (day and month names, GMT); this keeps Date.parse away from "-1" or "1.5".
+  if (!/[a-z]/i.test(value)) return undefined;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+interface CappedBody {
+  text: string;
+  /** The body went on past the cap; `text` holds only its start. */
+  tooLarge: boolean;
+}
+
+async function readCapped(body: Readable, maxBytes: number): Promise<CappedBody> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let tooLarge = false;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    const room = maxBytes - size;
+    if (chunk.length > room) {
+      chunks.push(chunk.subarray(0, room));
+      tooLarge = true;
+      break; // leaving the loop destroys the stream, so the rest is never downloaded
+    }
+    chunks.push(chunk);
+    size += chunk.length;
+  }
+  return { text: Buffer.concat(chunks).toString('utf8'), tooLarge };
+}
+
+function classifyResponse(
+  status: number,
+  retryAfter: string | undefined,
+  body: CappedBody,
+  maxBytes: number,
+): DeliveryResult {
+  if (status >= 200 && status < 300) {
+    if (body.tooLarge)
+      return {
+        outcome: 'permanent',
+        httpStatus: status,
+        error: `HTTP ${status}: response too large (over ${maxBytes} bytes)`,
+      };
+    const messageId = messageIdOf(body.text);
+    if (messageId === 'not-json')
+      return {
+        outcome: 'permanent',
+        httpStatus: status,
+        error: withExcerpt(`HTTP ${status}: response is not JSON`, body.text),
+      };
+    if (messageId === undefined)
+      return {
+        outcome: 'permanent',
+        httpStatus: status,
+        error: withExcerpt(`HTTP ${status}: response has no messageId`, body.text),
+      };
+    return { outcome: 'sent', externalMessageId: messageId, httpStatus: status };
+  }
+  const error = withExcerpt(`HTTP ${status}`, body.text);
+  if (status === 408 || status === 429 || status >= 500) {
+    const retryAfterMs = parseRetryAfter(retryAfter);
+    return retryAfterMs === undefined
+      ? { outcome: 'transient', httpStatus: status, error }
+      : { outcome: 'transient', httpStatus: status, error, retryAfterMs };
+  }
+  return { outcome: 'permanent', httpStatus: status, error };
+}
+
+function messageIdOf(text: string): string | undefined | 'not-json' {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return 'not-json';
+  }
+  if (typeof parsed !== 'object' || parsed === null) return undefined;
+  const { messageId } = parsed as { messageId?: unknown };
+  return typeof messageId === 'string' && messageId.trim() !== '' ? messageId : undefined;
+}
+
+/** `prefix: <first 200 characters of the body on one line>`, or just `prefix` for an empty body. */
+function withExcerpt(prefix: string, body: string): string {
+  const oneLine = body.replace(/[\s\p{Cc}]+/gu, ' ').trim();
+  if (oneLine === '') return prefix;
+  const excerpt = oneLine.length > EXCERPT_CHARS ? `${oneLine.slice(0, EXCERPT_CHARS)}…` : oneLine;
+  return `${prefix}: ${excerpt}`;
+}
+
+function describeNetworkError(error: unknown): string {
+  const cause = error instanceof Error && error.cause instanceof Error ? ` (${error.cause.message})` : '';
+  const detail = error instanceof Error ? `${error.message}${cause}` : String(error);
+  return `network error: ${detail.slice(0, EXCERPT_CHARS)}`;
+}
+
+function firstHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

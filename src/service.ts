@@ -1,0 +1,208 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { PgBoss } from 'pg-boss';
+import type { Config } from './config/config.ts';
+import { type Database, openDatabase } from './db/database.ts';
+import { migrate } from './db/migrator.ts';
+import { ping } from './db/sqlc/health_sql.ts';
+import { countJobsByStatus, releaseJobLeases } from './db/sqlc/jobs_sql.ts';
+import { countPendingMessages } from './db/sqlc/messages_sql.ts';
+import { createApp } from './http/app.ts';
+import type { HealthCheck } from './http/routes/health.ts';
+import { Fetcher } from './jobs/fetcher.ts';
+import { JobService } from './jobs/job-service.ts';
+import { startRunQueue } from './jobs/run-queue.ts';
+import { MessageService } from './messages/message-service.ts';
+import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
+import { createDryRunClient, createWebhookClient, type DeliveryClient } from './messages/webhook-client.ts';
+import type { Logger } from './observability/logger.ts';
+import { createMetrics, type Metrics } from './observability/metrics.ts';
+import type { JobHandler } from './workers/handler.ts';
+import { HandlerFactory } from './workers/handler-factory.ts';
+import { sendMessagesHandler } from './workers/handlers/send-messages.ts';
+import { RunExecutor } from './workers/run-executor.ts';
+import { WorkerPool } from './workers/worker-pool.ts';
+
+export interface ServiceOptions {
+  /** Extra handlers by name (tests register their own). */
+  handlers?: Record<string, JobHandler>;
+  /** Extra readiness checks (the Vault layer adds its own). */
+  healthChecks?: HealthCheck[];
+}
+
+export interface Service {
+  port: number;
+  metrics: Metrics;
+  database: Database;
+  /** Applies the settings that can change while running; returns the names that need a restart. */
+  applyConfig(next: Config): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root: builds every part from the configuration, in
+ * dependency order, and tears them down in reverse.
+ */
+export async function startService(initial: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
+  let config = initial;
+  const metrics = createMetrics();
+  const cleanup: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const step of cleanup.reverse())
+      await step().catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+  };
+  try {
+    const database = await openDatabase(config, logger);
+    cleanup.push(() => database.close());
+    await migrate(database.pool, logger);
+    const { pool } = database;
+
+    let delivery = createDelivery(config, logger);
+    cleanup.push(() => delivery.close());
+    const cache: SentCache = config.redis.url
+      ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
+      : disabledSentCache;
+    cleanup.push(() => cache.close());
+
+    const handlers = new HandlerFactory({
+      'send-messages': sendMessagesHandler(
+        pool,
+        () => delivery,
+        () => cache,
+        {
+          instanceId: config.instanceId,
+          messageLeaseSeconds: config.messageLeaseSeconds,
+          concurrency: () => config.webhook.concurrency,
+          maxAttempts: () => config.webhook.maxAttempts,
+        },
+        metrics,
+      ),
+      ...options.handlers,
+    });
+
+    const boss = await startRunQueue(
+      { connectionString: database.url, instanceId: config.instanceId, runTimeoutSeconds: 3_600 },
+      logger,
+    );
+    cleanup.push(() => boss.stop({ graceful: false, close: true, timeout: 5_000 }));
+
+    let fetcher: Fetcher | undefined;
+    const executor = new RunExecutor(pool, handlers, config, logger, metrics, () => fetcher?.wake());
+    const workers = new WorkerPool(boss, executor, logger);
+    fetcher = new Fetcher(pool, boss, config, logger, {
+      onClaimed: () => workers.notify(),
+      onError: () => metrics.fetchErrors.inc(),
+    });
+    await workers.start(config.workerCount);
+    await fetcher.start(database.url);
+    const runningFetcher = fetcher;
+    cleanup.push(async () => {
+      // Reverse order: HTTP (closed first, below), then fetcher, then runs in flight.
+      await runningFetcher.stop();
+      await workers.stop(config.shutdownTimeoutMs);
+      const released = await releaseJobLeases(pool, { owner: config.instanceId });
+      if (released > 0) logger.info({ released }, 'released leases of unfinished runs');
+    });
+
+    metrics.setCollectors({
+      pendingMessages: async () => Number((await countPendingMessages(pool))?.total ?? 0),
+      jobsByStatus: async () =>
+        Object.fromEntries((await countJobsByStatus(pool)).map((row) => [row.status, Number(row.total)])),
+    });
+
+    const jobs = new JobService(pool, handlers);
+    const messages = new MessageService(pool, config.messageMaxLength);
+    const health: HealthCheck[] = [
+      { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
+      { name: 'queue', critical: true, check: () => queueState(boss) },
+      { name: 'redis', critical: false, check: () => cache.check() },
+      { name: 'vault', critical: false, check: async () => (config.vault.addr ? 'ok' : 'disabled') },
+      { name: 'delivery', critical: false, check: async () => delivery.mode },
+      ...(options.healthChecks ?? []),
+    ];
+    const app = createApp({ jobs, messages, health, metrics, logger, apiKeys: () => config.apiKeys });
+    const server = await listen(app, config.port);
+    cleanup.push(() => closeServer(server));
+    const port = (server.address() as AddressInfo).port;
+    logger.info(
+      {
+        port,
+        workers: config.workerCount,
+        delivery: delivery.mode,
+        database: database.embedded ? 'embedded' : 'external',
+      },
+      'job-manager is up',
+    );
+
+    return {
+      port,
+      metrics,
+      database,
+      async applyConfig(next) {
+        const needsRestart = restartOnlySettings(config, next);
+        const previous = config;
+        config = { ...next, port: previous.port, databaseUrl: previous.databaseUrl, dataDir: previous.dataDir };
+        logger.level = config.logLevel;
+        messages.setMaxLength(config.messageMaxLength);
+        fetcher?.setFetchInterval(config.fetchIntervalMs);
+        if (JSON.stringify(previous.webhook) !== JSON.stringify(config.webhook)) {
+          const old = delivery;
+          delivery = createDelivery(config, logger);
+          await old.close();
+        }
+        await workers.resize(config.workerCount);
+        return needsRestart;
+      },
+      stop: closeAll,
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+function createDelivery(config: Config, logger: Logger): DeliveryClient {
+  if (!config.webhook.url) {
+    logger.warn(
+      'WEBHOOK_URL is not set: DRY-RUN delivery. Messages are marked sent with a dryrun-… id and go nowhere.',
+    );
+    return createDryRunClient();
+  }
+  return createWebhookClient({
+    url: config.webhook.url,
+    authHeader: config.webhook.authHeader,
+    authValue: config.webhook.authValue,
+    timeoutMs: config.webhook.timeoutMs,
+  });
+}
+
+async function queueState(boss: PgBoss): Promise<string> {
+  await boss.getQueue('job-runs');
+  return 'ok';
+}
+
+function restartOnlySettings(current: Config, next: Config): string[] {
+  const changed: string[] = [];
+  if (current.port !== next.port) changed.push('PORT');
+  if (current.databaseUrl !== next.databaseUrl) changed.push('DATABASE_URL');
+  if (current.redis.url !== next.redis.url) changed.push('REDIS_URL');
+  if (current.lokiUrl !== next.lokiUrl) changed.push('LOKI_URL');
+  if (current.jobLeaseSeconds !== next.jobLeaseSeconds) changed.push('JOB_LEASE_SECONDS');
+  if (current.messageLeaseSeconds !== next.messageLeaseSeconds) changed.push('MESSAGE_LEASE_SECONDS');
+  return changed;
+}
+
+function listen(app: ReturnType<typeof createApp>, port: number): Promise<Server> {
+  return new Promise((resolve, reject) => {
+    const server = app.listen(port, (error?: Error) => (error ? reject(error) : resolve(server)));
+    server.keepAliveTimeout = 65_000;
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 5_000).unref();
+  });
+}

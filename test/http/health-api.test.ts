@@ -1,0 +1,76 @@
+import { expect } from 'chai';
+import pg from 'pg';
+import { testServer, useTestDatabase } from '../support/postgres.ts';
+import { api, startTestService, type TestService } from '../support/service.ts';
+
+describe('health, metrics and Swagger UI over HTTP', () => {
+  const db = useTestDatabase();
+  let service: TestService;
+  before(async () => {
+    service = await startTestService(db().url);
+  });
+  after(() => service.stop());
+
+  it('is alive', async () => {
+    const { status, body } = await api(service.url, 'GET', '/health-alive');
+    expect([status, body]).to.deep.equal([200, { status: 'alive' }]);
+  });
+
+  it('is ready, and reports every dependency (dry-run delivery without a webhook)', async () => {
+    const { status, body, headers } = await api(service.url, 'GET', '/health-check');
+    expect(status).to.equal(200);
+    expect(body).to.deep.equal({
+      status: 'ok',
+      checks: { database: 'ok', queue: 'ok', redis: 'disabled', vault: 'disabled', delivery: 'dry-run' },
+    });
+    expect(headers.get('x-request-id')).to.match(/^[0-9a-f-]{36}$/);
+  });
+
+  it('echoes a caller request id', async () => {
+    const { headers } = await api(service.url, 'GET', '/health-alive', undefined, { 'x-request-id': 'abc-123' });
+    expect(headers.get('x-request-id')).to.equal('abc-123');
+  });
+
+  it('serves Prometheus metrics with route templates, not raw paths', async () => {
+    await api(service.url, 'GET', '/jobs/no-such-job');
+    const { status, body, headers } = await api(service.url, 'GET', '/metrics');
+    expect(status).to.equal(200);
+    expect(headers.get('content-type')).to.match(/^text\/plain/);
+    expect(body).to.match(/job_manager_messages_pending \d+/);
+    expect(body).to.match(/job_manager_jobs\{status="active"\} \d/);
+    expect(body).to.include('route="/jobs/:name"');
+    expect(body).to.not.include('no-such-job');
+  });
+
+  it('serves Swagger UI over openapi.yaml', async () => {
+    const page = await fetch(`${service.url}/swagger/index.html`);
+    expect(page.status).to.equal(200);
+    expect(await page.text()).to.include('swagger-ui');
+    const init = await (await fetch(`${service.url}/swagger/swagger-ui-init.js`)).text();
+    expect(init).to.include('/jobs/start');
+  });
+});
+
+describe('health-check when the database is gone', () => {
+  const db = useTestDatabase();
+  it('answers 503 degraded', async function () {
+    this.timeout(60_000);
+    const service = await startTestService(db().url);
+    // One connection we keep: it closes the database to everyone else and reopens it.
+    const admin = new pg.Client({ connectionString: (await testServer()).adminUrl });
+    await admin.connect();
+    const kickEveryoneElse = `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db().name}'`;
+    try {
+      await admin.query(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS false`);
+      await admin.query(kickEveryoneElse);
+      const { status, body } = await api(service.url, 'GET', '/health-check');
+      expect(status).to.equal(503);
+      expect(body.status).to.equal('degraded');
+      expect(body.checks.database).to.equal('down');
+    } finally {
+      await admin.query(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS true`);
+      await admin.end();
+      await service.stop();
+    }
+  });
+});

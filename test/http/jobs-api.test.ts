@@ -1,0 +1,107 @@
+import { expect } from 'chai';
+import { useTestDatabase } from '../support/postgres.ts';
+import { api, startTestService, type TestService } from '../support/service.ts';
+
+describe('jobs API over HTTP', () => {
+  const db = useTestDatabase();
+  let service: TestService;
+  before(async () => {
+    service = await startTestService(db().url, { FETCH_INTERVAL_MS: '60000' });
+  });
+  after(() => service.stop());
+  const call = (method: string, path: string, body?: unknown) => api(service.url, method, path, body);
+
+  it('lists the seeded message-sender job, active, with the documented fields', async () => {
+    const { status, body } = await call('GET', '/jobs');
+    expect(status).to.equal(200);
+    const job = body.jobs.find((candidate: { name: string }) => candidate.name === 'message-sender');
+    expect(job).to.include({ handler: 'send-messages', intervalSeconds: 120, batchSize: 2 });
+    expect(job.status).to.be.oneOf(['active', 'in_progress']);
+    for (const field of ['lastTriggeredAt', 'nextRunAt', 'createdAt', 'updatedAt']) expect(job).to.have.property(field);
+  });
+
+  it('creates a job (inactive unless asked), refuses a duplicate with 409 and an unknown handler with 400', async () => {
+    const created = await call('POST', '/jobs', {
+      name: 'nightly',
+      handler: 'send-messages',
+      intervalSeconds: 60,
+      batchSize: 10,
+    });
+    expect(created.status).to.equal(201);
+    expect(created.body).to.include({ name: 'nightly', status: 'inactive', intervalSeconds: 60, batchSize: 10 });
+    const duplicate = await call('POST', '/jobs', {
+      name: 'nightly',
+      handler: 'send-messages',
+      intervalSeconds: 60,
+      batchSize: 10,
+    });
+    expect(duplicate.status).to.equal(409);
+    expect(duplicate.body.error.code).to.equal('job_exists');
+    const unknown = await call('POST', '/jobs', {
+      name: 'x',
+      handler: 'mine-bitcoin',
+      intervalSeconds: 60,
+      batchSize: 1,
+    });
+    expect(unknown.status).to.equal(400);
+    expect(unknown.body.error.message).to.match(/handler "mine-bitcoin" is not registered/);
+  });
+
+  it('validates ranges: interval 1..86400 s, batch 1..10000', async () => {
+    for (const body of [
+      { name: 'a', handler: 'send-messages', intervalSeconds: 0, batchSize: 1 },
+      { name: 'a', handler: 'send-messages', intervalSeconds: 86_401, batchSize: 1 },
+      { name: 'a', handler: 'send-messages', intervalSeconds: 10, batchSize: 10_001 },
+      { name: 'a', handler: 'send-messages', intervalSeconds: 10 },
+    ]) {
+      const answer = await call('POST', '/jobs', body);
+      expect(answer.status, JSON.stringify(body)).to.equal(400);
+      expect(answer.body.error.code).to.equal('validation_failed');
+    }
+  });
+
+  it('starts and stops one job or all, idempotently, and 404s an unknown name', async () => {
+    const started = await call('PUT', '/jobs/start', { name: 'nightly' });
+    expect(started.status).to.equal(200);
+    expect(started.body.jobs).to.have.length(1);
+    expect(started.body.jobs[0].status).to.be.oneOf(['active', 'in_progress']);
+    expect((await call('PUT', '/jobs/start', { name: 'nightly' })).status).to.equal(200);
+    const stoppedAll = await call('PUT', '/jobs/stop');
+    expect(stoppedAll.status).to.equal(200);
+    expect(stoppedAll.body.jobs.map((job: { status: string }) => job.status)).to.deep.equal(['inactive', 'inactive']);
+    expect((await call('PUT', '/jobs/stop', {})).body.jobs).to.have.length(2);
+    const missing = await call('PUT', '/jobs/start', { name: 'ghost' });
+    expect(missing.status).to.equal(404);
+    expect(missing.body.error.code).to.equal('job_not_found');
+  });
+
+  it('gets one job, patches its settings, and 404s unknown names', async () => {
+    expect((await call('GET', '/jobs/nightly')).body.name).to.equal('nightly');
+    expect((await call('GET', '/jobs/ghost')).status).to.equal(404);
+    const patched = await call('PATCH', '/jobs/nightly', { intervalSeconds: 30 });
+    expect(patched.status).to.equal(200);
+    expect(patched.body).to.include({ intervalSeconds: 30, batchSize: 10 });
+    expect((await call('PATCH', '/jobs/nightly', {})).status).to.equal(400);
+    expect((await call('PATCH', '/jobs/ghost', { batchSize: 1 })).status).to.equal(404);
+  });
+
+  it('answers malformed JSON, unknown routes and wrong methods with the error shape, never a stack', async () => {
+    const malformed = await api(service.url, 'POST', '/jobs', '{"name": ', {});
+    expect(malformed.status).to.equal(400);
+    expect(malformed.body.error.code).to.equal('malformed_json');
+    const unknownRoute = await call('GET', '/nope');
+    expect(unknownRoute.status).to.equal(404);
+    expect(unknownRoute.body.error).to.have.keys(['code', 'message']);
+    const wrongMethod = await call('DELETE', '/jobs');
+    expect(wrongMethod.status).to.equal(405);
+    expect(JSON.stringify(wrongMethod.body)).to.not.match(/at .*\.ts:\d+/);
+  });
+
+  it('refuses a body over the size limit with 413', async () => {
+    const huge = await call('POST', '/messages/batch', {
+      messages: [{ to: '+905551111111', content: 'x'.repeat(3_000_000) }],
+    });
+    expect(huge.status).to.equal(413);
+    expect(huge.body.error.code).to.equal('payload_too_large');
+  });
+});

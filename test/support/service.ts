@@ -1,0 +1,63 @@
+import { resolveConfig } from '../../src/config/config.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
+
+export interface TestService extends Service {
+  url: string;
+}
+
+/** The real service, in this process, on a random port, against a test database. */
+export async function startTestService(
+  databaseUrl: string,
+  settings: Record<string, string> = {},
+  options: ServiceOptions = {},
+): Promise<TestService> {
+  const config = resolveConfig({
+    DATABASE_URL: databaseUrl,
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    INSTANCE_ID: `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
+    ...settings,
+  });
+  const service = await startService(config, silentLogger(), options);
+  return { ...service, url: `http://127.0.0.1:${service.port}` };
+}
+
+/** JSON over real HTTP. */
+export async function api(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let parsed: unknown = text;
+  try {
+    parsed = text ? JSON.parse(text) : undefined;
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed, headers: response.headers };
+}
+
+export async function eventually<T>(
+  probe: () => Promise<T>,
+  accept: (value: T) => boolean,
+  { timeoutMs = 10_000, intervalMs = 100 } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await probe();
+  while (!accept(last)) {
+    if (Date.now() > deadline)
+      throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    last = await probe();
+  }
+  return last;
+}

@@ -1,0 +1,20 @@
+// One service process for multi-process tests: the real service plus the
+// test-only "record-run" handler. Settings come from the environment like
+// `npm start`; prints "ready <port>" when it serves.
+import { resolveConfig } from '../../src/config/config.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { startService } from '../../src/service.ts';
+import { recordingHandler } from './recording-handler.ts';
+
+const config = resolveConfig(process.env);
+const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId });
+const service = await startService(config, logger, {
+  handlers: { 'record-run': recordingHandler(config.databaseUrl!, config.instanceId) },
+});
+process.stdout.write(`ready ${service.port}\n`);
+process.on('SIGTERM', () => {
+  service.stop().then(
+    () => process.exit(0),
+    () => process.exit(1),
+  );
+});
