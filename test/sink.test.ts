@@ -1,0 +1,228 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import { type RunningSink, startSink } from '../src/sink/server.ts';
+
+const message = { to: '+905551111111', content: 'hello' };
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: response.status, body: (await response.json()) as Record<string, string> };
+}
+
+describe('webhook sink', () => {
+  describe('contract', () => {
+    let sink: RunningSink;
+    before(async () => {
+      sink = await startSink();
+    });
+    after(() => sink.close());
+    beforeEach(() => {
+      sink.clear();
+      sink.configure({ failureRate: 0, statusCode: undefined, latencyMs: 0 });
+    });
+
+    it('accepts a message on any path with 202 and a messageId, and records it', async () => {
+      for (const path of ['/', '/webhook', '/any/where?x=1']) {
+        const reply = await post(`${sink.url}${path}`, message, { 'idempotency-key': `key${path}` });
+        expect(reply.status, path).to.equal(202);
+        expect(reply.body.message).to.equal('Accepted');
+        expect(reply.body.messageId).to.match(/^[0-9a-f-]{36}$/);
+      }
+      const report = sink.received();
+      expect(report).to.include({ total: 3, accepted: 3, unique: 3 });
+      expect(report.items[1]).to.include({
+        idempotencyKey: 'key/webhook',
+        to: message.to,
+        content: message.content,
+        status: 202,
+      });
+    });
+
+    it('records a repeated Idempotency-Key as a duplicate and answers it with the same messageId', async () => {
+      const first = await post(sink.url, message, { 'idempotency-key': 'same' });
+      const second = await post(sink.url, { ...message, content: 'changed' }, { 'idempotency-key': 'same' });
+      const other = await post(sink.url, message, { 'idempotency-key': 'other' });
+      expect(second.body.messageId).to.equal(first.body.messageId);
+      expect(other.body.messageId).to.not.equal(first.body.messageId);
+      expect(sink.received()).to.include({ total: 3, accepted: 3, unique: 2 });
+      expect(sink.received().duplicates).to.deep.equal(['same']);
+    });
+
+    it('does not count a failed attempt and its successful retry as a duplicate', async () => {
+      sink.configure({ failureRate: 1 });
+      expect((await post(sink.url, message, { 'idempotency-key': 'retried' })).status).to.equal(503);
+      sink.configure({ failureRate: 0 });
+      expect((await post(sink.url, message, { 'idempotency-key': 'retried' })).status).to.equal(202);
+      const report = sink.received();
+      expect(report).to.include({ total: 2, accepted: 1, unique: 1 });
+      expect(report.duplicates).to.deep.equal([]);
+      expect(report.items.map((item) => item.status)).to.deep.equal([503, 202]);
+    });
+
+    it('answers 503 to every delivery at failure rate 1', async () => {
+      sink.configure({ failureRate: 1 });
+      for (let i = 0; i < 5; i++) {
+        const reply = await post(sink.url, message, { 'idempotency-key': `k${i}` });
+        expect(reply).to.deep.equal({ status: 503, body: { message: 'injected failure' } });
+      }
+      expect(sink.received()).to.include({ total: 5, accepted: 0, unique: 0 });
+    });
+
+    it('fails about the configured fraction', async () => {
+      sink.configure({ failureRate: 0.5 });
+      const statuses = [];
+      for (let i = 0; i < 200; i++)
+        statuses.push((await post(sink.url, message, { 'idempotency-key': `f${i}` })).status);
+      const failed = statuses.filter((status) => status === 503).length;
+      expect(failed).to.be.within(50, 150);
+    });
+
+    it('answers a forced status; a forced 2xx still carries the messageId', async () => {
+      sink.configure({ statusCode: 500 });
+      expect(await post(sink.url, message, { 'idempotency-key': 'forced' })).to.deep.equal({
+        status: 500,
+        body: { message: 'forced status 500' },
+      });
+      sink.configure({ statusCode: 200 });
+      const ok = await post(sink.url, message, { 'idempotency-key': 'forced' });
+      expect(ok.status).to.equal(200);
+      expect(ok.body.messageId).to.be.a('string');
+    });
+
+    it('rejects bad JSON, missing fields and a missing Idempotency-Key with 400', async () => {
+      expect((await post(sink.url, '{"to":', { 'idempotency-key': 'a' })).status).to.equal(400);
+      expect((await post(sink.url, { content: 'x' }, { 'idempotency-key': 'a' })).status).to.equal(400);
+      expect((await post(sink.url, { to: '+905551111111' }, { 'idempotency-key': 'a' })).status).to.equal(400);
+      expect((await post(sink.url, '"just a string"', { 'idempotency-key': 'a' })).status).to.equal(400);
+      const noKey = await post(sink.url, message);
+      expect(noKey).to.deep.equal({ status: 400, body: { message: 'missing Idempotency-Key header' } });
+      expect(sink.received()).to.include({ total: 5, accepted: 0 });
+    });
+
+    it('waits the configured latency before answering', async () => {
+      sink.configure({ latencyMs: 150 });
+      const started = Date.now();
+      await post(sink.url, message, { 'idempotency-key': 'slow' });
+      expect(Date.now() - started).to.be.at.least(140);
+    });
+
+    it('reports over HTTP on GET /received and forgets on DELETE /received', async () => {
+      await post(sink.url, message, { 'idempotency-key': 'x1' });
+      await post(sink.url, message, { 'idempotency-key': 'x1' });
+      const report = (await (await fetch(`${sink.url}/received`)).json()) as Record<string, unknown>;
+      expect(report).to.include({ total: 2, accepted: 2, unique: 1 });
+      expect(report.duplicates).to.deep.equal(['x1']);
+      expect(report.items).to.have.length(2);
+
+      const cleared = await fetch(`${sink.url}/received`, { method: 'DELETE' });
+      expect(await cleared.json()).to.deep.equal({ cleared: 2 });
+      expect(sink.received()).to.deep.equal({ total: 0, accepted: 0, unique: 0, duplicates: [], items: [] });
+    });
+
+    it('answers 405 to methods other than POST and 200 on GET /health', async () => {
+      expect((await fetch(`${sink.url}/webhook`)).status).to.equal(405);
+      expect((await fetch(`${sink.url}/received`, { method: 'PUT' })).status).to.equal(405);
+      expect(await (await fetch(`${sink.url}/health`)).json()).to.deep.equal({ status: 'ok' });
+    });
+  });
+
+  describe('auth header', () => {
+    let sink: RunningSink;
+    before(async () => {
+      sink = await startSink({ authHeader: 'X-Ins-Auth-Key', authValue: 'secret' });
+    });
+    after(() => sink.close());
+
+    it('answers 401 without the header or with a wrong value, 202 with the right one', async () => {
+      expect((await post(sink.url, message, { 'idempotency-key': 'a' })).status).to.equal(401);
+      expect((await post(sink.url, message, { 'idempotency-key': 'a', 'x-ins-auth-key': 'wrong' })).status).to.equal(
+        401,
+      );
+      expect((await post(sink.url, message, { 'idempotency-key': 'a', 'x-ins-auth-key': 'secret' })).status).to.equal(
+        202,
+      );
+      expect(sink.received().items.map((item) => item.status)).to.deep.equal([401, 401, 202]);
+      expect(sink.received()).to.include({ accepted: 1, unique: 1 });
+    });
+
+    it('requires the header name and value together', async () => {
+      let error: unknown;
+      try {
+        await startSink({ authHeader: 'x-ins-auth-key' });
+      } catch (caught) {
+        error = caught;
+      }
+      expect(String(error)).to.match(/set together/);
+    });
+  });
+
+  it('answers 413 to a body over the cap', async () => {
+    const sink = await startSink({ maxBodyBytes: 100 });
+    try {
+      const reply = await post(sink.url, { ...message, content: 'x'.repeat(200) }, { 'idempotency-key': 'big' });
+      expect(reply.status).to.equal(413);
+    } finally {
+      await sink.close();
+    }
+  });
+
+  describe('npm run sink (src/sink/main.ts)', () => {
+    const mainPath = fileURLToPath(new URL('../src/sink/main.ts', import.meta.url));
+
+    it('starts from flags, prints its URL, applies them, and stops cleanly on SIGTERM', async () => {
+      const child = spawn(process.execPath, [mainPath, '--port', '0', '--host', '127.0.0.1', '--failure-rate', '1'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      try {
+        let output = '';
+        const url = await new Promise<string>((resolve, reject) => {
+          child.stdout.on('data', (chunk: Buffer) => {
+            output += chunk;
+            const match = /listening on (http:\/\/\S+)/.exec(output);
+            if (match) resolve(match[1]!);
+          });
+          child.once('exit', (code) => reject(new Error(`sink exited with ${code}: ${output}`)));
+        });
+        expect((await post(url, message, { 'idempotency-key': 'p1' })).status).to.equal(503);
+        const exited = once(child, 'exit');
+        child.kill('SIGTERM');
+        const [code] = await exited;
+        expect(code).to.equal(0);
+        expect(output).to.match(/sink stopped on SIGTERM: 1 received, 0 accepted/);
+      } finally {
+        if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    });
+
+    it('refuses an invalid flag with exit code 2 and names it', async () => {
+      const child = spawn(process.execPath, [mainPath, '--failure-rate', '1.5'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk;
+      });
+      const [code] = await once(child, 'exit');
+      expect(code).to.equal(2);
+      expect(stderr).to.include('--failure-rate (SINK_FAILURE_RATE) must be a number 0..1, got "1.5"');
+    });
+
+    it('takes its settings from the environment too', async () => {
+      const child = spawn(process.execPath, [mainPath], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, SINK_LATENCY_MS: '-5' },
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk;
+      });
+      const [code] = await once(child, 'exit');
+      expect(code).to.equal(2);
+      expect(stderr).to.include('--latency-ms (SINK_LATENCY_MS) must be an integer 0..600000, got "-5"');
+    });
+  });
+});
