@@ -74,6 +74,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
           messageLeaseSeconds: config.messageLeaseSeconds,
           concurrency: () => config.webhook.concurrency,
           maxAttempts: () => config.webhook.maxAttempts,
+          backoff: () => ({ baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs }),
         },
         metrics,
       ),
@@ -100,7 +101,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       // Reverse order: HTTP (closed first, below), then fetcher, then runs in flight.
       await runningFetcher.stop();
       await workers.stop(config.shutdownTimeoutMs);
-      const released = await releaseJobLeases(pool, { owner: config.instanceId });
+      const released = (await releaseJobLeases(pool, { owner: config.instanceId })).length;
       if (released > 0) logger.info({ released }, 'released leases of unfinished runs');
     });
 

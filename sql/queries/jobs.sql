@@ -31,22 +31,24 @@ WHERE name = sqlc.arg(name)
 RETURNING id, name, handler, interval_seconds, batch_size, status, next_run_at,
           last_triggered_at, run_count::integer, failure_count::integer, last_error, created_at, updated_at;
 
--- name: StartJobs :execrows
+-- name: StartJobs :many
 -- Switches inactive jobs on (a null name means every job) and makes them due now.
 -- Active and running jobs are left as they are, so a repeated start changes nothing.
 UPDATE jobs
 SET status = 'active', next_run_at = now(), updated_at = now()
 WHERE status = 'inactive'
-  AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name));
+  AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name))
+RETURNING id;
 
--- name: StopJobs :execrows
+-- name: StopJobs :many
 -- Switches jobs off (a null name means every job). A run in flight loses its
 -- lease here, so when it ends it cannot put the job back to active: a stop wins.
 UPDATE jobs
 SET status = 'inactive', run_id = NULL, run_due_at = NULL, lease_until = NULL,
     locked_by = NULL, updated_at = now()
 WHERE status <> 'inactive'
-  AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name));
+  AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name))
+RETURNING id;
 
 -- name: ClaimDueJobs :many
 -- The fetcher's claim: active jobs that are due and runs whose lease expired
@@ -86,11 +88,12 @@ FROM (
   SELECT min(lease_until) FROM jobs WHERE status = 'in_progress'
 ) AS wake_ups;
 
--- name: RenewJobLease :execrows
--- Keeps a long run ours; zero rows means it was stopped or taken over.
+-- name: RenewJobLease :one
+-- Keeps a long run ours; no row means it was stopped or taken over.
 UPDATE jobs
 SET lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer)
-WHERE id = sqlc.arg(id) AND run_id = sqlc.arg(run_id);
+WHERE id = sqlc.arg(id) AND run_id = sqlc.arg(run_id)
+RETURNING id;
 
 -- name: FinishJobRun :one
 -- Records the outcome of a run. Only the current run returns the job to
@@ -110,12 +113,13 @@ SET status = CASE WHEN run_id = sqlc.arg(run_id) THEN 'active' ELSE status END,
 WHERE id = sqlc.arg(id)
 RETURNING status;
 
--- name: ReleaseJobLeases :execrows
+-- name: ReleaseJobLeases :many
 -- Graceful shutdown: hands this pod's unfinished runs back so another pod
 -- picks them up at once instead of waiting for the lease to expire.
 UPDATE jobs
 SET lease_until = now() - interval '1 millisecond'
-WHERE status = 'in_progress' AND locked_by = sqlc.arg(owner)::text;
+WHERE status = 'in_progress' AND locked_by = sqlc.arg(owner)::text
+RETURNING id;
 
 -- name: CountJobsByStatus :many
 SELECT status, count(*)::integer AS total FROM jobs GROUP BY status;

@@ -22,12 +22,13 @@ SELECT id, recipient, content, status, attempts, external_message_id, last_error
 FROM messages
 WHERE id = $1;
 
--- name: ReleaseExpiredMessageLeases :execrows
+-- name: ReleaseExpiredMessageLeases :many
 -- Sends abandoned by a crashed pod become pending again, keeping their id
 -- (the Idempotency-Key) and their attempt count.
 UPDATE messages
 SET status = 'pending', lease_until = NULL, locked_by = NULL, updated_at = now()
-WHERE status = 'sending' AND lease_until < now();
+WHERE status = 'sending' AND lease_until < now()
+RETURNING id;
 
 -- name: ClaimMessages :many
 -- The oldest due pending messages, skipping rows another pod holds.
@@ -47,7 +48,7 @@ FROM (
 WHERE m.id = due.id
 RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 
--- name: RecordDeliveryOutcomes :execrows
+-- name: RecordDeliveryOutcomes :many
 -- All outcomes of one batch in one statement. Each row says sent (with the
 -- provider's id), pending (retry after a delay) or failed; an empty string
 -- stands for "none" in the id and error arrays. A send that lost
@@ -72,7 +73,8 @@ FROM ROWS FROM (
 ) AS o(id, status, external_message_id, error, retry_delay_ms)
 WHERE m.id = o.id
   AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
-       OR (o.status = 'sent' AND m.status <> 'sent'));
+       OR (o.status = 'sent' AND m.status <> 'sent'))
+RETURNING m.id;
 
 -- name: ListSentMessages :many
 -- Newest sent first. The cursor is the last row's (sent_at, id); sent_at

@@ -19,6 +19,8 @@ export interface Config {
     timeoutMs: number;
     maxAttempts: number;
     concurrency: number;
+    retryBaseMs: number;
+    retryMaxMs: number;
   };
   redis: { url: string | undefined; ttlSeconds: number };
   vault: {
@@ -104,6 +106,8 @@ function toConfig(s: Settings): Config {
       timeoutMs: s.WEBHOOK_TIMEOUT_MS,
       maxAttempts: s.WEBHOOK_MAX_ATTEMPTS,
       concurrency: s.WEBHOOK_CONCURRENCY,
+      retryBaseMs: s.WEBHOOK_RETRY_BASE_MS,
+      retryMaxMs: s.WEBHOOK_RETRY_MAX_MS,
     },
     redis: { url: s.REDIS_URL, ttlSeconds: s.REDIS_TTL_SECONDS },
     vault: {

@@ -45,6 +45,8 @@ export const settingsSchema = z.object({
   WEBHOOK_TIMEOUT_MS: int(100, 120_000, 5_000),
   WEBHOOK_MAX_ATTEMPTS: int(1, 100, 5),
   WEBHOOK_CONCURRENCY: int(1, 256, 10),
+  WEBHOOK_RETRY_BASE_MS: int(1, 3_600_000, 1_000),
+  WEBHOOK_RETRY_MAX_MS: int(1, 86_400_000, 300_000),
   REDIS_URL: url(['redis:', 'rediss:']),
   REDIS_TTL_SECONDS: int(1, 31_536_000, 604_800),
   VAULT_ADDR: url(['http:', 'https:']),
@@ -90,6 +92,8 @@ export const liveSettings: readonly SettingName[] = [
   'WEBHOOK_TIMEOUT_MS',
   'WEBHOOK_MAX_ATTEMPTS',
   'WEBHOOK_CONCURRENCY',
+  'WEBHOOK_RETRY_BASE_MS',
+  'WEBHOOK_RETRY_MAX_MS',
   'LOG_LEVEL',
   'API_KEYS',
 ];

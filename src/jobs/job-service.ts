@@ -103,12 +103,12 @@ export class JobService {
 
   /** Switches one job (or, with no name, every job) on. Idempotent. */
   start(name?: string): Promise<JobView[]> {
-    return this.#switch(name, (client) => startJobs(client, { name: name ?? null }), 'started');
+    return this.#switch(name, async (client) => (await startJobs(client, { name: name ?? null })).length, 'started');
   }
 
   /** Switches one job (or every job) off; a run in flight cannot undo it. Idempotent. */
   stop(name?: string): Promise<JobView[]> {
-    return this.#switch(name, (client) => stopJobs(client, { name: name ?? null }), 'stopped');
+    return this.#switch(name, async (client) => (await stopJobs(client, { name: name ?? null })).length, 'stopped');
   }
 
   async #switch(

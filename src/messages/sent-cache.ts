@@ -57,6 +57,8 @@ export async function connectSentCache(
     async remember(entries) {
       if (entries.length === 0) return;
       try {
+        // While disconnected, do not wait for a timeout on every batch.
+        if (!client.isReady) throw new Error('Redis is not connected');
         const batch = client.multi();
         for (const entry of entries) {
           batch.set(sentKey(entry.id), JSON.stringify({ messageId: entry.externalMessageId, sentAt: entry.sentAt }), {

@@ -46,7 +46,7 @@ export class RunExecutor {
     const logger = this.#logger.child({ job: run.jobName, jobId: run.jobId, runId: run.runId });
     const jobId = run.jobId;
     // A queue retry of a run that was stopped or taken over meanwhile: nothing to do.
-    if ((await renewJobLease(this.#pool, { id: jobId, runId: run.runId, leaseSeconds: this.#lease() })) === 0) {
+    if (!(await renewJobLease(this.#pool, { id: jobId, runId: run.runId, leaseSeconds: this.#lease() }))) {
       logger.info('run is no longer current (stopped or taken over); skipped');
       this.#metrics.jobRuns.inc({ job: run.jobName, outcome: 'stale' });
       return 'stale';
@@ -96,7 +96,7 @@ export class RunExecutor {
     return setInterval(() => {
       renewJobLease(this.#pool, { id: run.jobId, runId: run.runId, leaseSeconds: this.#lease() }).then(
         (renewed) => {
-          if (renewed === 0 && !lost.signal.aborted) {
+          if (!renewed && !lost.signal.aborted) {
             logger.warn('run lost its lease (job stopped or taken over); asking the handler to wind down');
             lost.abort(new Error('lease lost'));
           }

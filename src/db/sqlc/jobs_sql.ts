@@ -223,43 +223,61 @@ export async function updateJobSettings(client: Client, args: UpdateJobSettingsA
     };
 }
 
-export const startJobsQuery = `-- name: StartJobs :execrows
+export const startJobsQuery = `-- name: StartJobs :many
 UPDATE jobs
 SET status = 'active', next_run_at = now(), updated_at = now()
 WHERE status = 'inactive'
-  AND ($1::text IS NULL OR name = $1)`;
+  AND ($1::text IS NULL OR name = $1)
+RETURNING id`;
 
 export interface StartJobsArgs {
     name: string | null;
 }
 
-export async function startJobs(client: Client, args: StartJobsArgs): Promise<number> {
+export interface StartJobsRow {
+    id: string;
+}
+
+export async function startJobs(client: Client, args: StartJobsArgs): Promise<StartJobsRow[]> {
     const result = await client.query({
         text: startJobsQuery,
         values: [args.name],
         rowMode: "array"
     });
-    return result.rowCount ?? 0;
+    return result.rows.map(row => {
+        return {
+            id: row[0]
+        };
+    });
 }
 
-export const stopJobsQuery = `-- name: StopJobs :execrows
+export const stopJobsQuery = `-- name: StopJobs :many
 UPDATE jobs
 SET status = 'inactive', run_id = NULL, run_due_at = NULL, lease_until = NULL,
     locked_by = NULL, updated_at = now()
 WHERE status <> 'inactive'
-  AND ($1::text IS NULL OR name = $1)`;
+  AND ($1::text IS NULL OR name = $1)
+RETURNING id`;
 
 export interface StopJobsArgs {
     name: string | null;
 }
 
-export async function stopJobs(client: Client, args: StopJobsArgs): Promise<number> {
+export interface StopJobsRow {
+    id: string;
+}
+
+export async function stopJobs(client: Client, args: StopJobsArgs): Promise<StopJobsRow[]> {
     const result = await client.query({
         text: stopJobsQuery,
         values: [args.name],
         rowMode: "array"
     });
-    return result.rowCount ?? 0;
+    return result.rows.map(row => {
+        return {
+            id: row[0]
+        };
+    });
 }
 
 export const claimDueJobsQuery = `-- name: ClaimDueJobs :many
@@ -346,10 +364,11 @@ export async function nextJobWakeUp(client: Client): Promise<NextJobWakeUpRow | 
     };
 }
 
-export const renewJobLeaseQuery = `-- name: RenewJobLease :execrows
+export const renewJobLeaseQuery = `-- name: RenewJobLease :one
 UPDATE jobs
 SET lease_until = now() + make_interval(secs => $1::integer)
-WHERE id = $2 AND run_id = $3`;
+WHERE id = $2 AND run_id = $3
+RETURNING id`;
 
 export interface RenewJobLeaseArgs {
     leaseSeconds: number;
@@ -357,13 +376,23 @@ export interface RenewJobLeaseArgs {
     runId: string | null;
 }
 
-export async function renewJobLease(client: Client, args: RenewJobLeaseArgs): Promise<number> {
+export interface RenewJobLeaseRow {
+    id: string;
+}
+
+export async function renewJobLease(client: Client, args: RenewJobLeaseArgs): Promise<RenewJobLeaseRow | null> {
     const result = await client.query({
         text: renewJobLeaseQuery,
         values: [args.leaseSeconds, args.id, args.runId],
         rowMode: "array"
     });
-    return result.rowCount ?? 0;
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        id: row[0]
+    };
 }
 
 export const finishJobRunQuery = `-- name: FinishJobRun :one
@@ -406,22 +435,31 @@ export async function finishJobRun(client: Client, args: FinishJobRunArgs): Prom
     };
 }
 
-export const releaseJobLeasesQuery = `-- name: ReleaseJobLeases :execrows
+export const releaseJobLeasesQuery = `-- name: ReleaseJobLeases :many
 UPDATE jobs
 SET lease_until = now() - interval '1 millisecond'
-WHERE status = 'in_progress' AND locked_by = $1::text`;
+WHERE status = 'in_progress' AND locked_by = $1::text
+RETURNING id`;
 
 export interface ReleaseJobLeasesArgs {
     owner: string;
 }
 
-export async function releaseJobLeases(client: Client, args: ReleaseJobLeasesArgs): Promise<number> {
+export interface ReleaseJobLeasesRow {
+    id: string;
+}
+
+export async function releaseJobLeases(client: Client, args: ReleaseJobLeasesArgs): Promise<ReleaseJobLeasesRow[]> {
     const result = await client.query({
         text: releaseJobLeasesQuery,
         values: [args.owner],
         rowMode: "array"
     });
-    return result.rowCount ?? 0;
+    return result.rows.map(row => {
+        return {
+            id: row[0]
+        };
+    });
 }
 
 export const countJobsByStatusQuery = `-- name: CountJobsByStatus :many

@@ -145,18 +145,27 @@ export async function getMessage(client: Client, args: GetMessageArgs): Promise<
     };
 }
 
-export const releaseExpiredMessageLeasesQuery = `-- name: ReleaseExpiredMessageLeases :execrows
+export const releaseExpiredMessageLeasesQuery = `-- name: ReleaseExpiredMessageLeases :many
 UPDATE messages
 SET status = 'pending', lease_until = NULL, locked_by = NULL, updated_at = now()
-WHERE status = 'sending' AND lease_until < now()`;
+WHERE status = 'sending' AND lease_until < now()
+RETURNING id`;
 
-export async function releaseExpiredMessageLeases(client: Client): Promise<number> {
+export interface ReleaseExpiredMessageLeasesRow {
+    id: string;
+}
+
+export async function releaseExpiredMessageLeases(client: Client): Promise<ReleaseExpiredMessageLeasesRow[]> {
     const result = await client.query({
         text: releaseExpiredMessageLeasesQuery,
         values: [],
         rowMode: "array"
     });
-    return result.rowCount ?? 0;
+    return result.rows.map(row => {
+        return {
+            id: row[0]
+        };
+    });
 }
 
 export const claimMessagesQuery = `-- name: ClaimMessages :many
@@ -207,7 +216,7 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
     });
 }
 
-export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :execrows
+export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :many
 UPDATE messages AS m
 SET status = o.status,
     external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
@@ -228,7 +237,8 @@ FROM ROWS FROM (
 ) AS o(id, status, external_message_id, error, retry_delay_ms)
 WHERE m.id = o.id
   AND ((m.status = 'sending' AND m.locked_by = $1::text)
-       OR (o.status = 'sent' AND m.status <> 'sent'))`;
+       OR (o.status = 'sent' AND m.status <> 'sent'))
+RETURNING m.id`;
 
 export interface RecordDeliveryOutcomesArgs {
     owner: string;
@@ -239,13 +249,21 @@ export interface RecordDeliveryOutcomesArgs {
     retryDelaysMs: number[];
 }
 
-export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<number> {
+export interface RecordDeliveryOutcomesRow {
+    id: string;
+}
+
+export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<RecordDeliveryOutcomesRow[]> {
     const result = await client.query({
         text: recordDeliveryOutcomesQuery,
         values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs],
         rowMode: "array"
     });
-    return result.rowCount ?? 0;
+    return result.rows.map(row => {
+        return {
+            id: row[0]
+        };
+    });
 }
 
 export const listSentMessagesQuery = `-- name: ListSentMessages :many

@@ -2,7 +2,7 @@ import type { Pool } from '../../db/pool.ts';
 import { claimMessages, recordDeliveryOutcomes, releaseExpiredMessageLeases } from '../../db/sqlc/messages_sql.ts';
 import { decideOutcome } from '../../messages/retry-policy.ts';
 import type { SentCache } from '../../messages/sent-cache.ts';
-import type { DeliveryClient } from '../../messages/webhook-client.ts';
+import type { DeliveryClient, DeliveryResult } from '../../messages/webhook-client.ts';
 import type { Metrics } from '../../observability/metrics.ts';
 import type { JobHandler, RunContext, RunSummary } from '../handler.ts';
 
@@ -12,6 +12,7 @@ export interface SendMessagesSettings {
   /** Deliveries in flight at once within one run. */
   concurrency: () => number;
   maxAttempts: () => number;
+  backoff: () => { baseMs: number; maxMs: number };
 }
 
 /**
@@ -31,7 +32,7 @@ export function sendMessagesHandler(
   return {
     async run(context: RunContext): Promise<RunSummary> {
       const summary = { claimed: 0, sent: 0, retried: 0, failed: 0, recovered: 0 };
-      summary.recovered = await releaseExpiredMessageLeases(pool);
+      summary.recovered = (await releaseExpiredMessageLeases(pool)).length;
       const owner = `${settings.instanceId}/${context.runId}`;
       let remaining = context.batchSize;
       while (remaining > 0 && !context.signal.aborted) {
@@ -47,12 +48,15 @@ export function sendMessagesHandler(
         const client = delivery();
         const results = await mapWithConcurrency(chunk, settings.concurrency(), async (message) => {
           const started = performance.now();
-          const result = await client.deliver({ id: message.id, to: message.recipient, content: message.content });
+          // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
+          const result: DeliveryResult = await client
+            .deliver({ id: message.id, to: message.recipient, content: message.content })
+            .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
           metrics.webhookDuration.observe(
             { status_class: statusClass(result.httpStatus) },
             (performance.now() - started) / 1000,
           );
-          return decideOutcome(result, message.attempts, settings.maxAttempts());
+          return decideOutcome(result, message.attempts, settings.maxAttempts(), settings.backoff());
         });
         await recordDeliveryOutcomes(pool, {
           ids: chunk.map((message) => message.id),
@@ -96,7 +100,8 @@ export function sendMessagesHandler(
 }
 
 function statusClass(status: number | undefined): string {
-  return status === undefined ? 'error' : `${Math.floor(status / 100)}xx`;
+  if (status === undefined) return 'error';
+  return status === 0 ? 'dry-run' : `${Math.floor(status / 100)}xx`;
 }
 
 /** Runs `work` over `items` with at most `limit` in flight, keeping the results in order. */
