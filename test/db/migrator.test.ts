@@ -2,9 +2,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { migrate, readMigrations, upSection } from '../src/db/migrator.ts';
-import { silentLogger } from '../src/observability/logger.ts';
-import { useTestDatabase } from './support/postgres.ts';
+import { migrate, readMigrations, upSection } from '../../src/db/migrator.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { useTestDatabase } from '../support/postgres.ts';
 
 describe('migrator', () => {
   const db = useTestDatabase({ migrate: false });

@@ -1,0 +1,61 @@
+import { expect } from 'chai';
+import { ConfigError, resolveConfig } from '../../src/config/config.ts';
+
+describe('configuration', () => {
+  it('has working defaults with an empty environment', () => {
+    const config = resolveConfig({});
+    expect(config).to.deep.include({ port: 8080, databaseUrl: undefined, fetchIntervalMs: 10_000, workerCount: 5 });
+    expect(config.messageMaxLength).to.equal(160);
+    expect(config.webhook).to.deep.include({ url: undefined, timeoutMs: 5_000, maxAttempts: 5 });
+    expect(config.redis.ttlSeconds).to.equal(604_800);
+  });
+
+  it('reads the environment names of DESIGN.md, coercing numbers', () => {
+    const config = resolveConfig({
+      PORT: '9000',
+      WORKER_COUNT: '12',
+      WEBHOOK_URL: 'https://example.test/hook',
+      WEBHOOK_AUTH_HEADER: 'x-ins-auth-key',
+      WEBHOOK_AUTH_VALUE: 'secret',
+      API_KEYS: 'a, b,,c',
+      UNRELATED: 'ignored',
+    });
+    expect([config.port, config.workerCount, config.webhook.authHeader]).to.deep.equal([9000, 12, 'x-ins-auth-key']);
+    expect(config.apiKeys).to.deep.equal(['a', 'b', 'c']);
+  });
+
+  it('lets a later layer win: defaults < environment < Vault', () => {
+    expect(resolveConfig({ WORKER_COUNT: '3' }, { WORKER_COUNT: '7' }).workerCount).to.equal(7);
+    expect(resolveConfig({ WORKER_COUNT: '3' }, {}).workerCount).to.equal(3);
+  });
+
+  it('treats an empty value as unset', () => {
+    expect(resolveConfig({ WEBHOOK_URL: '', PORT: '' })).to.deep.include({ port: 8080 });
+  });
+
+  const invalid: Array<[Record<string, string>, RegExp]> = [
+    [{ PORT: 'eighty' }, /^Invalid configuration: PORT /],
+    [{ WORKER_COUNT: '0' }, /^Invalid configuration: WORKER_COUNT .*>=1/],
+    [{ FETCH_INTERVAL_MS: '1.5' }, /^Invalid configuration: FETCH_INTERVAL_MS /],
+    [{ WEBHOOK_URL: 'not a url' }, /^Invalid configuration: WEBHOOK_URL must be a URL/],
+    [{ DATABASE_URL: 'mysql://db/x' }, /^Invalid configuration: DATABASE_URL must use postgres or postgresql$/],
+    [{ LOG_LEVEL: 'chatty' }, /^Invalid configuration: LOG_LEVEL /],
+    [{ WEBHOOK_AUTH_HEADER: 'x-key' }, /WEBHOOK_AUTH_HEADER and WEBHOOK_AUTH_VALUE must be set together/],
+    [{ VAULT_ADDR: 'http://vault:8200' }, /VAULT_ADDR is set but neither VAULT_TOKEN nor VAULT_ROLE_ID/],
+  ];
+  for (const [env, message] of invalid) {
+    it(`stops start-up on ${JSON.stringify(env)}, naming the key`, () => {
+      expect(() => resolveConfig(env))
+        .to.throw(ConfigError)
+        .with.property('message')
+        .that.matches(message);
+    });
+  }
+
+  it('never echoes a secret value in the error', () => {
+    expect(() => resolveConfig({ DATABASE_URL: 'mysql://user:hunter2@db/x' }))
+      .to.throw(ConfigError)
+      .with.property('message')
+      .that.does.not.include('hunter2');
+  });
+});
