@@ -1,0 +1,192 @@
+// `npm run bench`: end-to-end numbers anyone can reproduce on their machine.
+//
+// 1. intake    – POST /messages (single, 16 concurrent clients) and POST /messages/batch (1,000 a request)
+// 2. dispatch  – N service processes drain the backlog to the project's webhook sink; every
+//                message must arrive exactly once (checked by Idempotency-Key)
+// 3. scale     – the claim and read queries with 1,000,000 messages in the table
+//
+// Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded PostgreSQL.
+// A fresh database is created and dropped. Sizes: BENCH_MESSAGES (20000), BENCH_PODS (2),
+// BENCH_SCALE_ROWS (1000000).
+import { spawn } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+import { claimMessages, countPendingMessages, listSentMessages } from '../src/db/sqlc/messages_sql.ts';
+import { startSink } from '../src/sink/server.ts';
+import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/support/postgres.ts';
+
+const messagesTotal = Number(process.env.BENCH_MESSAGES ?? 20_000);
+const podCount = Number(process.env.BENCH_PODS ?? 2);
+const scaleRows = Number(process.env.BENCH_SCALE_ROWS ?? 1_000_000);
+if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) {
+  process.env.TEST_DATABASE_URL = process.env.BENCH_DATABASE_URL;
+}
+
+const results: Array<[string, string]> = [];
+const record = (name: string, value: string) => {
+  results.push([name, value]);
+  console.log(`${name}: ${value}`);
+};
+
+const database = await createTestDatabase();
+const sink = await startSink();
+const pods: Array<{ url: string; stop(): Promise<void> }> = [];
+try {
+  for (let index = 0; index < podCount; index += 1) {
+    pods.push(
+      await startPod(`bench-${index}`, {
+        DATABASE_URL: database.url,
+        WEBHOOK_URL: sink.url,
+        WEBHOOK_CONCURRENCY: '32',
+        LOG_LEVEL: 'warn',
+      }),
+    );
+  }
+  const api = pods[0]!.url;
+  await call(api, 'PUT', '/jobs/stop');
+
+  // 1. intake
+  const singles = 2_000;
+  const latencies: number[] = [];
+  let started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: 16 }, async () => {
+      while (next < singles) {
+        next += 1;
+        const t = performance.now();
+        await call(pods[next % pods.length]!.url, 'POST', '/messages', {
+          to: '+905551111111',
+          content: 'bench single',
+        });
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  let seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  record(
+    'POST /messages (16 clients)',
+    `${Math.round(singles / seconds)} req/s, p50 ${ms(pct(latencies, 0.5))}, p99 ${ms(pct(latencies, 0.99))}`,
+  );
+
+  const batches = Math.max(1, Math.round((messagesTotal - singles) / 1000));
+  started = performance.now();
+  for (let batch = 0; batch < batches; batch += 1) {
+    const messages = Array.from({ length: 1000 }, (_, i) => ({ to: '+905551111111', content: `bench ${batch}/${i}` }));
+    await call(pods[batch % pods.length]!.url, 'POST', '/messages/batch', { messages });
+  }
+  seconds = (performance.now() - started) / 1000;
+  record('POST /messages/batch (1,000 each)', `${Math.round((batches * 1000) / seconds)} messages/s`);
+  const backlog = singles + batches * 1000;
+
+  // 2. dispatch
+  started = performance.now();
+  await call(api, 'POST', '/jobs', {
+    name: 'bench-sender',
+    handler: 'send-messages',
+    intervalSeconds: 1,
+    batchSize: 2000,
+    active: true,
+  });
+  while (sink.received().unique < backlog) {
+    if (performance.now() - started > 600_000) throw new Error('dispatch did not finish within 10 minutes');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  seconds = (performance.now() - started) / 1000;
+  const report = sink.received();
+  record(
+    `dispatch to webhook (${podCount} pods)`,
+    `${backlog} messages in ${seconds.toFixed(1)} s = ${Math.round(backlog / seconds)} messages/s; duplicates ${report.duplicates.length}`,
+  );
+  if (report.duplicates.length > 0) throw new Error('a message was delivered twice');
+  await call(api, 'PUT', '/jobs/stop');
+  await Promise.all(pods.map((pod) => pod.stop()));
+  pods.length = 0;
+
+  // 3. scale
+  await database.pool.query(
+    `INSERT INTO messages (recipient, content, created_at)
+     SELECT '+905551111111', 'scale ' || g, now() - make_interval(secs => $1 - g)
+     FROM generate_series(1, $1) AS g`,
+    [scaleRows],
+  );
+  await database.pool.query('ANALYZE messages');
+  const time = async (label: string, work: () => Promise<unknown>, repeat = 20) => {
+    const samples: number[] = [];
+    for (let i = 0; i < repeat; i += 1) {
+      const t = performance.now();
+      await work();
+      samples.push(performance.now() - t);
+    }
+    samples.sort((a, b) => a - b);
+    record(label, `median ${ms(pct(samples, 0.5))}, max ${ms(samples.at(-1)!)}`);
+  };
+  await time(`ClaimMessages batch 50 (${scaleRows} pending)`, async () => {
+    const claimed = await claimMessages(database.pool, { leaseSeconds: 60, owner: 'bench', maxMessages: 50 });
+    await database.pool.query(
+      "UPDATE messages SET status = 'pending', lease_until = NULL, locked_by = NULL WHERE id = ANY($1)",
+      [claimed.map((row) => row.id)],
+    );
+  });
+  await time('CountPendingMessages (metrics gauge)', () => countPendingMessages(database.pool), 5);
+  await time('ListSentMessages first page of 20', () =>
+    listSentMessages(database.pool, { afterSentAt: null, afterId: null, maxRows: 20 }),
+  );
+
+  console.log(
+    `\nMachine: ${cpus().length} × ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+  );
+  console.log('\n| measurement | result |\n|---|---|');
+  for (const [name, value] of results) console.log(`| ${name} | ${value} |`);
+} finally {
+  await Promise.all(pods.map((pod) => pod.stop()));
+  await sink.close();
+  await dropTestDatabase(database);
+  await stopTestServer();
+}
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
+}
+
+function ms(value: number): string {
+  return `${value.toFixed(1)} ms`;
+}
+
+async function call(base: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+/** A real service process (`node src/main.ts`); resolves when it logs that it is up. */
+function startPod(name: string, env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, [new URL('../src/main.ts', import.meta.url).pathname], {
+    env: { ...process.env, ...env, PORT: '0', INSTANCE_ID: name, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
+    let buffer = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffer += chunk.toString();
+      const up = /"port":(\d+)[^\n]*"msg":"job-manager is up"/.exec(buffer);
+      if (up) {
+        child.stdout.removeAllListeners('data');
+        child.stdout.resume();
+        resolve({
+          url: `http://127.0.0.1:${up[1]}`,
+          async stop() {
+            if (child.exitCode === null) child.kill('SIGTERM');
+            await exited;
+          },
+        });
+      }
+    });
+  });
+}
