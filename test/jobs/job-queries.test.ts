@@ -75,7 +75,9 @@ describe('job queries and state transitions', () => {
     expect(second!.dueAt!.getTime()).to.equal(first!.dueAt!.getTime());
     // The old run has lost its lease: renewing it fails, so it knows to stop.
     expect(await renewJobLease(pool(), { id: first!.id, runId: first!.runId, leaseSeconds: 30 })).to.equal(null);
-    expect(await renewJobLease(pool(), { id: second!.id, runId: second!.runId, leaseSeconds: 30 })).to.deep.equal({ id: second!.id });
+    expect(await renewJobLease(pool(), { id: second!.id, runId: second!.runId, leaseSeconds: 30 })).to.deep.equal({
+      id: second!.id,
+    });
   });
 
   it('returns the job to active when its run finishes, recording the outcome', async () => {
