@@ -1,38 +1,109 @@
-// Entry point of `npm start`: configuration, logger, service, signals.
-import { ConfigError, resolveConfig } from './config/config.ts';
-import { createLogger } from './observability/logger.ts';
+// Entry point of `npm start`: configuration (environment, then Vault), logger,
+// service, live configuration from Vault, signals.
+import { type Config, ConfigError, type RawSettings } from './config/config.ts';
+import {
+  loadVaultSettings,
+  resolveConfigWithVault,
+  startupConfig,
+  VaultError,
+  type VaultStart,
+  VaultWatcher,
+  vaultHealthCheck,
+} from './config/vault.ts';
+import { closeLogger, createLogger } from './observability/logger.ts';
+import { withoutCredentials } from './observability/safe-url.ts';
 import { startService } from './service.ts';
 
-let config: ReturnType<typeof resolveConfig>;
+const exitConfig = 78; // EX_CONFIG
+const exitUnavailable = 69; // EX_UNAVAILABLE
+const env = process.env;
+
+// 1. How to reach Vault (and how to log until then) comes from the environment alone.
+let startup: Config;
 try {
-  config = resolveConfig(process.env);
+  startup = startupConfig(env);
 } catch (error) {
   if (error instanceof ConfigError) {
     console.error(error.message);
-    process.exit(78); // EX_CONFIG
+    process.exit(exitConfig);
+  }
+  throw error;
+}
+const bootLogger = createLogger({ level: startup.logLevel, instanceId: startup.instanceId });
+
+// 2. Vault (when VAULT_ADDR is set), then defaults < environment < Vault, validated.
+let vault: VaultStart | undefined;
+let config: Config;
+try {
+  if (startup.vault.addr) vault = await loadVaultSettings(startup.vault, bootLogger);
+  config = resolveConfigWithVault(env, vault?.settings ?? {}, startup.vault.secretPath);
+} catch (error) {
+  vault?.client.close();
+  if (error instanceof ConfigError || error instanceof VaultError) {
+    bootLogger.fatal({ reason: error.message }, `cannot start: ${error.message}`);
+    process.exit(error instanceof ConfigError ? exitConfig : exitUnavailable);
   }
   throw error;
 }
 
+// 3. The service's logger (with Loki when LOKI_URL is set), the watcher, the service.
 const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId, lokiUrl: config.lokiUrl });
-const service = await startService(config, logger).catch((error: unknown) => {
-  logger.fatal({ err: error }, 'start-up failed');
-  process.exit(1);
-});
+if (config.lokiUrl) logger.info({ loki: withoutCredentials(config.lokiUrl) }, 'shipping logs to Loki');
+const watcher = vault
+  ? new VaultWatcher(vault, {
+      intervalMs: startup.vault.refreshSeconds * 1_000,
+      logger,
+      onChange: (settings) => applyVaultSettings(settings),
+    })
+  : undefined;
 
+const service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
+  async (error: unknown) => {
+    logger.fatal({ err: error }, 'start-up failed');
+    await watcher?.stop();
+    await closeLogger(logger);
+    process.exit(1);
+  },
+);
+watcher?.start();
+if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');
+
+/** A changed Vault secret: re-resolve and apply; a ConfigError here keeps the running configuration. */
+async function applyVaultSettings(settings: RawSettings): Promise<void> {
+  const next = resolveConfigWithVault(env, settings, startup.vault.secretPath);
+  const needsRestart = await service.applyConfig(next);
+  logger.info(
+    { workers: next.workerCount, fetchIntervalMs: next.fetchIntervalMs, logLevel: next.logLevel },
+    'configuration from Vault applied',
+  );
+  if (needsRestart.length > 0) {
+    logger.warn(
+      { settings: needsRestart },
+      `needs restart: ${needsRestart.join(', ')} changed but only apply at start`,
+    );
+  }
+}
+
+// 4. SIGTERM/SIGINT: stop watching, stop the service, push the last log lines, exit.
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    service.stop().then(
-      () => {
-        logger.info('stopped');
-        logger.flush(() => process.exit(0));
+    const shutdown = async () => {
+      await watcher?.stop();
+      await service.stop();
+      logger.info('stopped');
+    };
+    shutdown().then(
+      async () => {
+        await closeLogger(logger);
+        process.exit(0);
       },
-      (error: unknown) => {
+      async (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
+        await closeLogger(logger);
         process.exit(1);
       },
     );

@@ -117,10 +117,11 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
       { name: 'queue', critical: true, check: () => queueState(boss) },
       { name: 'redis', critical: false, check: () => cache.check() },
-      { name: 'vault', critical: false, check: async () => (config.vault.addr ? 'ok' : 'disabled') },
+      // main.ts replaces this with the Vault watcher's own check.
+      { name: 'vault', critical: false, check: async () => 'disabled' },
       { name: 'delivery', critical: false, check: async () => delivery.mode },
-      ...(options.healthChecks ?? []),
-    ];
+    ].map((check) => options.healthChecks?.find((extra) => extra.name === check.name) ?? check);
+    health.push(...(options.healthChecks ?? []).filter((extra) => !health.some((check) => check.name === extra.name)));
     const app = createApp({ jobs, messages, health, metrics, logger, apiKeys: () => config.apiKeys });
     const server = await listen(app, config.port);
     cleanup.push(() => closeServer(server));

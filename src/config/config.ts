@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { withoutCredentials } from '../observability/safe-url.ts';
 import { type SettingName, type Settings, secretSettings, settingNames, settingsSchema } from './schema.ts';
 
 /** The typed configuration handed down from main.ts; nothing else reads process.env. */
@@ -71,7 +72,10 @@ export function resolveConfig(env: RawSettings, vault: RawSettings = {}): Config
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const key = String(issue?.path[0] ?? 'configuration');
-    const shownValue = secretSettings.includes(key as SettingName) ? undefined : merged[key as SettingName];
+    const value = merged[key as SettingName];
+    // Secret settings are never shown; URLs lose their user:password part.
+    const shownValue =
+      secretSettings.includes(key as SettingName) || value === undefined ? undefined : withoutCredentials(value);
     throw new ConfigError(key, describeIssue(issue?.message, shownValue));
   }
   const s = parsed.data;

@@ -1,4 +1,5 @@
-import { type Logger, type LoggerOptions, pino } from 'pino';
+import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import { type LokiStream, openLokiStream } from './loki-stream.ts';
 
 export type { Logger };
 
@@ -6,6 +7,10 @@ export interface LoggerSettings {
   level: string;
   instanceId: string;
   lokiUrl?: string | undefined;
+  /** Where the JSON lines go (default: stdout). */
+  destination?: DestinationStream;
+  /** Seconds between two pushes to Loki (default 1). */
+  lokiBatchIntervalSeconds?: number;
 }
 
 /** Paths scrubbed from every log line, whatever the call site passes. */
@@ -20,6 +25,12 @@ export const redactedPaths = [
   '*.authValue',
   '*.apiKey',
   '*.secret',
+  'secretId',
+  '*.secretId',
+  'authorization',
+  '*.authorization',
+  'req.headers.cookie',
+  'req.headers["x-vault-token"]',
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'config.databaseUrl',
@@ -31,8 +42,11 @@ export const redactedPaths = [
 ];
 
 /**
- * JSON logs to stdout; with a Loki URL the same lines are also pushed to Loki
- * (labels app, instance, level) by pino-loki in a worker thread.
+ * JSON logs to stdout (level names, ISO time); with a Loki URL the same lines
+ * are also pushed to Loki (labels app, instance, level) by pino-loki in a
+ * worker thread. Both streams take every level: the logger's own level (which
+ * a live LOG_LEVEL change sets) is the only filter. Call closeLogger before
+ * exiting so the last lines reach Loki.
  */
 export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
@@ -42,23 +56,30 @@ export function createLogger(settings: LoggerSettings): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  if (!settings.lokiUrl) return pino(options);
-  const transport = pino.transport({
-    targets: [
-      { target: 'pino/file', options: { destination: 1 }, level: settings.level },
-      {
-        target: 'pino-loki',
-        level: settings.level,
-        options: {
-          host: settings.lokiUrl,
-          batching: { interval: 1 },
-          labels: { app: 'job-manager', instance: settings.instanceId },
-          propsToLabels: ['level'],
-        },
-      },
-    ],
+  const stdout = settings.destination ?? pino.destination({ dest: 1, sync: true });
+  if (!settings.lokiUrl) return pino(options, stdout);
+  const loki = openLokiStream({
+    url: settings.lokiUrl,
+    labels: { app: 'job-manager', instance: settings.instanceId },
+    batchIntervalSeconds: settings.lokiBatchIntervalSeconds,
   });
-  return pino({ ...options, formatters: {} }, transport);
+  const logger = pino(
+    options,
+    pino.multistream([
+      { level: 'trace', stream: stdout },
+      { level: 'trace', stream: loki },
+    ]),
+  );
+  lokiStreams.set(logger, loki);
+  return logger;
+}
+
+const lokiStreams = new WeakMap<Logger, LokiStream>();
+
+/** Flushes the logger; with Loki, pushes the lines still buffered and ends the transport. */
+export async function closeLogger(logger: Logger, timeoutMs = 5_000): Promise<void> {
+  await new Promise<void>((resolve) => logger.flush(() => resolve()));
+  await lokiStreams.get(logger)?.close(timeoutMs);
 }
 
 /** A logger that drops everything, for tests and tools. */

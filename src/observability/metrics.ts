@@ -10,9 +10,19 @@ export interface MetricsCollectors {
   jobsByStatus(): Promise<Record<string, number>>;
 }
 
+/** prom-client default gauges whose names end in _total (see createMetrics). */
+export const nonCounterTotals = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // promtool rejects gauges named *_total; each duplicates the sum of its
+  // labelled sibling (nodejs_active_handles{type} etc.), so they go.
+  for (const name of nonCounterTotals) registry.removeSingleMetric(name);
   const registers = [registry];
   let collectors: MetricsCollectors | undefined;
 

@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# job-manager: Node 24 runs the TypeScript sources directly (type stripping),
+# so there is no build step, only the production dependencies.
+# The same image runs the webhook sink (command `node src/sink/main.ts`).
+
+ARG NODE_IMAGE=node:24-slim
+
+# --- stage 1: production dependencies only ---------------------------------
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+# devDependencies (incl. the npm package "node", tests, tooling) are left out;
+# the image's own Node 24 runs the service.
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+
+# --- stage 2: runtime --------------------------------------------------------
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production \
+    PORT=8080
+WORKDIR /app
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json openapi.yaml ./
+COPY db ./db
+COPY src ./src
+# Sources stay root-owned and read-only for the service; only .data (the
+# embedded PostgreSQL, used when DATABASE_URL is unset) is writable.
+RUN mkdir -p /app/.data && chown node:node /app/.data
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/health-alive').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# node is PID 1 (exec-form CMD, no npm or shell in between), so SIGTERM from
+# `docker stop` reaches src/main.ts, which drains and exits.
+STOPSIGNAL SIGTERM
+CMD ["node", "src/main.ts"]

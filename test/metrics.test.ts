@@ -1,0 +1,118 @@
+import { spawnSync } from 'node:child_process';
+import { expect } from 'chai';
+import { createMetrics, type Metrics } from '../src/observability/metrics.ts';
+import { parseExposition } from './support/exposition.ts';
+import { useTestDatabase } from './support/postgres.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+/** The metrics issue 5 requires: name -> type and label names. */
+const requiredMetrics: Record<string, { type: string; labels: string[] }> = {
+  job_manager_job_runs_total: { type: 'counter', labels: ['job', 'outcome'] },
+  job_manager_job_run_duration_seconds: { type: 'histogram', labels: ['job'] },
+  job_manager_job_trigger_lateness_seconds: { type: 'histogram', labels: [] },
+  job_manager_messages_sent_total: { type: 'counter', labels: [] },
+  job_manager_messages_failed_total: { type: 'counter', labels: ['reason'] },
+  job_manager_messages_retried_total: { type: 'counter', labels: [] },
+  job_manager_webhook_request_duration_seconds: { type: 'histogram', labels: ['status_class'] },
+  job_manager_messages_pending: { type: 'gauge', labels: [] },
+  job_manager_jobs: { type: 'gauge', labels: ['status'] },
+  job_manager_workers_busy: { type: 'gauge', labels: [] },
+  job_manager_redis_errors_total: { type: 'counter', labels: [] },
+  http_request_duration_seconds: { type: 'histogram', labels: ['method', 'route', 'status_code'] },
+  // default process metrics
+  process_cpu_seconds_total: { type: 'counter', labels: [] },
+  process_resident_memory_bytes: { type: 'gauge', labels: [] },
+  nodejs_eventloop_lag_seconds: { type: 'gauge', labels: [] },
+  nodejs_heap_size_used_bytes: { type: 'gauge', labels: [] },
+};
+
+/** Runs `promtool check metrics` on the text; undefined when promtool is not installed. */
+function promtoolCheck(text: string): { status: number | null; output: string } | undefined {
+  const result = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') return undefined;
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
+function observeEverything(metrics: Metrics): void {
+  metrics.jobRuns.inc({ job: 'message-sender', outcome: 'ok' });
+  metrics.jobRuns.inc({ job: 'message-sender', outcome: 'error' });
+  metrics.jobRunDuration.observe({ job: 'message-sender' }, 0.42);
+  metrics.jobTriggerLateness.observe(0.08);
+  metrics.fetchErrors.inc();
+  metrics.messagesSent.inc(2);
+  metrics.messagesFailed.inc({ reason: 'permanent' });
+  metrics.messagesRetried.inc();
+  metrics.webhookDuration.observe({ status_class: '2xx' }, 0.031);
+  metrics.workersBusy.set(3);
+  metrics.redisErrors.inc();
+  metrics.httpDuration.observe({ method: 'PUT', route: '/jobs/start', status_code: '200' }, 0.004);
+  metrics.setCollectors({
+    pendingMessages: async () => 1_234,
+    jobsByStatus: async () => ({ active: 1, inactive: 2 }),
+  });
+}
+
+describe('metrics (prom-client)', () => {
+  let text: string;
+
+  before(async () => {
+    const metrics = createMetrics();
+    observeEverything(metrics);
+    text = await metrics.registry.metrics();
+  });
+
+  it('exports every required metric with its type, labels and a sample', () => {
+    const families = parseExposition(text);
+    for (const [name, expected] of Object.entries(requiredMetrics)) {
+      const family = families.get(name);
+      expect(family, `${name} is exported`).to.not.equal(undefined);
+      expect(family!.type, `${name} type`).to.equal(expected.type);
+      expect([...family!.labels].sort(), `${name} labels`).to.deep.equal([...expected.labels].sort());
+      expect(family!.samples, `${name} has samples`).to.be.above(0);
+      expect(family!.help, `${name} has help`).to.not.equal('');
+    }
+  });
+
+  it('reads the database-backed gauges through the collectors', () => {
+    expect(text).to.include('job_manager_messages_pending 1234');
+    expect(text).to.include('job_manager_jobs{status="active"} 1');
+    expect(text).to.include('job_manager_jobs{status="in_progress"} 0');
+  });
+
+  it('passes promtool check metrics', function () {
+    const result = promtoolCheck(text);
+    if (!result) this.skip(); // CI installs Debian package "prometheus", which provides promtool
+    expect(result!.output.trim(), 'promtool findings').to.equal('');
+    expect(result!.status).to.equal(0);
+  });
+
+  describe('GET /metrics of the running service', function () {
+    this.timeout(60_000);
+    const db = useTestDatabase();
+    let service: TestService;
+
+    before(async () => {
+      service = await startTestService(db().url);
+    });
+
+    after(async () => {
+      await service?.stop();
+    });
+
+    it('passes promtool check metrics and carries the required metrics', async function () {
+      await fetch(`${service.url}/jobs`);
+      await fetch(`${service.url}/jobs/no-such-job`);
+      const response = await fetch(`${service.url}/metrics`);
+      expect(response.status).to.equal(200);
+      expect(response.headers.get('content-type')).to.match(/^text\/plain/);
+      const body = await response.text();
+      const families = parseExposition(body);
+      for (const name of Object.keys(requiredMetrics)) expect(families.has(name), name).to.equal(true);
+      expect(body).to.match(/job_manager_jobs\{status="active"\} \d/);
+      const result = promtoolCheck(body);
+      if (!result) this.skip();
+      expect(result!.output.trim(), 'promtool findings').to.equal('');
+      expect(result!.status).to.equal(0);
+    });
+  });
+});
