@@ -5,10 +5,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { useTestDatabase } from './support/postgres.ts';
-import { VaultStandIn } from './support/vault-stand-in.ts';
+import { useTestDatabase } from '../support/postgres.ts';
+import { VaultStandIn } from '../support/vault-stand-in.ts';
 
-const mainPath = fileURLToPath(new URL('../src/main.ts', import.meta.url));
+const mainPath = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const secretPath = 'secret/data/job-manager';
 
 interface Running {

@@ -22,13 +22,13 @@ import {
   HEADER,
   queryDecls,
   templateLiteralBody,
-} from '../tools/sqlc-gen-ts/generate.ts';
-import { camelCase, dedupeColumnNames, outputFileName } from '../tools/sqlc-gen-ts/naming.ts';
-import type { Column, GenerateRequest, Query } from '../tools/sqlc-gen-ts/request.ts';
-import { parseGenerateRequest } from '../tools/sqlc-gen-ts/request.ts';
-import { columnTsType } from '../tools/sqlc-gen-ts/types.ts';
+} from '../../tools/sqlc-gen-ts/generate.ts';
+import { camelCase, dedupeColumnNames, outputFileName } from '../../tools/sqlc-gen-ts/naming.ts';
+import type { Column, GenerateRequest, Query } from '../../tools/sqlc-gen-ts/request.ts';
+import { parseGenerateRequest } from '../../tools/sqlc-gen-ts/request.ts';
+import { columnTsType } from '../../tools/sqlc-gen-ts/types.ts';
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const fixturePath = join(repoRoot, 'test/fixtures/sqlc-generate-request.json');
 const fixtureText = readFileSync(fixturePath, 'utf8');
 

@@ -7,7 +7,7 @@ import express from 'express';
 import OpenApiValidator from 'express-openapi-validator';
 import { parse } from 'yaml';
 
-const specPath = new URL('../openapi.yaml', import.meta.url);
+const specPath = new URL('../../openapi.yaml', import.meta.url);
 
 /**
  * Every operation of DESIGN.md's "HTTP API" table, plus `GET /messages`

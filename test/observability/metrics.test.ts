@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
-import { createMetrics, type Metrics } from '../src/observability/metrics.ts';
-import { parseExposition } from './support/exposition.ts';
-import { useTestDatabase } from './support/postgres.ts';
-import { startTestService, type TestService } from './support/service.ts';
+import { createMetrics, type Metrics } from '../../src/observability/metrics.ts';
+import { parseExposition } from '../support/exposition.ts';
+import { useTestDatabase } from '../support/postgres.ts';
+import { startTestService, type TestService } from '../support/service.ts';
 
 /** The metrics issue 5 requires: name -> type and label names. */
 const requiredMetrics: Record<string, { type: string; labels: string[] }> = {

@@ -10,10 +10,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
-import { resolveConfig } from '../src/config/config.ts';
-import { settingNames } from '../src/config/schema.ts';
+import { resolveConfig } from '../../src/config/config.ts';
+import { settingNames } from '../../src/config/schema.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
 
 interface Service {

@@ -11,11 +11,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse, stringify } from 'yaml';
-import { createMetrics } from '../src/observability/metrics.ts';
-import { parseExposition, seriesNames } from './support/exposition.ts';
-import { metricNamesIn } from './support/promql.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
+import { parseExposition, seriesNames } from '../support/exposition.ts';
+import { metricNamesIn } from '../support/promql.ts';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
+const root = fileURLToPath(new URL('../..', import.meta.url));
 const dashboardsDir = join(root, 'deploy/grafana/dashboards');
 
 interface Target {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
-import { type RunningSink, startSink } from '../src/sink/server.ts';
+import { type RunningSink, startSink } from '../../src/sink/server.ts';
 
 const message = { to: '+905551111111', content: 'hello' };
 
@@ -173,7 +173,7 @@ describe('webhook sink', () => {
   });
 
   describe('npm run sink (src/sink/main.ts)', () => {
-    const mainPath = fileURLToPath(new URL('../src/sink/main.ts', import.meta.url));
+    const mainPath = fileURLToPath(new URL('../../src/sink/main.ts', import.meta.url));
 
     it('starts from flags, prints its URL, applies them, and stops cleanly on SIGTERM', async () => {
       const child = spawn(process.execPath, [mainPath, '--port', '0', '--host', '127.0.0.1', '--failure-rate', '1'], {

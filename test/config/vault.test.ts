@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { pino } from 'pino';
-import { ConfigError, type RawSettings, resolveConfig } from '../src/config/config.ts';
+import { ConfigError, type RawSettings, resolveConfig } from '../../src/config/config.ts';
 import {
   loadVaultSettings,
   resolveConfigWithVault,
@@ -9,8 +9,8 @@ import {
   type VaultStart,
   VaultWatcher,
   vaultHealthCheck,
-} from '../src/config/vault.ts';
-import { VaultStandIn } from './support/vault-stand-in.ts';
+} from '../../src/config/vault.ts';
+import { VaultStandIn } from '../support/vault-stand-in.ts';
 
 const secretPath = 'secret/data/job-manager';
 const readPath = `/v1/${secretPath}`;

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
-import { closeLogger, createLogger } from '../src/observability/logger.ts';
+import { closeLogger, createLogger } from '../../src/observability/logger.ts';
 
 interface Push {
   path: string;
