@@ -74,6 +74,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
           messageLeaseSeconds: config.messageLeaseSeconds,
           concurrency: () => config.webhook.concurrency,
           maxAttempts: () => config.webhook.maxAttempts,
+          timeoutMs: () => config.webhook.timeoutMs,
           backoff: () => ({ baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs }),
         },
         metrics,

@@ -82,6 +82,13 @@ export function resolveConfig(env: RawSettings, vault: RawSettings = {}): Config
   if (s.VAULT_ADDR && !s.VAULT_TOKEN && !(s.VAULT_ROLE_ID && s.VAULT_SECRET_ID)) {
     throw new ConfigError('VAULT_ADDR', 'is set but neither VAULT_TOKEN nor VAULT_ROLE_ID/VAULT_SECRET_ID is');
   }
+  // A chunk of sends must finish well inside its lease, or another pod could take the messages over mid-send.
+  if (s.MESSAGE_LEASE_SECONDS * 1000 < 2 * s.WEBHOOK_TIMEOUT_MS) {
+    throw new ConfigError(
+      'MESSAGE_LEASE_SECONDS',
+      `must be at least twice WEBHOOK_TIMEOUT_MS (${s.MESSAGE_LEASE_SECONDS} s < 2 × ${s.WEBHOOK_TIMEOUT_MS} ms)`,
+    );
+  }
   if (Boolean(s.WEBHOOK_AUTH_HEADER) !== Boolean(s.WEBHOOK_AUTH_VALUE)) {
     throw new ConfigError('WEBHOOK_AUTH_HEADER', 'and WEBHOOK_AUTH_VALUE must be set together');
   }

@@ -42,6 +42,7 @@ describe('configuration', () => {
     [{ LOG_LEVEL: 'chatty' }, /^Invalid configuration: LOG_LEVEL /],
     [{ WEBHOOK_AUTH_HEADER: 'x-key' }, /WEBHOOK_AUTH_HEADER and WEBHOOK_AUTH_VALUE must be set together/],
     [{ VAULT_ADDR: 'http://vault:8200' }, /VAULT_ADDR is set but neither VAULT_TOKEN nor VAULT_ROLE_ID/],
+    [{ WEBHOOK_TIMEOUT_MS: '40000' }, /MESSAGE_LEASE_SECONDS must be at least twice WEBHOOK_TIMEOUT_MS/],
   ];
   for (const [env, message] of invalid) {
     it(`stops start-up on ${JSON.stringify(env)}, naming the key`, () => {

@@ -92,7 +92,8 @@ describe('message dispatch across processes', function () {
       const env = {
         DATABASE_URL: db().url,
         WEBHOOK_URL: sink.url,
-        MESSAGE_LEASE_SECONDS: '3',
+        MESSAGE_LEASE_SECONDS: '4',
+        WEBHOOK_TIMEOUT_MS: '2000',
         JOB_LEASE_SECONDS: '3',
         WEBHOOK_CONCURRENCY: '5',
       };

@@ -12,12 +12,15 @@ export interface SendMessagesSettings {
   /** Deliveries in flight at once within one run. */
   concurrency: () => number;
   maxAttempts: () => number;
+  /** The webhook timeout; with the lease it bounds how many sends one lane does per chunk. */
+  timeoutMs: () => number;
   backoff: () => { baseMs: number; maxMs: number };
 }
 
 /**
  * The send-messages handler: sends up to the job's batch size of the oldest
- * due messages. It works in chunks of a few times the delivery concurrency:
+ * due messages. It works in chunks of a few times the delivery concurrency
+ * (see chunkSize):
  * each chunk is claimed (FOR UPDATE SKIP LOCKED, leased to this run), sent,
  * and its outcomes recorded in one statement before the next is claimed, so
  * a lease only has to outlive one chunk and a stopped job stops between chunks.
@@ -39,7 +42,7 @@ export function sendMessagesHandler(
         const chunk = await claimMessages(pool, {
           leaseSeconds: settings.messageLeaseSeconds,
           owner,
-          maxMessages: Math.min(remaining, settings.concurrency() * 4),
+          maxMessages: Math.min(remaining, chunkSize(settings)),
         });
         if (chunk.length === 0) break;
         remaining -= chunk.length;
@@ -97,6 +100,16 @@ export function sendMessagesHandler(
       return summary;
     },
   };
+}
+
+/**
+ * Messages claimed at once: each of the `concurrency` lanes sends at most as
+ * many one after another as fit, at the webhook timeout each, in half the
+ * lease (the configuration guarantees at least one), and at most 4.
+ */
+function chunkSize(settings: SendMessagesSettings): number {
+  const perLane = Math.floor((settings.messageLeaseSeconds * 1000) / (2 * settings.timeoutMs()));
+  return settings.concurrency() * Math.min(4, Math.max(1, perLane));
 }
 
 function statusClass(status: number | undefined): string {
