@@ -1,9 +1,13 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import {
   claimDueJobs,
   createJob,
   finishJobRun,
   getJobByName,
+  listenJobsChanged,
+  nextJobWakeUp,
+  notifyJobsChanged,
   releaseJobLeases,
   renewJobLease,
   startJobs,
@@ -129,6 +133,32 @@ describe('job queries and state transitions', () => {
     const changed = await updateJobSettings(pool(), { name: 'a', intervalSeconds: 5, batchSize: null });
     expect([changed?.intervalSeconds, changed?.batchSize]).to.deep.equal([5, 2]);
     expect(await updateJobSettings(pool(), { name: 'nope', intervalSeconds: 5, batchSize: 1 })).to.equal(null);
+  });
+
+  it('tells the fetcher how long it may sleep: until the earliest due time or lease expiry', async () => {
+    expect((await nextJobWakeUp(pool()))?.waitMs, 'nothing scheduled').to.equal(null);
+    await create('a');
+    await pool().query("UPDATE jobs SET next_run_at = now() + interval '90 seconds'");
+    expect((await nextJobWakeUp(pool()))?.waitMs).to.be.within(89_000, 90_000);
+    await pool().query("UPDATE jobs SET next_run_at = now() - interval '5 seconds'");
+    await claim('pod-1', 20);
+    // Running now: the next moment of interest is the lease expiry, or the next slot if sooner.
+    expect((await nextJobWakeUp(pool()))?.waitMs).to.be.within(19_000, 20_000);
+  });
+
+  it('announces job changes to every listener', async () => {
+    const listener = new pg.Client({ connectionString: db().url });
+    await listener.connect();
+    try {
+      const heard = new Promise<string | undefined>((resolve) =>
+        listener.on('notification', (n) => resolve(n.payload)),
+      );
+      await listenJobsChanged(listener);
+      await notifyJobsChanged(pool(), { reason: 'started all' });
+      expect(await heard).to.equal('started all');
+    } finally {
+      await listener.end();
+    }
   });
 
   it('releases the leases of one pod at shutdown so another pod takes over at once', async () => {
