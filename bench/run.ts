@@ -7,7 +7,7 @@
 //
 // Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded PostgreSQL.
 // A fresh database is created and dropped. Sizes: BENCH_MESSAGES (20000), BENCH_PODS (2),
-// BENCH_SCALE_ROWS (1000000).
+// BENCH_SCALE_ROWS (1000000), BENCH_SENDER_JOBS (4: send-messages jobs, 1 s, batch 10,000).
 import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import { claimMessages, countPendingMessages, listSentMessages } from '../src/db/sqlc/messages_sql.ts';
@@ -17,6 +17,7 @@ import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/su
 const messagesTotal = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const podCount = Number(process.env.BENCH_PODS ?? 2);
 const scaleRows = Number(process.env.BENCH_SCALE_ROWS ?? 1_000_000);
+const senderJobs = Number(process.env.BENCH_SENDER_JOBS ?? 4);
 if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) {
   process.env.TEST_DATABASE_URL = process.env.BENCH_DATABASE_URL;
 }
@@ -81,13 +82,16 @@ try {
 
   // 2. dispatch
   started = performance.now();
-  await call(api, 'POST', '/jobs', {
-    name: 'bench-sender',
-    handler: 'send-messages',
-    intervalSeconds: 1,
-    batchSize: 2000,
-    active: true,
-  });
+  // One run per job and slot, so several sender jobs let every pod work at once.
+  for (let index = 0; index < senderJobs; index += 1) {
+    await call(api, 'POST', '/jobs', {
+      name: `bench-sender-${index}`,
+      handler: 'send-messages',
+      intervalSeconds: 1,
+      batchSize: 10_000,
+      active: true,
+    });
+  }
   while (sink.received().unique < backlog) {
     if (performance.now() - started > 600_000) throw new Error('dispatch did not finish within 10 minutes');
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -95,7 +99,7 @@ try {
   seconds = (performance.now() - started) / 1000;
   const report = sink.received();
   record(
-    `dispatch to webhook (${podCount} pods)`,
+    `dispatch to webhook (${podCount} pods, ${senderJobs} sender jobs)`,
     `${backlog} messages in ${seconds.toFixed(1)} s = ${Math.round(backlog / seconds)} messages/s; duplicates ${report.duplicates.length}`,
   );
   if (report.duplicates.length > 0) throw new Error('a message was delivered twice');
