@@ -1,4 +1,5 @@
 import { createClient } from 'redis';
+import { withTimeout } from '../lib/with-timeout.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
@@ -82,11 +83,4 @@ export async function connectSentCache(
       client.destroy();
     },
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out after ${ms} ms`)), ms).unref()),
-  ]);
 }

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { migrate } from '../../src/db/migrator.ts';
 import { createPool, type Pool } from '../../src/db/pool.ts';
+import { withTimeout } from '../../src/lib/with-timeout.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 
 /**
@@ -66,13 +67,6 @@ async function startContainer(): Promise<TestServer | undefined> {
     source: 'testcontainers',
     stop: async () => void (await container.stop()),
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref()),
-  ]);
 }
 
 export interface TestDatabase {

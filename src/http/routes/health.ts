@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { withTimeout } from '../../lib/with-timeout.ts';
 
 /**
  * A named readiness check resolves to a short state ("ok", "dry-run",
@@ -35,11 +36,4 @@ export function healthRoutes(checks: HealthCheck[]): Router {
     });
   });
   return router;
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => setTimeout(() => reject(new Error('timeout')), ms).unref()),
-  ]);
 }
