@@ -102,7 +102,7 @@ export class MessageService {
   }
 }
 
-export function toMessageView(row: Omit<GetMessageRow, never>): MessageView {
+export function toMessageView(row: GetMessageRow): MessageView {
   return {
     id: row.id,
     to: row.recipient,
