@@ -123,7 +123,15 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       { name: 'delivery', critical: false, check: async () => delivery.mode },
     ].map((check) => options.healthChecks?.find((extra) => extra.name === check.name) ?? check);
     health.push(...(options.healthChecks ?? []).filter((extra) => !health.some((check) => check.name === extra.name)));
-    const app = createApp({ jobs, messages, health, metrics, logger, apiKeys: () => config.apiKeys });
+    const app = createApp({
+      jobs,
+      messages,
+      health,
+      metrics,
+      logger,
+      apiKeys: () => config.apiKeys,
+      intakePerMinute: () => config.intakeRateLimitPerMinute,
+    });
     const server = await listen(app, config.port);
     cleanup.push(() => closeServer(server));
     const port = (server.address() as AddressInfo).port;

@@ -36,6 +36,8 @@ export interface Config {
   lokiUrl: string | undefined;
   logLevel: Settings['LOG_LEVEL'];
   apiKeys: string[];
+  /** Message intake requests per client and minute on each pod; 0: no limit. */
+  intakeRateLimitPerMinute: number;
   jobLeaseSeconds: number;
   messageLeaseSeconds: number;
   shutdownTimeoutMs: number;
@@ -136,6 +138,7 @@ function toConfig(s: Settings): Config {
       .split(',')
       .map((key) => key.trim())
       .filter(Boolean),
+    intakeRateLimitPerMinute: s.RATE_LIMIT_PER_MINUTE,
     jobLeaseSeconds: s.JOB_LEASE_SECONDS,
     messageLeaseSeconds: s.MESSAGE_LEASE_SECONDS,
     shutdownTimeoutMs: s.SHUTDOWN_TIMEOUT_MS,

@@ -62,6 +62,7 @@ export const settingsSchema = z.object({
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
   API_KEYS: optionalString,
+  RATE_LIMIT_PER_MINUTE: int(0, 1_000_000, 0),
   JOB_LEASE_SECONDS: int(1, 3_600, 30),
   MESSAGE_LEASE_SECONDS: int(1, 3_600, 60),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 25_000),
@@ -79,6 +80,7 @@ export const secretSettings: readonly SettingName[] = [
   'VAULT_TOKEN',
   'VAULT_SECRET_ID',
   'API_KEYS',
+  'RATE_LIMIT_PER_MINUTE',
 ];
 
 /** Settings that are applied while the service runs; the rest need a restart. */
@@ -96,4 +98,5 @@ export const liveSettings: readonly SettingName[] = [
   'WEBHOOK_RETRY_MAX_MS',
   'LOG_LEVEL',
   'API_KEYS',
+  'RATE_LIMIT_PER_MINUTE',
 ];

@@ -9,6 +9,7 @@ import type { MessageService } from '../messages/message-service.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { errorBody, errorHandler, notFound } from './errors.ts';
+import { intakeRateLimit } from './rate-limit.ts';
 import { type HealthCheck, healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { messageRoutes } from './routes/messages.ts';
@@ -23,6 +24,8 @@ export interface AppDependencies {
   logger: Logger;
   /** Current API keys; empty means the API is open. Read per request so a Vault change applies live. */
   apiKeys: () => string[];
+  /** Message intake requests per client and minute; 0 is unlimited. */
+  intakePerMinute: () => number;
 }
 
 /** Batch of 1000 messages of 160 characters, with room for JSON and multi-byte text. */
@@ -44,6 +47,12 @@ export function createApp(deps: AppDependencies): Express {
 
   app.use(express.json({ limit: bodyLimit, strict: true }));
   app.use(requireApiKey(deps.apiKeys));
+  const limitIntake = intakeRateLimit(deps.intakePerMinute, deps.apiKeys);
+  app.use((req, res, next) =>
+    req.method === 'POST' && (req.path === '/messages' || req.path === '/messages/batch')
+      ? limitIntake(req, res, next)
+      : next(),
+  );
   app.use(
     OpenApiValidator.middleware({
       apiSpec: openApiPath,

@@ -123,3 +123,34 @@ describe('messages API over HTTP', () => {
     expect((await call('GET', '/messages?status=lost')).status).to.equal(400);
   });
 });
+
+describe('message intake rate limit', () => {
+  const db = useTestDatabase();
+  let service: TestService;
+  before(async () => {
+    service = await startTestService(db().url, {
+      RATE_LIMIT_PER_MINUTE: '3',
+      API_KEYS: 'client-a,client-b',
+      FETCH_INTERVAL_MS: '60000',
+    });
+  });
+  after(() => service.stop());
+
+  it('answers 429 with Retry-After past the limit, per client, storing nothing more', async () => {
+    const post = (key: string) =>
+      api(service.url, 'POST', '/messages', { to: '+905551111111', content: 'hi' }, { 'x-api-key': key });
+    const answers = [];
+    for (let i = 0; i < 4; i += 1) answers.push(await post('client-a'));
+    expect(answers.map((answer) => answer.status)).to.deep.equal([201, 201, 201, 429]);
+    const limited = answers[3]!;
+    expect(limited.body.error.code).to.equal('rate_limited');
+    expect(Number(limited.headers.get('retry-after'))).to.be.within(1, 60);
+    expect((await post('client-b')).status, 'another client has its own budget').to.equal(201);
+    const read = await api(service.url, 'GET', '/jobs', undefined, { 'x-api-key': 'client-a' });
+    expect(read.status, 'reads are not limited').to.equal(200);
+    const stranger = await api(service.url, 'POST', '/messages', { to: '+905551111111', content: 'hi' });
+    expect(stranger.status, 'no key, no entry').to.equal(401);
+    const { rows } = await db().pool.query('SELECT count(*)::int AS n FROM messages');
+    expect(rows[0].n).to.equal(4);
+  });
+});

@@ -18,6 +18,7 @@ describe('routes and openapi.yaml agree', () => {
     metrics: createMetrics(),
     logger: silentLogger(),
     apiKeys: () => [],
+    intakePerMinute: () => 0,
   });
 
   const appRoutes = new Set<string>();
