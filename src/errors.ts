@@ -14,10 +14,8 @@ export class AppError extends Error {
 
 export class ValidationError extends AppError {
   override name = 'ValidationError';
-  readonly field: string | undefined;
-  constructor(code: string, message: string, field?: string) {
+  constructor(code: string, message: string) {
     super(400, code, message);
-    this.field = field;
   }
 }
 

@@ -1,6 +1,6 @@
 // Entry point of `npm start`: configuration (environment, then Vault), logger,
 // service, live configuration from Vault, signals.
-import { type Config, ConfigError, type RawSettings } from './config/config.ts';
+import { type Config, ConfigError, type RawSettings, settingsNeedingRestart } from './config/config.ts';
 import {
   loadVaultSettings,
   resolveConfigWithVault,
@@ -69,9 +69,12 @@ watcher?.start();
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');
 
 /** A changed Vault secret: re-resolve and apply; a ConfigError here keeps the running configuration. */
+let appliedVaultSettings: RawSettings = vault?.settings ?? {};
 async function applyVaultSettings(settings: RawSettings): Promise<void> {
   const next = resolveConfigWithVault(env, settings, startup.vault.secretPath);
-  const needsRestart = await service.applyConfig(next);
+  const needsRestart = settingsNeedingRestart(env, appliedVaultSettings, settings);
+  await service.applyConfig(next);
+  appliedVaultSettings = settings;
   logger.info(
     { workers: next.workerCount, fetchIntervalMs: next.fetchIntervalMs, logLevel: next.logLevel },
     'configuration from Vault applied',

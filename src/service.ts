@@ -11,7 +11,7 @@ import { createApp } from './http/app.ts';
 import type { HealthCheck } from './http/routes/health.ts';
 import { Fetcher } from './jobs/fetcher.ts';
 import { JobService } from './jobs/job-service.ts';
-import { startRunQueue } from './jobs/run-queue.ts';
+import { runQueueName, startRunQueue } from './jobs/run-queue.ts';
 import { MessageService } from './messages/message-service.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
 import { createDryRunClient, createWebhookClient, type DeliveryClient } from './messages/webhook-client.ts';
@@ -34,8 +34,8 @@ export interface Service {
   port: number;
   metrics: Metrics;
   database: Database;
-  /** Applies the settings that can change while running; returns the names that need a restart. */
-  applyConfig(next: Config): Promise<string[]>;
+  /** Applies the settings that can change while running (schema.ts `liveSettings`); the rest wait for a restart. */
+  applyConfig(next: Config): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -150,7 +150,6 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       metrics,
       database,
       async applyConfig(next) {
-        const needsRestart = restartOnlySettings(config, next);
         const previous = config;
         config = { ...next, port: previous.port, databaseUrl: previous.databaseUrl, dataDir: previous.dataDir };
         logger.level = config.logLevel;
@@ -162,7 +161,6 @@ export async function startService(initial: Config, logger: Logger, options: Ser
           await old.close();
         }
         await workers.resize(config.workerCount);
-        return needsRestart;
       },
       stop: closeAll,
     };
@@ -188,19 +186,8 @@ function createDelivery(config: Config, logger: Logger): DeliveryClient {
 }
 
 async function queueState(boss: PgBoss): Promise<string> {
-  await boss.getQueue('job-runs');
+  await boss.getQueue(runQueueName);
   return 'ok';
-}
-
-function restartOnlySettings(current: Config, next: Config): string[] {
-  const changed: string[] = [];
-  if (current.port !== next.port) changed.push('PORT');
-  if (current.databaseUrl !== next.databaseUrl) changed.push('DATABASE_URL');
-  if (current.redis.url !== next.redis.url) changed.push('REDIS_URL');
-  if (current.lokiUrl !== next.lokiUrl) changed.push('LOKI_URL');
-  if (current.jobLeaseSeconds !== next.jobLeaseSeconds) changed.push('JOB_LEASE_SECONDS');
-  if (current.messageLeaseSeconds !== next.messageLeaseSeconds) changed.push('MESSAGE_LEASE_SECONDS');
-  return changed;
 }
 
 function listen(app: ReturnType<typeof createApp>, port: number): Promise<Server> {

@@ -1,6 +1,13 @@
 import { hostname } from 'node:os';
 import { withoutCredentials } from '../observability/safe-url.ts';
-import { type SettingName, type Settings, secretSettings, settingNames, settingsSchema } from './schema.ts';
+import {
+  liveSettings,
+  type SettingName,
+  type Settings,
+  secretSettings,
+  settingNames,
+  settingsSchema,
+} from './schema.ts';
 
 /** The typed configuration handed down from main.ts; nothing else reads process.env. */
 export interface Config {
@@ -62,6 +69,20 @@ export function pickSettings(source: RawSettings): Partial<Record<SettingName, s
     if (value !== undefined) picked[name] = String(value);
   }
   return picked;
+}
+
+/**
+ * The settings whose effective value differs between two layerings and that
+ * the running service cannot apply (everything not in `liveSettings`).
+ */
+export function settingsNeedingRestart(
+  env: RawSettings,
+  previousVault: RawSettings,
+  nextVault: RawSettings,
+): SettingName[] {
+  const before = { ...pickSettings(env), ...pickSettings(previousVault) };
+  const after = { ...pickSettings(env), ...pickSettings(nextVault) };
+  return settingNames.filter((name) => before[name] !== after[name] && !liveSettings.includes(name));
 }
 
 /**

@@ -6,9 +6,6 @@ import { withTransaction } from '../db/transaction.ts';
 import type { Logger } from '../observability/logger.ts';
 import { enqueueRun, type RunRequest } from './run-queue.ts';
 
-/** The channel job changes are announced on (see NotifyJobsChanged). */
-export const jobsChannel = 'job_manager_jobs';
-
 export interface FetcherSettings {
   instanceId: string;
   /** The safety-net poll, even when nothing asked for a wake-up. */

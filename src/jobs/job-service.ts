@@ -71,7 +71,6 @@ export class JobService {
       throw new ValidationError(
         'unknown_handler',
         `handler "${job.handler}" is not registered (known: ${this.#handlerNames().join(', ')})`,
-        'handler',
       );
     }
     return withTransaction(this.#pool, async (client) => {

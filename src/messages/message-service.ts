@@ -133,5 +133,5 @@ function decodeCursor(cursor: string | undefined): { at: string; id: string } | 
   } catch {
     // fall through
   }
-  throw new ValidationError('invalid_cursor', 'cursor is not one this API returned', 'cursor');
+  throw new ValidationError('invalid_cursor', 'cursor is not one this API returned');
 }

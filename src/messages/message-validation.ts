@@ -20,25 +20,22 @@ export function validateMessage(input: MessageInput, maxLength: number, field = 
     throw new ValidationError(
       'invalid_phone_number',
       `${field}to must be an E.164 phone number: "+" and 8 to 15 digits, e.g. +905551111111`,
-      `${field}to`,
     );
   }
   if (typeof input.content !== 'string') {
-    throw new ValidationError('invalid_content', `${field}content must be a string`, `${field}content`);
+    throw new ValidationError('invalid_content', `${field}content must be a string`);
   }
   const length = [...input.content].length;
   if (length < 1 || length > maxLength) {
     throw new ValidationError(
       'invalid_content',
       `${field}content must be 1 to ${maxLength} characters (got ${length})`,
-      `${field}content`,
     );
   }
   if (forbiddenControl.test(input.content)) {
     throw new ValidationError(
       'invalid_content',
       `${field}content must not contain control characters other than newline`,
-      `${field}content`,
     );
   }
   return { to: input.to, content: input.content };

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, resolveConfig } from '../../src/config/config.ts';
+import { ConfigError, resolveConfig, settingsNeedingRestart } from '../../src/config/config.ts';
 
 describe('configuration', () => {
   it('has working defaults with an empty environment', () => {
@@ -58,5 +58,17 @@ describe('configuration', () => {
       .to.throw(ConfigError)
       .with.property('message')
       .that.does.not.include('hunter2');
+  });
+});
+
+describe('settings needing a restart', () => {
+  it('names changed settings the service cannot apply live, judged on the merged layers', () => {
+    const env = { PORT: '8080', DATABASE_URL: 'postgres://db/x' };
+    expect(settingsNeedingRestart(env, {}, { WORKER_COUNT: '9', PORT: '9999', REDIS_TTL_SECONDS: '60' })).to.deep.equal(
+      ['PORT', 'REDIS_TTL_SECONDS'],
+    );
+    // Vault now says what the environment said: nothing changed in effect.
+    expect(settingsNeedingRestart(env, {}, { PORT: '8080' })).to.deep.equal([]);
+    expect(settingsNeedingRestart(env, { MESSAGE_MAX_LENGTH: '70' }, {})).to.deep.equal([]);
   });
 });
