@@ -6,11 +6,12 @@ import swaggerUi from 'swagger-ui-express';
 import { parse } from 'yaml';
 import type { JobService } from '../jobs/job-service.ts';
 import type { MessageService } from '../messages/message-service.ts';
+import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { errorBody, errorHandler, notFound } from './errors.ts';
 import { intakeRateLimit } from './rate-limit.ts';
-import { type HealthCheck, healthRoutes } from './routes/health.ts';
+import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { messageRoutes } from './routes/messages.ts';
 
