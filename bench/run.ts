@@ -126,7 +126,12 @@ try {
     record(label, `median ${ms(pct(samples, 0.5))}, max ${ms(samples.at(-1)!)}`);
   };
   await time(`ClaimMessages batch 50 (${scaleRows} pending)`, async () => {
-    const claimed = await claimMessages(database.pool, { leaseSeconds: 60, owner: 'bench', maxMessages: 50 });
+    const claimed = await claimMessages(database.pool, {
+      leaseSeconds: 60,
+      owner: 'bench',
+      executionId: null,
+      maxMessages: 50,
+    });
     await database.pool.query(
       "UPDATE messages SET status = 'pending', lease_until = NULL, locked_by = NULL WHERE id = ANY($1)",
       [claimed.map((row) => row.id)],

@@ -44,8 +44,8 @@ RETURNING id;
 -- Switches jobs off (a null name means every job). A run in flight loses its
 -- lease here, so when it ends it cannot put the job back to active: a stop wins.
 UPDATE jobs
-SET status = 'inactive', run_id = NULL, run_due_at = NULL, lease_until = NULL,
-    locked_by = NULL, updated_at = now()
+SET status = 'inactive', stopped_run_id = run_id, run_id = NULL, run_due_at = NULL, lease_until = NULL,
+    locked_by = NULL, execution_id = NULL, updated_at = now()
 WHERE status <> 'inactive'
   AND (sqlc.narg(name)::text IS NULL OR name = sqlc.narg(name))
 RETURNING id;
@@ -67,6 +67,8 @@ WITH due AS (
 UPDATE jobs AS j
 SET status = 'in_progress',
     run_id = gen_random_uuid(),
+    execution_id = NULL,
+    stopped_run_id = NULL,
     run_due_at = due.due_at,
     locked_by = sqlc.arg(owner)::text,
     lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
@@ -88,29 +90,50 @@ FROM (
   SELECT min(lease_until) FROM jobs WHERE status = 'in_progress'
 ) AS wake_ups;
 
+-- name: BeginJobExecution :one
+-- Starts one execution of a claimed run and fences off every other: it
+-- succeeds only while the run is still the job's current one and no other
+-- execution holds a live lease on it (a pg-boss retry of a run whose first
+-- execution is merely frozen gets no row and is skipped). The new
+-- execution_id must accompany every renewal, message claim and the run's end.
+UPDATE jobs
+SET execution_id = gen_random_uuid(),
+    locked_by = sqlc.arg(owner)::text,
+    lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
+    updated_at = now()
+WHERE id = sqlc.arg(id) AND run_id = sqlc.arg(run_id) AND status = 'in_progress'
+  AND (execution_id IS NULL OR lease_until < now())
+RETURNING execution_id::text AS execution_id;
+
 -- name: RenewJobLease :one
--- Keeps a long run ours; no row means it was stopped or taken over.
+-- Keeps a long run ours; no row means this execution was superseded (the job
+-- was stopped, its run taken over, or another execution started).
 UPDATE jobs
 SET lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer)
-WHERE id = sqlc.arg(id) AND run_id = sqlc.arg(run_id)
+WHERE id = sqlc.arg(id) AND execution_id = sqlc.arg(execution_id)::uuid
 RETURNING id;
 
 -- name: FinishJobRun :one
--- Records the outcome of a run. Only the current run returns the job to
--- active; a run that lost its lease (stopped, taken over) still counts, but
--- leaves the status alone.
+-- Records the end of an execution. The current execution returns the job to
+-- active and counts the run. A run that a stop interrupted is still counted
+-- (the job stays inactive) as long as no later run was claimed since. Any
+-- other execution was superseded: no row, nothing changes.
 UPDATE jobs
-SET status = CASE WHEN run_id = sqlc.arg(run_id) THEN 'active' ELSE status END,
-    run_id = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE run_id END,
-    run_due_at = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE run_due_at END,
-    lease_until = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE lease_until END,
-    locked_by = CASE WHEN run_id = sqlc.arg(run_id) THEN NULL ELSE locked_by END,
+SET status = CASE WHEN execution_id = sqlc.arg(execution_id)::uuid THEN 'active' ELSE status END,
+    run_id = CASE WHEN execution_id = sqlc.arg(execution_id)::uuid THEN NULL ELSE run_id END,
+    run_due_at = CASE WHEN execution_id = sqlc.arg(execution_id)::uuid THEN NULL ELSE run_due_at END,
+    lease_until = CASE WHEN execution_id = sqlc.arg(execution_id)::uuid THEN NULL ELSE lease_until END,
+    locked_by = CASE WHEN execution_id = sqlc.arg(execution_id)::uuid THEN NULL ELSE locked_by END,
+    execution_id = NULL,
+    stopped_run_id = NULL,
     last_triggered_at = now(),
     run_count = run_count + 1,
     failure_count = failure_count + CASE WHEN sqlc.narg(error)::text IS NULL THEN 0 ELSE 1 END,
     last_error = sqlc.narg(error),
     updated_at = now()
 WHERE id = sqlc.arg(id)
+  AND (execution_id = sqlc.arg(execution_id)::uuid
+       OR (run_id IS NULL AND stopped_run_id = sqlc.arg(run_id)::uuid))
 RETURNING status;
 
 -- name: ReleaseJobLeases :many

@@ -31,7 +31,9 @@ WHERE status = 'sending' AND lease_until < now()
 RETURNING id;
 
 -- name: ClaimMessages :many
--- The oldest due pending messages, skipping rows another pod holds.
+-- The oldest due pending messages, skipping rows another pod holds. With an
+-- execution_id (a job run's execution fence, see BeginJobExecution) nothing
+-- is claimed once that execution has been superseded.
 UPDATE messages AS m
 SET status = 'sending',
     attempts = m.attempts + 1,
@@ -41,6 +43,8 @@ SET status = 'sending',
 FROM (
   SELECT id FROM messages
   WHERE status = 'pending' AND next_attempt_at <= now()
+    AND (sqlc.narg(execution_id)::uuid IS NULL
+         OR EXISTS (SELECT 1 FROM jobs WHERE jobs.execution_id = sqlc.narg(execution_id)::uuid))
   ORDER BY created_at, id
   LIMIT sqlc.arg(max_messages)::integer
   FOR UPDATE SKIP LOCKED
@@ -74,7 +78,23 @@ FROM ROWS FROM (
 WHERE m.id = o.id
   AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
        OR (o.status = 'sent' AND m.status <> 'sent'))
-RETURNING m.id;
+RETURNING m.id, m.status, m.sent_at;
+
+-- name: HandBackMessages :many
+-- Messages this owner claimed but did not really try (shutdown aborted the
+-- request, the circuit breaker opened before their turn, or a breaker probe
+-- failed): pending again at once, same id, the attempt the claim counted
+-- undone, so an outage or a restart costs them nothing of their retry budget.
+UPDATE messages
+SET status = 'pending',
+    attempts = greatest(attempts - 1, 0),
+    next_attempt_at = now(),
+    lease_until = NULL,
+    locked_by = NULL,
+    updated_at = now()
+WHERE id = ANY(sqlc.arg(ids)::uuid[])
+  AND status = 'sending' AND locked_by = sqlc.arg(owner)::text
+RETURNING id;
 
 -- name: ListSentMessages :many
 -- Newest sent first. The cursor is the last row's (sent_at, id); sent_at

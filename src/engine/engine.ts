@@ -10,6 +10,7 @@
 import type { PgBoss } from 'pg-boss';
 import type { Pool } from '../db/pool.ts';
 import { releaseJobLeases } from '../db/sqlc/jobs_sql.ts';
+import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -108,21 +109,29 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
       await theScheduler.start(deps.databaseUrl);
     },
     async stop(deadline) {
-      const step = (name: string, work: () => Promise<unknown>) =>
-        work().catch((error: unknown) => logger.error({ err: error, step: name }, 'engine shutdown step failed'));
-      await step('scheduler', () => theScheduler.stop());
-      if (started) await step('workers', () => workers.stop(deadline));
-      await step('job leases', async () => {
-        const released = (await releaseJobLeases(pool, { owner: settings.instanceId })).length;
-        if (released > 0) logger.info({ released }, 'released leases of unfinished runs');
-      });
-      await step('pg-boss', () => boss.stop({ graceful: false, close: true, timeout: 5_000 }));
+      // Every step is bounded: the workers by the deadline (plus a short
+      // hand-back grace), the database steps by what is left of a few seconds.
+      const step = (name: string, work: () => Promise<unknown>, boundMs: number) =>
+        withTimeout(work(), Math.max(250, boundMs)).catch((error: unknown) =>
+          logger.error({ err: error, step: name }, 'engine shutdown step failed'),
+        );
+      await step('scheduler', () => theScheduler.stop(), Math.min(2_000, deadline - Date.now()));
+      if (started) await step('workers', () => workers.stop(deadline), deadline - Date.now() + 2_000);
+      await step(
+        'job leases',
+        async () => {
+          const released = (await releaseJobLeases(pool, { owner: settings.instanceId })).length;
+          if (released > 0) logger.info({ released }, 'released leases of unfinished runs');
+        },
+        500,
+      );
+      await step('pg-boss', () => boss.stop({ graceful: false, close: true, timeout: 1_000 }), 1_000);
     },
     async runOnce() {
       const runs = await theScheduler.claimOnce();
       if (runs.length === 0) return [];
       const queued = await boss.fetch<(typeof runs)[number]>(runQueueName, { batchSize: runs.length });
-      const shutdown = new AbortController().signal;
+      const shutdown = { stopping: new AbortController().signal, deadline: new AbortController().signal };
       const outcomes: RunOutcome[] = [];
       for (const job of queued) {
         outcomes.push(await executor.execute(job.data, shutdown));

@@ -4,11 +4,15 @@ import type { Logger } from '../observability/logger.ts';
 export interface RunContext {
   jobName: string;
   runId: string;
+  /** This execution of the run; claims made under it stop once it is superseded. */
+  executionId: string;
   /** The slot this run serves (ISO time). */
   dueAt: string;
   batchSize: number;
-  /** Aborted when the run lost its lease (the job was stopped or taken over) or the pod shuts down. */
+  /** Aborted when the run lost its lease (the job was stopped or taken over) or the pod begins shutting down: claim nothing more. */
   signal: AbortSignal;
+  /** Aborted at the shutdown deadline: abort requests in flight and hand their work back. */
+  deadline: AbortSignal;
   logger: Logger;
 }
 

@@ -1,9 +1,11 @@
 import type { Pool } from '../db/pool.ts';
-import { finishJobRun, renewJobLease } from '../db/sqlc/jobs_sql.ts';
+import { beginJobExecution, finishJobRun, renewJobLease } from '../db/sqlc/jobs_sql.ts';
+import { retryUntilDone } from '../lib/retry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { HandlerFactory } from './handler-factory.ts';
 import type { RunRequest } from './run-queue.ts';
+import type { ShutdownSignals } from './worker-pool.ts';
 
 export type RunOutcome = 'ok' | 'error' | 'unknown_handler' | 'stale';
 
@@ -42,21 +44,37 @@ export class RunExecutor {
     this.#onFinished = onFinished;
   }
 
-  async execute(run: RunRequest, shutdown: AbortSignal): Promise<RunOutcome> {
+  /**
+   * Executes `run` once, fenced: it starts only while the run is the job's
+   * current one and no other execution holds a live lease on it (a pg-boss
+   * retry of a run whose first execution is only frozen is skipped as
+   * 'stale'). The execution id it gets is named by every lease renewal,
+   * message claim and the run's end, so once superseded (stopped, taken over)
+   * it claims nothing more and leaves the job's bookkeeping alone.
+   */
+  async execute(run: RunRequest, shutdown: ShutdownSignals): Promise<RunOutcome> {
     const logger = this.#logger.child({ job: run.jobName, jobId: run.jobId, runId: run.runId });
     const jobId = run.jobId;
-    // A queue retry of a run that was stopped or taken over meanwhile: nothing to do.
-    if (!(await renewJobLease(this.#pool, { id: jobId, runId: run.runId, leaseSeconds: this.#lease() }))) {
-      logger.info('run is no longer current (stopped or taken over); skipped');
+    const begun = await beginJobExecution(this.#pool, {
+      id: jobId,
+      runId: run.runId,
+      owner: this.#settings.instanceId,
+      leaseSeconds: this.#lease(),
+    });
+    if (!begun) {
+      // A queue retry of a run that was stopped or taken over meanwhile, or whose
+      // first execution still holds its lease (frozen, not dead): nothing to do.
+      logger.info('run is no longer current or another execution holds it; skipped');
       this.#metrics.jobRuns.inc({ job: run.jobName, outcome: 'stale' });
       return 'stale';
     }
+    const { executionId } = begun;
     const started = performance.now();
     this.#metrics.jobTriggerLateness.observe(Math.max(0, (Date.now() - Date.parse(run.dueAt)) / 1000));
     this.#metrics.workersBusy.inc();
     const lost = new AbortController();
-    const signal = AbortSignal.any([lost.signal, shutdown]);
-    const renewal = this.#keepLease(run, lost, logger);
+    const signal = AbortSignal.any([lost.signal, shutdown.stopping]);
+    const renewal = this.#keepLease(jobId, executionId, lost, logger);
     let outcome: RunOutcome = 'ok';
     let error: string | null = null;
     try {
@@ -64,9 +82,11 @@ export class RunExecutor {
       const summary = await handler.run({
         jobName: run.jobName,
         runId: run.runId,
+        executionId,
         dueAt: run.dueAt,
         batchSize: run.batchSize,
         signal,
+        deadline: shutdown.deadline,
         logger,
       });
       logger.info({ ...summary, durationMs: Math.round(performance.now() - started) }, 'run finished');
@@ -78,8 +98,19 @@ export class RunExecutor {
       clearInterval(renewal);
       this.#metrics.workersBusy.dec();
     }
-    const finished = await finishJobRun(this.#pool, { id: jobId, runId: run.runId, error });
+    // The end is retried while the database is unreachable, for as long as the
+    // lease lasts: after that another pod has taken the run over anyway.
+    const finished = await retryUntilDone(
+      () => finishJobRun(this.#pool, { id: jobId, runId: run.runId, executionId, error }),
+      {
+        signal: shutdown.deadline,
+        giveUpAfterMs: this.#lease() * 1000,
+        onRetry: (failure, attempt) =>
+          attempt === 1 && logger.warn({ err: failure }, 'could not record the end of the run; retrying'),
+      },
+    );
     if (finished?.status === 'inactive') logger.info('job was stopped during the run; it stays inactive');
+    else if (!finished) logger.info('run was superseded (stopped or taken over); the job was left as it is');
     this.#metrics.jobRuns.inc({ job: run.jobName, outcome });
     this.#metrics.jobRunDuration.observe({ job: run.jobName }, (performance.now() - started) / 1000);
     this.#onFinished();
@@ -90,11 +121,11 @@ export class RunExecutor {
     return this.#settings.jobLeaseSeconds;
   }
 
-  /** Renews the lease at a third of its length; a lost lease aborts the run's signal. */
-  #keepLease(run: RunRequest, lost: AbortController, logger: Logger): NodeJS.Timeout {
+  /** Renews the lease at a third of its length; a lost lease (superseded execution) aborts the run's signal. */
+  #keepLease(jobId: string, executionId: string, lost: AbortController, logger: Logger): NodeJS.Timeout {
     const everyMs = Math.max(200, (this.#lease() * 1000) / 3);
     return setInterval(() => {
-      renewJobLease(this.#pool, { id: run.jobId, runId: run.runId, leaseSeconds: this.#lease() }).then(
+      renewJobLease(this.#pool, { id: jobId, executionId, leaseSeconds: this.#lease() }).then(
         (renewed) => {
           if (!renewed && !lost.signal.aborted) {
             logger.warn('run lost its lease (job stopped or taken over); asking the handler to wind down');

@@ -14,7 +14,13 @@ export function sendMessagesHandler(
     async run(context) {
       const { settings, deps } = current();
       return dispatchMessages(
-        { runId: context.runId, batchSize: context.batchSize, signal: context.signal },
+        {
+          runId: context.runId,
+          executionId: context.executionId,
+          batchSize: context.batchSize,
+          signal: context.signal,
+          abortDeliveries: context.deadline,
+        },
         settings,
         { ...deps, logger: context.logger },
       );

@@ -2,8 +2,19 @@ import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../observability/logger.ts';
 import { type RunRequest, runQueueName } from './run-queue.ts';
 
+/** How a pod's shutdown reaches the runs in flight. */
+export interface ShutdownSignals {
+  /** Aborted when shutdown begins: claim no more work, finish what is in hand. */
+  stopping: AbortSignal;
+  /** Aborted at the shutdown deadline: abort requests in flight and hand their work back. */
+  deadline: AbortSignal;
+}
+
 /** Executes one run; the pool calls it for every queue message it takes. */
-export type RunWorker = (run: RunRequest, shutdown: AbortSignal) => Promise<unknown>;
+export type RunWorker = (run: RunRequest, shutdown: ShutdownSignals) => Promise<unknown>;
+
+/** After the deadline, runs get this long (ms) to hand their work back before stop() moves on. */
+export const handBackGraceMs = 1_000;
 
 /**
  * The worker pool is pg-boss's `work()` on the run queue with a
@@ -16,7 +27,8 @@ export class WorkerPool {
   readonly #boss: PgBoss;
   readonly #work: RunWorker;
   readonly #logger: Logger;
-  readonly #shutdown = new AbortController();
+  readonly #stopping = new AbortController();
+  readonly #deadline = new AbortController();
   #count = 0;
   #workerId: string | undefined;
   readonly #draining = new Set<Promise<void>>();
@@ -52,19 +64,33 @@ export class WorkerPool {
   }
 
   /**
-   * Stops taking runs and waits for the ones in flight; at `deadline` (epoch
-   * ms) their shutdown signal aborts so they hand their work back.
+   * Stops taking runs and tells the ones in flight to claim nothing more; at
+   * `deadline` (epoch ms) their deadline signal aborts so they abort their
+   * requests and hand their work back. Resolves when they have finished, or
+   * `handBackGraceMs` after the deadline at the latest.
    */
   async stop(deadline: number): Promise<void> {
-    const abortLater = setTimeout(
-      () => this.#shutdown.abort(new Error('shutting down')),
-      Math.max(0, deadline - Date.now()),
-    );
+    this.#stopping.abort(new Error('shutting down'));
+    const untilDeadline = Math.max(0, deadline - Date.now());
+    const abortLater = setTimeout(() => this.#deadline.abort(new Error('shutdown deadline')), untilDeadline);
+    let giveUp: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      giveUp = setTimeout(() => {
+        this.#logger.warn('runs still busy after the shutdown deadline; stopping without them');
+        resolve();
+      }, untilDeadline + handBackGraceMs);
+    });
     try {
-      await this.#boss.offWork(runQueueName, { wait: true });
-      await Promise.all(this.#draining);
+      await Promise.race([
+        (async () => {
+          await this.#boss.offWork(runQueueName, { wait: true });
+          await Promise.all(this.#draining);
+        })(),
+        late,
+      ]);
     } finally {
       clearTimeout(abortLater);
+      clearTimeout(giveUp);
     }
   }
 
@@ -78,7 +104,7 @@ export class WorkerPool {
       runQueueName,
       { localConcurrency: count, batchSize: 1, pollingIntervalSeconds: 1, notifyPollingIntervalSeconds: 5 },
       async ([job]) => {
-        if (job) await this.#work(job.data, this.#shutdown.signal);
+        if (job) await this.#work(job.data, { stopping: this.#stopping.signal, deadline: this.#deadline.signal });
       },
     );
   }

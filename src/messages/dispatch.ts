@@ -10,10 +10,12 @@
  * stops between chunks.
  */
 import type { Pool } from '../db/pool.ts';
-import { claimMessages, recordDeliveryOutcomes, releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
+import { claimMessages, releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { type BackoffOptions, decideOutcome } from './retry-policy.ts';
+import { type BreakerTurn, CircuitBreaker } from './circuit-breaker.ts';
+import { writeChunkOutcomes } from './outcome-writer.ts';
+import { type BackoffOptions, type DeliveryDecision, decideOutcome } from './retry-policy.ts';
 import type { SentCache } from './sent-cache.ts';
 import type { DeliveryClient, DeliveryResult } from './webhook-client.ts';
 
@@ -39,15 +41,27 @@ export interface DispatchDependencies {
   cache: SentCache;
   metrics: Metrics;
   logger: Logger;
+  /** The pod's webhook circuit breaker; without one, deliveries are never held back. */
+  breaker?: CircuitBreaker;
 }
 
 export interface DispatchRequest {
-  /** Identifies the run; part of the lease owner. */
+  /** Identifies the run. */
   runId: string;
+  /**
+   * The run's execution fence (see BeginJobExecution): part of the lease owner,
+   * and once it is superseded nothing more is claimed. Absent outside job runs.
+   */
+  executionId?: string;
   /** At most this many messages are claimed. */
   batchSize: number;
   /** Checked before every claim: an aborted run claims nothing more. */
   signal: AbortSignal;
+  /**
+   * The shutdown deadline: aborts webhook requests in flight; their messages
+   * (and any not yet tried) are handed back with the same id, the attempt not counted.
+   */
+  abortDeliveries?: AbortSignal;
 }
 
 export interface DispatchSummary {
@@ -57,6 +71,8 @@ export interface DispatchSummary {
   failed: number;
   /** Expired `sending` leases (a crashed pod's messages) returned to pending first. */
   recovered: number;
+  /** Claimed but not tried (breaker open, shutdown, failed probe): back to pending, attempt not counted. */
+  handedBack: number;
   [key: string]: number;
 }
 
@@ -71,65 +87,97 @@ export async function dispatchMessages(
   deps: DispatchDependencies,
 ): Promise<DispatchSummary> {
   const { pool, delivery, cache, metrics, logger } = deps;
-  const summary: DispatchSummary = { claimed: 0, sent: 0, retried: 0, failed: 0, recovered: 0 };
+  const breaker = deps.breaker ?? neverOpen;
+  const abortDeliveries = request.abortDeliveries ?? new AbortController().signal;
+  const summary: DispatchSummary = { claimed: 0, sent: 0, retried: 0, failed: 0, recovered: 0, handedBack: 0 };
   summary.recovered = (await releaseExpiredMessageLeases(pool)).length;
-  const owner = `${settings.instanceId}/${request.runId}`;
+  const owner = `${settings.instanceId}/${request.executionId ?? request.runId}`;
   let remaining = request.batchSize;
   while (remaining > 0 && !request.signal.aborted) {
+    let turn: BreakerTurn;
+    try {
+      turn = await breaker.turn(request.signal); // waits while the webhook's breaker is open
+    } catch {
+      break;
+    }
+    const probe = turn === 'probe';
     const chunk = await claimMessages(pool, {
       leaseSeconds: settings.messageLeaseSeconds,
       owner,
-      maxMessages: Math.min(remaining, dispatchChunkSize(settings)),
+      executionId: request.executionId ?? null,
+      maxMessages: probe ? 1 : Math.min(remaining, dispatchChunkSize(settings)),
+    }).catch((error: unknown) => {
+      if (probe) breaker.releaseProbe();
+      throw error;
     });
-    if (chunk.length === 0) break;
+    if (chunk.length === 0) {
+      if (probe) breaker.releaseProbe();
+      break;
+    }
     remaining -= chunk.length;
     summary.claimed += chunk.length;
     chunk.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
     const results = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
+      // Not tried: the breaker opened since the claim, or the shutdown deadline passed.
+      if (abortDeliveries.aborted || (!probe && !breaker.allowsDelivery())) return undefined;
       const started = performance.now();
       // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
       const result: DeliveryResult = await delivery
-        .deliver({ id: message.id, to: message.recipient, content: message.content })
+        .deliver({ id: message.id, to: message.recipient, content: message.content }, abortDeliveries)
         .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
+      // Aborted at the shutdown deadline: handed back, the attempt not counted.
+      if (abortDeliveries.aborted && result.outcome === 'transient') return undefined;
       metrics.webhookDuration.observe(
         { status_class: statusClass(result.httpStatus) },
         (performance.now() - started) / 1000,
       );
+      breaker.record(result.outcome === 'transient' ? 'transient' : 'answered', probe);
+      // A failed probe only confirms the outage the breaker already knows of: not the message's fault.
+      if (probe && result.outcome === 'transient') return undefined;
       return decideOutcome(result, message.attempts, settings.maxAttempts, settings.backoff);
     });
-    await recordDeliveryOutcomes(pool, {
-      ids: chunk.map((message) => message.id),
-      statuses: results.map((outcome) => outcome.status),
-      externalMessageIds: results.map((outcome) => (outcome.status === 'sent' ? outcome.externalMessageId : '')),
-      errors: results.map((outcome) => (outcome.status === 'sent' ? '' : outcome.error)),
-      retryDelaysMs: results.map((outcome) => (outcome.status === 'pending' ? Math.round(outcome.retryDelayMs) : 0)),
-      owner,
-    });
-    const sentAt = new Date().toISOString();
+    const decided: Array<{ id: string; decision: DeliveryDecision }> = [];
+    const untried: string[] = [];
+    for (const [index, decision] of results.entries()) {
+      const id = chunk[index]!.id;
+      if (decision) decided.push({ id, decision });
+      else untried.push(id);
+    }
+    const sentAt = await writeChunkOutcomes(pool, { owner, decided, untried }, { signal: abortDeliveries, logger });
+    // Handed-back messages were not worked on: they do not use up the batch.
+    remaining += untried.length;
+    summary.handedBack += untried.length;
     const sent = [];
-    for (const [index, outcome] of results.entries()) {
+    let sentInChunk = 0;
+    for (const [index, decision] of results.entries()) {
       const message = chunk[index]!;
-      if (outcome.status === 'sent') {
-        sent.push({ id: message.id, externalMessageId: outcome.externalMessageId, sentAt });
-      } else if (outcome.status === 'pending') {
+      if (!decision) continue;
+      if (decision.status === 'sent') {
+        const at = sentAt.get(message.id);
+        if (at) sent.push({ id: message.id, externalMessageId: decision.externalMessageId, sentAt: at.toISOString() });
+        sentInChunk += 1;
+      } else if (decision.status === 'pending') {
         summary.retried += 1;
         metrics.messagesRetried.inc();
         logger.warn(
-          { messageId: message.id, attempt: message.attempts, error: outcome.error },
+          { messageId: message.id, attempt: message.attempts, error: decision.error },
           'delivery failed; will retry',
         );
       } else {
         summary.failed += 1;
-        metrics.messagesFailed.inc({ reason: outcome.reason });
-        logger.error({ messageId: message.id, attempt: message.attempts, error: outcome.error }, 'message failed');
+        metrics.messagesFailed.inc({ reason: decision.reason });
+        logger.error({ messageId: message.id, attempt: message.attempts, error: decision.error }, 'message failed');
       }
     }
-    summary.sent += sent.length;
-    metrics.messagesSent.inc(sent.length);
+    summary.sent += sentInChunk;
+    metrics.messagesSent.inc(sentInChunk);
     await cache.remember(sent);
   }
   return summary;
 }
+
+/** Stands in when no breaker is given: never opens. */
+const neverOpen = new CircuitBreaker({ threshold: Number.POSITIVE_INFINITY });
 
 /**
  * Messages claimed at once: each of the `concurrency` lanes sends at most as

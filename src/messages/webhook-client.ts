@@ -28,8 +28,12 @@ export type DeliveryResult =
 
 export interface DeliveryClient {
   readonly mode: 'webhook' | 'dry-run';
-  /** Never rejects: every failure is a transient or permanent result. */
-  deliver(message: OutboundMessage): Promise<DeliveryResult>;
+  /**
+   * Never rejects: every failure is a transient or permanent result. When
+   * `signal` aborts (the shutdown deadline) the request is abandoned and the
+   * result is transient.
+   */
+  deliver(message: OutboundMessage, signal?: AbortSignal): Promise<DeliveryResult>;
   close(): Promise<void>;
 }
 
@@ -62,14 +66,15 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
   const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000 });
   const redact = (text: string): string => (authValue ? text.replaceAll(authValue, '[redacted]') : text);
 
-  async function deliver(message: OutboundMessage): Promise<DeliveryResult> {
+  async function deliver(message: OutboundMessage, signal?: AbortSignal): Promise<DeliveryResult> {
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(), timeoutMs);
     try {
+      if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
       const response = await request(url, {
         method: 'POST',
         dispatcher: agent,
-        signal: timeout.signal,
+        signal: signal ? AbortSignal.any([timeout.signal, signal]) : timeout.signal,
         headers: { ...fixedHeaders, 'idempotency-key': message.id },
         body: JSON.stringify({ to: message.to, content: message.content }),
       });
@@ -79,9 +84,11 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
         firstHeader(response.headers['retry-after']),
         body,
         maxResponseBytes,
+        serverNow(firstHeader(response.headers.date)),
       );
       return result.outcome === 'sent' ? result : { ...result, error: redact(result.error) };
     } catch (error) {
+      if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
       if (timeout.signal.aborted) return { outcome: 'transient', error: `timeout after ${timeoutMs} ms` };
       return { outcome: 'transient', error: redact(describeNetworkError(error)) };
     } finally {
@@ -103,6 +110,16 @@ export function createDryRunClient(): DeliveryClient {
     deliver: async () => ({ outcome: 'sent', externalMessageId: `dryrun-${randomUUID()}`, httpStatus: 0 }),
     close: async () => {},
   };
+}
+
+/**
+ * The server's clock at the time of its response (its `Date` header, epoch
+ * ms), so an HTTP-date Retry-After is measured against the clock that wrote
+ * it, not ours. Falls back to our clock when the header is missing or unreadable.
+ */
+export function serverNow(dateHeader: string | undefined, fallback: number = Date.now()): number {
+  const date = dateHeader === undefined ? Number.NaN : Date.parse(dateHeader);
+  return Number.isNaN(date) ? fallback : date;
 }
 
 /** Retry-After as milliseconds from `now`: delta-seconds or an HTTP-date. Undefined when absent or unreadable. */
@@ -144,6 +161,7 @@ function classifyResponse(
   retryAfter: string | undefined,
   body: CappedBody,
   maxBytes: number,
+  now: number,
 ): DeliveryResult {
   if (status >= 200 && status < 300) {
     if (body.tooLarge)
@@ -169,7 +187,7 @@ function classifyResponse(
   }
   const error = withExcerpt(`HTTP ${status}`, body.text);
   if (status === 408 || status === 429 || status >= 500) {
-    const retryAfterMs = parseRetryAfter(retryAfter);
+    const retryAfterMs = parseRetryAfter(retryAfter, now);
     return retryAfterMs === undefined
       ? { outcome: 'transient', httpStatus: status, error }
       : { outcome: 'transient', httpStatus: status, error, retryAfterMs };

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import {
+  beginJobExecution,
   claimDueJobs,
   createJob,
   finishJobRun,
@@ -14,6 +15,7 @@ import {
   stopJobs,
   updateJobSettings,
 } from '../../src/db/sqlc/jobs_sql.ts';
+import { claimMessages, insertMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
 /** Every job query and state transition, against a real PostgreSQL. */
@@ -22,6 +24,13 @@ describe('job queries and state transitions', () => {
   const pool = () => db().pool;
   const claim = (owner = 'pod-1', leaseSeconds = 30) => claimDueJobs(pool(), { maxJobs: 10, owner, leaseSeconds });
   const job = async (name: string) => (await getJobByName(pool(), { name }))!;
+  /** Starts an execution of a claimed run, as a worker does; resolves with its execution id. */
+  const begin = async (run: { id: string; runId: string | null }, owner = 'pod-1') =>
+    (await beginJobExecution(pool(), { id: run.id, runId: run.runId, owner, leaseSeconds: 30 }))?.executionId;
+  const renew = (run: { id: string }, executionId: string | undefined) =>
+    renewJobLease(pool(), { id: run.id, executionId: executionId!, leaseSeconds: 30 });
+  const finish = (run: { id: string; runId: string | null }, executionId: string | undefined, error: string | null) =>
+    finishJobRun(pool(), { id: run.id, runId: run.runId!, executionId: executionId!, error });
 
   beforeEach(async () => {
     await pool().query('DELETE FROM jobs');
@@ -72,22 +81,22 @@ describe('job queries and state transitions', () => {
   it('takes over a run whose lease expired, for the same slot', async () => {
     await create('a');
     const [first] = await claim('pod-1', 1);
+    const firstExecution = await begin(first!);
     expect(await claim('pod-2')).to.have.length(0);
     await pool().query("UPDATE jobs SET lease_until = now() - interval '1 second' WHERE name = 'a'");
     const [second] = await claim('pod-2');
     expect(second!.runId).to.not.equal(first!.runId);
     expect(second!.dueAt!.getTime()).to.equal(first!.dueAt!.getTime());
+    const secondExecution = await begin(second!, 'pod-2');
     // The old run has lost its lease: renewing it fails, so it knows to stop.
-    expect(await renewJobLease(pool(), { id: first!.id, runId: first!.runId, leaseSeconds: 30 })).to.equal(null);
-    expect(await renewJobLease(pool(), { id: second!.id, runId: second!.runId, leaseSeconds: 30 })).to.deep.equal({
-      id: second!.id,
-    });
+    expect(await renew(first!, firstExecution)).to.equal(null);
+    expect(await renew(second!, secondExecution)).to.deep.equal({ id: second!.id });
   });
 
   it('returns the job to active when its run finishes, recording the outcome', async () => {
     await create('a');
     const [run] = await claim();
-    const finished = await finishJobRun(pool(), { id: run!.id, runId: run!.runId, error: null });
+    const finished = await finish(run!, await begin(run!), null);
     expect(finished?.status).to.equal('active');
     const after = await job('a');
     expect(after.lastTriggeredAt).to.be.instanceOf(Date);
@@ -96,7 +105,7 @@ describe('job queries and state transitions', () => {
       await pool().query('UPDATE jobs SET next_run_at = now()');
       return claim();
     })();
-    await finishJobRun(pool(), { id: next!.id, runId: next!.runId, error: 'webhook down' });
+    await finish(next!, await begin(next!), 'webhook down');
     const failed = await job('a');
     expect([failed.runCount, failed.failureCount, failed.lastError]).to.deep.equal([2, 1, 'webhook down']);
   });
@@ -104,12 +113,71 @@ describe('job queries and state transitions', () => {
   it('a stop during a run wins: the finishing run leaves the job inactive', async () => {
     await create('a');
     const [run] = await claim();
+    const execution = await begin(run!);
     expect(await stopJobs(pool(), { name: 'a' })).to.have.length(1);
     expect((await job('a')).status).to.equal('inactive');
-    expect(await renewJobLease(pool(), { id: run!.id, runId: run!.runId, leaseSeconds: 30 })).to.equal(null);
-    const finished = await finishJobRun(pool(), { id: run!.id, runId: run!.runId, error: null });
+    expect(await renew(run!, execution)).to.equal(null);
+    const finished = await finish(run!, execution, null);
     expect(finished?.status).to.equal('inactive');
     expect((await job('a')).runCount).to.equal(1);
+  });
+
+  describe('one execution per run (the execution fence)', () => {
+    const claimFenced = (executionId: string | undefined) =>
+      claimMessages(pool(), { owner: 'pod', maxMessages: 10, leaseSeconds: 60, executionId: executionId! });
+    beforeEach(async () => {
+      await pool().query('DELETE FROM messages');
+      await insertMessages(pool(), { recipients: ['+905551111111', '+905551111111'], contents: ['a', 'b'] });
+    });
+
+    it('a retry of a run whose first execution is only frozen does not start while that execution holds its lease', async () => {
+      await create('a');
+      const [run] = await claim();
+      const first = await begin(run!);
+      expect(first).to.be.a('string');
+      // pg-boss hands the same run to another pod: refused, the first execution keeps it.
+      expect(await begin(run!, 'pod-2')).to.equal(undefined);
+      expect(await renew(run!, first)).to.deep.equal({ id: run!.id });
+      expect(await claimFenced(first)).to.have.length(2);
+    });
+
+    it('no lease setting reopens it: once the lease expired, a new execution supersedes the old, which can no longer renew, claim or finish', async () => {
+      await create('a');
+      const [run] = await claim('pod-1', 1);
+      const first = await begin(run!);
+      await pool().query("UPDATE jobs SET lease_until = now() - interval '1 second' WHERE name = 'a'");
+      const second = await begin(run!, 'pod-2');
+      expect(second).to.be.a('string').and.not.equal(first);
+      expect(await renew(run!, first)).to.equal(null);
+      expect(await claimFenced(first), 'a superseded execution claims nothing').to.have.length(0);
+      expect(await finish(run!, first, 'old execution failed')).to.equal(null);
+      const untouched = await job('a');
+      expect([untouched.status, untouched.runCount, untouched.lastError]).to.deep.equal(['in_progress', 0, null]);
+      expect(await claimFenced(second)).to.have.length(2);
+      expect((await finish(run!, second, null))?.status).to.equal('active');
+      expect((await job('a')).runCount).to.equal(1);
+    });
+
+    it('stop then start during a run: the old run stops claiming and its end cannot overwrite the new run', async () => {
+      await create('a');
+      const [old] = await claim();
+      const oldExecution = await begin(old!);
+      await stopJobs(pool(), { name: 'a' });
+      await startJobs(pool(), { name: 'a' });
+      const [next] = await claim('pod-2');
+      const nextExecution = await begin(next!, 'pod-2');
+      expect(await claimFenced(oldExecution), 'the stopped run claims nothing more').to.have.length(0);
+      expect(await finish(next!, nextExecution, 'new run failed')).to.deep.equal({ status: 'active' });
+      // The old run ends after the new one: no row, the new run's outcome stays.
+      expect(await finish(old!, oldExecution, null)).to.equal(null);
+      const after = await job('a');
+      expect([after.status, after.runCount, after.failureCount, after.lastError]).to.deep.equal([
+        'active',
+        1,
+        1,
+        'new run failed',
+      ]);
+    });
   });
 
   it('start is idempotent and makes an inactive job due now; stop is idempotent', async () => {

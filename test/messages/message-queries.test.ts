@@ -17,7 +17,7 @@ describe('message queries', () => {
   const db = useTestDatabase();
   const pool = () => db().pool;
   const claim = (owner: string, maxMessages: number, leaseSeconds = 60) =>
-    claimMessages(pool(), { owner, maxMessages, leaseSeconds });
+    claimMessages(pool(), { owner, maxMessages, leaseSeconds, executionId: null });
   const seed = (count: number) =>
     insertMessages(pool(), {
       recipients: Array.from({ length: count }, () => '+905551111111'),

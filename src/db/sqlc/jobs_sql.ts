@@ -253,8 +253,8 @@ export async function startJobs(client: Client, args: StartJobsArgs): Promise<St
 
 export const stopJobsQuery = `-- name: StopJobs :many
 UPDATE jobs
-SET status = 'inactive', run_id = NULL, run_due_at = NULL, lease_until = NULL,
-    locked_by = NULL, updated_at = now()
+SET status = 'inactive', stopped_run_id = run_id, run_id = NULL, run_due_at = NULL, lease_until = NULL,
+    locked_by = NULL, execution_id = NULL, updated_at = now()
 WHERE status <> 'inactive'
   AND ($1::text IS NULL OR name = $1)
 RETURNING id`;
@@ -293,6 +293,8 @@ WITH due AS (
 UPDATE jobs AS j
 SET status = 'in_progress',
     run_id = gen_random_uuid(),
+    execution_id = NULL,
+    stopped_run_id = NULL,
     run_due_at = due.due_at,
     locked_by = $1::text,
     lease_until = now() + make_interval(secs => $2::integer),
@@ -364,16 +366,52 @@ export async function nextJobWakeUp(client: Client): Promise<NextJobWakeUpRow | 
     };
 }
 
+export const beginJobExecutionQuery = `-- name: BeginJobExecution :one
+UPDATE jobs
+SET execution_id = gen_random_uuid(),
+    locked_by = $1::text,
+    lease_until = now() + make_interval(secs => $2::integer),
+    updated_at = now()
+WHERE id = $3 AND run_id = $4 AND status = 'in_progress'
+  AND (execution_id IS NULL OR lease_until < now())
+RETURNING execution_id::text AS execution_id`;
+
+export interface BeginJobExecutionArgs {
+    owner: string;
+    leaseSeconds: number;
+    id: string;
+    runId: string | null;
+}
+
+export interface BeginJobExecutionRow {
+    executionId: string;
+}
+
+export async function beginJobExecution(client: Client, args: BeginJobExecutionArgs): Promise<BeginJobExecutionRow | null> {
+    const result = await client.query({
+        text: beginJobExecutionQuery,
+        values: [args.owner, args.leaseSeconds, args.id, args.runId],
+        rowMode: "array"
+    });
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        executionId: row[0]
+    };
+}
+
 export const renewJobLeaseQuery = `-- name: RenewJobLease :one
 UPDATE jobs
 SET lease_until = now() + make_interval(secs => $1::integer)
-WHERE id = $2 AND run_id = $3
+WHERE id = $2 AND execution_id = $3::uuid
 RETURNING id`;
 
 export interface RenewJobLeaseArgs {
     leaseSeconds: number;
     id: string;
-    runId: string | null;
+    executionId: string;
 }
 
 export interface RenewJobLeaseRow {
@@ -383,7 +421,7 @@ export interface RenewJobLeaseRow {
 export async function renewJobLease(client: Client, args: RenewJobLeaseArgs): Promise<RenewJobLeaseRow | null> {
     const result = await client.query({
         text: renewJobLeaseQuery,
-        values: [args.leaseSeconds, args.id, args.runId],
+        values: [args.leaseSeconds, args.id, args.executionId],
         rowMode: "array"
     });
     if (result.rows.length !== 1) {
@@ -397,23 +435,28 @@ export async function renewJobLease(client: Client, args: RenewJobLeaseArgs): Pr
 
 export const finishJobRunQuery = `-- name: FinishJobRun :one
 UPDATE jobs
-SET status = CASE WHEN run_id = $1 THEN 'active' ELSE status END,
-    run_id = CASE WHEN run_id = $1 THEN NULL ELSE run_id END,
-    run_due_at = CASE WHEN run_id = $1 THEN NULL ELSE run_due_at END,
-    lease_until = CASE WHEN run_id = $1 THEN NULL ELSE lease_until END,
-    locked_by = CASE WHEN run_id = $1 THEN NULL ELSE locked_by END,
+SET status = CASE WHEN execution_id = $1::uuid THEN 'active' ELSE status END,
+    run_id = CASE WHEN execution_id = $1::uuid THEN NULL ELSE run_id END,
+    run_due_at = CASE WHEN execution_id = $1::uuid THEN NULL ELSE run_due_at END,
+    lease_until = CASE WHEN execution_id = $1::uuid THEN NULL ELSE lease_until END,
+    locked_by = CASE WHEN execution_id = $1::uuid THEN NULL ELSE locked_by END,
+    execution_id = NULL,
+    stopped_run_id = NULL,
     last_triggered_at = now(),
     run_count = run_count + 1,
     failure_count = failure_count + CASE WHEN $2::text IS NULL THEN 0 ELSE 1 END,
     last_error = $2,
     updated_at = now()
 WHERE id = $3
+  AND (execution_id = $1::uuid
+       OR (run_id IS NULL AND stopped_run_id = $4::uuid))
 RETURNING status`;
 
 export interface FinishJobRunArgs {
-    runId: string | null;
+    executionId: string;
     error: string | null;
     id: string;
+    runId: string;
 }
 
 export interface FinishJobRunRow {
@@ -423,7 +466,7 @@ export interface FinishJobRunRow {
 export async function finishJobRun(client: Client, args: FinishJobRunArgs): Promise<FinishJobRunRow | null> {
     const result = await client.query({
         text: finishJobRunQuery,
-        values: [args.runId, args.error, args.id],
+        values: [args.executionId, args.error, args.id, args.runId],
         rowMode: "array"
     });
     if (result.rows.length !== 1) {

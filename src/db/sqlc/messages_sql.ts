@@ -178,8 +178,10 @@ SET status = 'sending',
 FROM (
   SELECT id FROM messages
   WHERE status = 'pending' AND next_attempt_at <= now()
+    AND ($3::uuid IS NULL
+         OR EXISTS (SELECT 1 FROM jobs WHERE jobs.execution_id = $3::uuid))
   ORDER BY created_at, id
-  LIMIT $3::integer
+  LIMIT $4::integer
   FOR UPDATE SKIP LOCKED
 ) AS due
 WHERE m.id = due.id
@@ -188,6 +190,7 @@ RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at`;
 export interface ClaimMessagesArgs {
     leaseSeconds: number;
     owner: string;
+    executionId: string | null;
     maxMessages: number;
 }
 
@@ -202,7 +205,7 @@ export interface ClaimMessagesRow {
 export async function claimMessages(client: Client, args: ClaimMessagesArgs): Promise<ClaimMessagesRow[]> {
     const result = await client.query({
         text: claimMessagesQuery,
-        values: [args.leaseSeconds, args.owner, args.maxMessages],
+        values: [args.leaseSeconds, args.owner, args.executionId, args.maxMessages],
         rowMode: "array"
     });
     return result.rows.map(row => {
@@ -238,7 +241,7 @@ FROM ROWS FROM (
 WHERE m.id = o.id
   AND ((m.status = 'sending' AND m.locked_by = $1::text)
        OR (o.status = 'sent' AND m.status <> 'sent'))
-RETURNING m.id`;
+RETURNING m.id, m.status, m.sent_at`;
 
 export interface RecordDeliveryOutcomesArgs {
     owner: string;
@@ -251,12 +254,50 @@ export interface RecordDeliveryOutcomesArgs {
 
 export interface RecordDeliveryOutcomesRow {
     id: string;
+    status: string;
+    sentAt: Date | null;
 }
 
 export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<RecordDeliveryOutcomesRow[]> {
     const result = await client.query({
         text: recordDeliveryOutcomesQuery,
         values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs],
+        rowMode: "array"
+    });
+    return result.rows.map(row => {
+        return {
+            id: row[0],
+            status: row[1],
+            sentAt: row[2]
+        };
+    });
+}
+
+export const handBackMessagesQuery = `-- name: HandBackMessages :many
+UPDATE messages
+SET status = 'pending',
+    attempts = greatest(attempts - 1, 0),
+    next_attempt_at = now(),
+    lease_until = NULL,
+    locked_by = NULL,
+    updated_at = now()
+WHERE id = ANY($1::uuid[])
+  AND status = 'sending' AND locked_by = $2::text
+RETURNING id`;
+
+export interface HandBackMessagesArgs {
+    ids: string[];
+    owner: string;
+}
+
+export interface HandBackMessagesRow {
+    id: string;
+}
+
+export async function handBackMessages(client: Client, args: HandBackMessagesArgs): Promise<HandBackMessagesRow[]> {
+    const result = await client.query({
+        text: handBackMessagesQuery,
+        values: [args.ids, args.owner],
         rowMode: "array"
     });
     return result.rows.map(row => {

@@ -1,0 +1,148 @@
+/**
+ * The webhook circuit breaker (DESIGN.md "Webhook contract"). One per pod,
+ * shared by every run on it.
+ *
+ * - closed: deliveries go out as usual. `threshold` consecutive transient
+ *   failures (network error, timeout, 408, 429, 5xx) open it.
+ * - open: nobody claims messages. After a pause (1 s, doubling on every
+ *   failed probe up to 60 s) one caller gets the probe: it claims a single
+ *   message and delivers it (half-open). Any answer that is not a transient
+ *   failure closes the breaker; a transient one opens it again.
+ *
+ * Messages that were claimed but not tried because the breaker opened, and
+ * the probe's message when the probe fails, go back to pending with their
+ * attempt count unchanged, so an outage of the webhook fails no message.
+ */
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+/** What the caller may do now: deliver as usual, or deliver exactly one message as the probe. */
+export type BreakerTurn = 'normal' | 'probe';
+
+/** How a delivery went, as far as the breaker cares. */
+export type BreakerVerdict = 'answered' | 'transient';
+
+export interface CircuitBreakerOptions {
+  /** Consecutive transient failures that open the breaker (WEBHOOK_BREAKER_THRESHOLD). */
+  threshold: number;
+  /** Pause before the first probe (ms). Default 1000. */
+  firstProbeDelayMs?: number;
+  /** Longest pause between probes (ms). Default 60000. */
+  maxProbeDelayMs?: number;
+  /** Told about every change of state. */
+  onChange?: (state: BreakerState, previous: BreakerState) => void;
+}
+
+export class CircuitBreaker {
+  #threshold: number;
+  readonly #firstDelayMs: number;
+  readonly #maxDelayMs: number;
+  readonly #onChange: (state: BreakerState, previous: BreakerState) => void;
+  #state: BreakerState = 'closed';
+  #failures = 0;
+  #delayMs: number;
+  #probeAt = 0;
+  #waiters = new Set<() => void>();
+
+  constructor(options: CircuitBreakerOptions) {
+    this.#threshold = options.threshold;
+    this.#firstDelayMs = options.firstProbeDelayMs ?? 1_000;
+    this.#maxDelayMs = options.maxProbeDelayMs ?? 60_000;
+    this.#delayMs = this.#firstDelayMs;
+    this.#onChange = options.onChange ?? (() => {});
+  }
+
+  get state(): BreakerState {
+    return this.#state;
+  }
+
+  /** A new WEBHOOK_BREAKER_THRESHOLD (live configuration). */
+  setThreshold(threshold: number): void {
+    this.#threshold = threshold;
+  }
+
+  /** False while the breaker is open or half-open: a message claimed earlier must not be tried now. */
+  allowsDelivery(): boolean {
+    return this.#state === 'closed';
+  }
+
+  /**
+   * Waits until the caller may claim: resolves 'normal' while closed, or
+   * 'probe' for the one caller whose turn it is to probe. Rejects with the
+   * signal's reason when `signal` aborts first.
+   */
+  async turn(signal: AbortSignal): Promise<BreakerTurn> {
+    for (;;) {
+      signal.throwIfAborted();
+      if (this.#state === 'closed') return 'normal';
+      const waitMs = this.#probeAt - Date.now();
+      if (this.#state === 'open' && waitMs <= 0) {
+        this.#set('half-open');
+        return 'probe';
+      }
+      await this.#changeOr(this.#state === 'open' ? waitMs : Number.POSITIVE_INFINITY, signal);
+    }
+  }
+
+  /** Reports a delivery's result; `probe` says whether it was the probe. */
+  record(verdict: BreakerVerdict, probe: boolean): void {
+    if (verdict === 'answered') {
+      // Any answer that is not a transient failure shows the webhook is back.
+      this.#failures = 0;
+      if (this.#state !== 'closed') {
+        this.#delayMs = this.#firstDelayMs;
+        this.#set('closed');
+      }
+      return;
+    }
+    if (probe) {
+      this.#delayMs = Math.min(this.#maxDelayMs, this.#delayMs * 2);
+      this.#openFor(this.#delayMs);
+      return;
+    }
+    if (this.#state !== 'closed') return; // a request that left before the breaker opened
+    this.#failures += 1;
+    if (this.#failures >= this.#threshold) {
+      this.#delayMs = this.#firstDelayMs;
+      this.#openFor(this.#delayMs);
+    }
+  }
+
+  /** The probe ended without a verdict (nothing to claim, or shutdown): the next caller may probe at once. */
+  releaseProbe(): void {
+    if (this.#state !== 'half-open') return;
+    this.#probeAt = Date.now();
+    this.#set('open');
+  }
+
+  #openFor(delayMs: number): void {
+    this.#probeAt = Date.now() + delayMs;
+    this.#failures = 0;
+    this.#set('open');
+  }
+
+  #set(state: BreakerState): void {
+    const previous = this.#state;
+    this.#state = state;
+    if (previous !== state) this.#onChange(state, previous);
+    for (const wake of this.#waiters) wake();
+  }
+
+  /** Resolves on the next state change or after `ms`; rejects when `signal` aborts. */
+  #changeOr(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        signal.removeEventListener('abort', aborted);
+        resolve();
+      };
+      const aborted = () => {
+        done();
+        reject(signal.reason);
+      };
+      const timer = Number.isFinite(ms) ? setTimeout(done, Math.max(0, ms)) : undefined;
+      this.#waiters.add(done);
+      signal.addEventListener('abort', aborted, { once: true });
+    });
+  }
+}
