@@ -10,6 +10,7 @@ import {
   VaultWatcher,
   vaultHealthCheck,
 } from './config/vault.ts';
+import { withTimeout } from './lib/with-timeout.ts';
 import { closeLogger, createLogger } from './observability/logger.ts';
 import { withoutCredentials } from './observability/safe-url.ts';
 import { startService } from './service.ts';
@@ -88,25 +89,33 @@ async function applyVaultSettings(settings: RawSettings): Promise<void> {
 }
 
 // 4. SIGTERM/SIGINT: stop watching, stop the service, push the last log lines, exit.
+// Runs in flight get SHUTDOWN_TIMEOUT_MS; then their webhook requests are
+// aborted and their messages handed back. Every later step is bounded too; a
+// last guard exits 1.8 s after the deadline whatever still hangs.
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'shutting down');
+    const deadline = Date.now() + config.shutdownTimeoutMs;
+    logger.info({ signal, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time; exiting anyway');
+      closeLogger(logger).finally(() => process.exit(1));
+    }, config.shutdownTimeoutMs + 1_800).unref();
     const shutdown = async () => {
-      await watcher?.stop();
-      await service.stop();
+      await withTimeout(watcher?.stop() ?? Promise.resolve(), 1_000).catch(() => {});
+      await service.stop(deadline);
       logger.info('stopped');
     };
     shutdown().then(
       async () => {
-        await closeLogger(logger);
+        await closeLogger(logger, 1_000);
         process.exit(0);
       },
       async (error: unknown) => {
         logger.error({ err: error }, 'shutdown failed');
-        await closeLogger(logger);
+        await closeLogger(logger, 1_000);
         process.exit(1);
       },
     );

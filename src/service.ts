@@ -7,6 +7,8 @@ import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { createApp } from './http/app.ts';
 import { JobService } from './jobs/job-service.ts';
+import { withTimeout } from './lib/with-timeout.ts';
+import { CircuitBreaker } from './messages/circuit-breaker.ts';
 import type { DispatchSettings } from './messages/dispatch.ts';
 import { MessageService } from './messages/message-service.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
@@ -31,7 +33,12 @@ export interface Service {
   engine: Engine;
   /** Applies the settings that can change while running; the rest wait for a restart. */
   applyConfig(next: Config): Promise<void>;
-  stop(): Promise<void>;
+  /**
+   * Stops everything in reverse order of start. Runs in flight get until
+   * `deadline` (epoch ms; default now + SHUTDOWN_TIMEOUT_MS), then their
+   * webhook requests are aborted and their messages handed back.
+   */
+  stop(deadline?: number): Promise<void>;
 }
 
 /**
@@ -43,10 +50,10 @@ export interface Service {
 export async function startService(initial: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
   let config = initial;
   const metrics = createMetrics();
-  const cleanup: Array<() => Promise<void>> = [];
-  const closeAll = async () => {
+  const cleanup: Array<(deadline: number) => Promise<void>> = [];
+  const closeAll = async (deadline = Date.now() + config.shutdownTimeoutMs) => {
     for (const step of cleanup.reverse())
-      await step().catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+      await step(deadline).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
   };
   try {
     const database = await openDatabase(config, logger);
@@ -55,7 +62,25 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     const { pool } = database;
 
     let delivery = createDelivery(config, logger);
-    cleanup.push(() => delivery.close());
+    // Requests still open at this point were aborted at the deadline; do not wait on a hung webhook.
+    cleanup.push(() => withTimeout(delivery.close(), 1_000).catch(() => {}));
+    const breaker = new CircuitBreaker({
+      threshold: config.webhook.breakerThreshold,
+      onChange(state, previous) {
+        for (const known of ['closed', 'open', 'half-open'])
+          metrics.webhookBreaker.set({ state: known }, known === state ? 1 : 0);
+        if (state === 'open' && previous === 'closed') {
+          metrics.webhookBreakerOpened.inc();
+          logger.warn(
+            'webhook circuit breaker open: consecutive transient failures; claiming stops, probing one message at a time',
+          );
+        } else if (state === 'open') {
+          metrics.webhookBreakerOpened.inc();
+        } else if (state === 'closed') {
+          logger.info('webhook circuit breaker closed: the webhook answers again');
+        }
+      },
+    });
     const cache: SentCache = config.redis.url
       ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
       : disabledSentCache;
@@ -64,10 +89,11 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     const engine = await createEngine(config, {
       pool,
       databaseUrl: database.url,
+      connectionBounds: database.bounds,
       handlers: {
         'send-messages': sendMessagesHandler(() => ({
           settings: dispatchSettings(config),
-          deps: { pool, delivery, cache, metrics },
+          deps: { pool, delivery, cache, metrics, breaker },
         })),
         ...options.handlers,
       },
@@ -75,7 +101,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       metrics,
     });
     if (options.startEngine !== false) await engine.start();
-    cleanup.push(() => engine.stop(Date.now() + config.shutdownTimeoutMs));
+    cleanup.push((deadline) => engine.stop(deadline));
 
     const jobs = new JobService(pool, engine.handlers);
     const messages = new MessageService(pool, config.messageMaxLength);
@@ -90,7 +116,12 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       { name: 'redis', critical: false, check: () => cache.check() },
       // main.ts replaces this with the Vault watcher's own check.
       { name: 'vault', critical: false, check: async () => 'disabled' },
-      { name: 'delivery', critical: false, check: async () => delivery.mode },
+      {
+        name: 'delivery',
+        critical: false,
+        // "dry-run", "webhook" (breaker closed), or the breaker's "open" / "half-open".
+        check: async () => (delivery.mode === 'webhook' && breaker.state !== 'closed' ? breaker.state : delivery.mode),
+      },
     ];
     const extra = options.healthChecks ?? [];
     const health = [
@@ -107,7 +138,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       intakePerMinute: () => config.intakeRateLimitPerMinute,
     });
     const server = await listen(app, config.port);
-    cleanup.push(() => closeServer(server));
+    cleanup.push((deadline) => closeServer(server, deadline));
     const port = (server.address() as AddressInfo).port;
     logger.info(
       {
@@ -135,6 +166,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
           delivery = createDelivery(config, logger);
           await old.close();
         }
+        breaker.setThreshold(config.webhook.breakerThreshold);
         resizePool(pool, config.workerCount);
         await engine.resize(config.workerCount);
       },
@@ -179,10 +211,15 @@ function listen(app: ReturnType<typeof createApp>, port: number): Promise<Server
   });
 }
 
-function closeServer(server: Server): Promise<void> {
+/** Stops accepting; requests in flight get until a fifth of the time left (at most 5 s), then their connections close. */
+function closeServer(server: Server, deadline: number): Promise<void> {
   return new Promise((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();
-    setTimeout(() => server.closeAllConnections(), 5_000).unref();
+    const graceMs = Math.min(5_000, Math.max(0, (deadline - Date.now()) / 5));
+    setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, graceMs).unref();
   });
 }

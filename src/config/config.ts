@@ -29,6 +29,8 @@ export interface Config {
     concurrency: number;
     retryBaseMs: number;
     retryMaxMs: number;
+    /** Consecutive transient failures that open the circuit breaker. */
+    breakerThreshold: number;
   };
   redis: { url: string | undefined; ttlSeconds: number };
   vault: {
@@ -48,6 +50,13 @@ export interface Config {
   jobLeaseSeconds: number;
   messageLeaseSeconds: number;
   shutdownTimeoutMs: number;
+  /** Bounds on every database call (pool, LISTEN connection, pg-boss). */
+  database: {
+    /** Opening a connection, TLS and start-up included (ms). */
+    connectTimeoutMs: number;
+    /** Server-side statement_timeout (ms); the client gives up on a reply 2 s later. */
+    statementTimeoutMs: number;
+  };
 }
 
 export type RawSettings = Partial<Record<string, string | undefined>>;
@@ -142,6 +151,7 @@ function toConfig(s: Settings): Config {
       concurrency: s.WEBHOOK_CONCURRENCY,
       retryBaseMs: s.WEBHOOK_RETRY_BASE_MS,
       retryMaxMs: s.WEBHOOK_RETRY_MAX_MS,
+      breakerThreshold: s.WEBHOOK_BREAKER_THRESHOLD,
     },
     redis: { url: s.REDIS_URL, ttlSeconds: s.REDIS_TTL_SECONDS },
     vault: {
@@ -163,5 +173,9 @@ function toConfig(s: Settings): Config {
     jobLeaseSeconds: s.JOB_LEASE_SECONDS,
     messageLeaseSeconds: s.MESSAGE_LEASE_SECONDS,
     shutdownTimeoutMs: s.SHUTDOWN_TIMEOUT_MS,
+    database: {
+      connectTimeoutMs: s.DATABASE_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: s.DATABASE_STATEMENT_TIMEOUT_MS,
+    },
   };
 }

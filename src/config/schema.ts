@@ -47,6 +47,7 @@ export const settingsSchema = z.object({
   WEBHOOK_CONCURRENCY: int(1, 256, 10),
   WEBHOOK_RETRY_BASE_MS: int(1, 3_600_000, 1_000),
   WEBHOOK_RETRY_MAX_MS: int(1, 86_400_000, 300_000),
+  WEBHOOK_BREAKER_THRESHOLD: int(1, 1_000, 5),
   REDIS_URL: url(['redis:', 'rediss:']),
   REDIS_TTL_SECONDS: int(1, 31_536_000, 604_800),
   VAULT_ADDR: url(['http:', 'https:']),
@@ -66,6 +67,8 @@ export const settingsSchema = z.object({
   JOB_LEASE_SECONDS: int(1, 3_600, 30),
   MESSAGE_LEASE_SECONDS: int(1, 3_600, 60),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000, 25_000),
+  DATABASE_CONNECT_TIMEOUT_MS: int(100, 120_000, 5_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: int(100, 3_600_000, 10_000),
 });
 
 export type Settings = z.infer<typeof settingsSchema>;
@@ -96,6 +99,7 @@ export const liveSettings: readonly SettingName[] = [
   'WEBHOOK_CONCURRENCY',
   'WEBHOOK_RETRY_BASE_MS',
   'WEBHOOK_RETRY_MAX_MS',
+  'WEBHOOK_BREAKER_THRESHOLD',
   'LOG_LEVEL',
   'API_KEYS',
   'RATE_LIMIT_PER_MINUTE',

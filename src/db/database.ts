@@ -1,14 +1,17 @@
 import type { Config } from '../config/config.ts';
+import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
-import { createPool, type Pool } from './pool.ts';
+import { type ConnectionBounds, createPool, defaultConnectionBounds, type Pool } from './pool.ts';
 import { ping } from './sqlc/health_sql.ts';
 
 /** The database the service talks to: DATABASE_URL, or its own embedded server. */
 export interface Database {
   pool: Pool;
   url: string;
+  /** The bounds every connection to it is opened with (pool, LISTEN, pg-boss). */
+  bounds: ConnectionBounds;
   embedded: boolean;
   /** The `database` readiness check (critical): one round trip. */
   health: HealthCheck;
@@ -32,7 +35,7 @@ export function resizePool(pool: Pool, workerCount: number): void {
 }
 
 export async function openDatabase(
-  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'workerCount' | 'instanceId'>,
+  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'workerCount' | 'instanceId'> & Partial<Pick<Config, 'database'>>,
   logger: Logger,
 ): Promise<Database> {
   let embedded: EmbeddedDatabase | undefined;
@@ -45,14 +48,17 @@ export async function openDatabase(
     connectionString: url,
     max: poolSizeFor(config.workerCount),
     applicationName: `job-manager ${config.instanceId}`,
+    bounds: config.database,
   });
   return {
     pool,
     url,
+    bounds: config.database ?? defaultConnectionBounds,
     embedded: embedded !== undefined,
     health: { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
     async close() {
-      await pool.end().catch(() => {});
+      // A connection stuck on a hung server would hold pool.end() forever.
+      await withTimeout(pool.end(), 2_000).catch(() => {});
       await embedded?.stop();
     },
   };

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readlink, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
 
 /**
@@ -103,13 +103,27 @@ async function importWithoutExitHooks(): Promise<new (options: object) => Embedd
 
 /**
  * A service killed with SIGKILL leaves its postgres running on the data
- * directory, which would refuse a second server. Stop that one first.
+ * directory, which would refuse a second server. Stop that one first, but
+ * only if the pid in postmaster.pid really is this data directory's
+ * postmaster: after a reboot or a SIGKILL of the whole group the number may
+ * belong to an unrelated program by now, which must never be signalled. Such
+ * a file is stale; postgres replaces it itself.
  */
 export async function stopLeftoverServer(clusterDir: string, logger: Logger): Promise<void> {
   const pidFile = join(clusterDir, 'postmaster.pid');
   if (!existsSync(pidFile)) return;
   const pid = Number.parseInt((await readFile(pidFile, 'utf8')).split('\n')[0] ?? '', 10);
   if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return; // stale: postgres cleans it up itself
+  const identity = await postmasterIdentity(pid, clusterDir);
+  if (identity !== 'this') {
+    logger.warn(
+      { pid, pidFile },
+      "postmaster.pid names a process that is not this data directory's PostgreSQL; treating the file as stale",
+    );
+    // Postgres itself would refuse a lock file naming a live process it may signal; this one is proven stale.
+    if (identity === 'other') await rm(pidFile, { force: true });
+    return;
+  }
   logger.warn({ pid }, 'a PostgreSQL left running by an earlier process holds the data directory; stopping it');
   process.kill(pid, 'SIGINT'); // fast shutdown: rolls back open transactions, writes a checkpoint
   const deadline = Date.now() + 30_000;
@@ -119,6 +133,30 @@ export async function stopLeftoverServer(clusterDir: string, logger: Logger): Pr
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/**
+ * Whether `pid` is the postgres server of `clusterDir` ('this'), provably
+ * something else ('other'), or cannot be told ('unknown', no /proc). It is
+ * 'this' when its program is `postgres` (or `postmaster`) and its working
+ * directory (postgres changes into its data directory) or, where that cannot
+ * be read, its `-D` argument is `clusterDir`.
+ */
+export async function postmasterIdentity(pid: number, clusterDir: string): Promise<'this' | 'other' | 'unknown'> {
+  let argv: string[];
+  try {
+    argv = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').filter(Boolean);
+  } catch {
+    return existsSync('/proc/self/cmdline') ? 'other' : 'unknown';
+  }
+  if (!/^(postgres|postmaster)$/.test(basename(argv[0] ?? ''))) return 'other';
+  const target = await realpath(clusterDir).catch(() => resolve(clusterDir));
+  const cwd = await readlink(`/proc/${pid}/cwd`).catch(() => undefined);
+  if (cwd !== undefined) return cwd === target ? 'this' : 'other';
+  const dataArg = argv.indexOf('-D');
+  const dataDir = dataArg >= 0 ? argv[dataArg + 1] : argv.find((arg) => arg.startsWith('-D'))?.slice(2);
+  if (dataDir === undefined) return 'unknown';
+  return (await realpath(dataDir).catch(() => resolve(dataDir))) === target ? 'this' : 'other';
 }
 
 function isAlive(pid: number): boolean {

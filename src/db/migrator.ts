@@ -14,6 +14,9 @@ import { withTransaction } from './transaction.ts';
  */
 export const migrationsDir = new URL('../../db/migrations/', import.meta.url).pathname;
 
+/** The client-side reply timeout for one migration file (ms). */
+const migrationTimeoutMs = 3_600_000;
+
 // Any fixed 64-bit number; it names "job-manager migrations" among advisory locks.
 const migrationLockKey = 7_364_291_004_118_201;
 
@@ -51,6 +54,8 @@ export function upSection(text: string, file: string): string {
 export async function migrate(pool: Pool, logger: Logger, dir: string = migrationsDir): Promise<MigrationReport> {
   const migrations = await readMigrations(dir);
   const report = await withTransaction(pool, async (client) => {
+    // A migration may take longer than the service's statement timeout.
+    await client.query('SET LOCAL statement_timeout = 0');
     await client.query('SELECT pg_advisory_xact_lock($1)', [migrationLockKey]);
     await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version    text PRIMARY KEY,
@@ -70,7 +75,8 @@ export async function migrate(pool: Pool, logger: Logger, dir: string = migratio
         continue;
       }
       try {
-        await client.query(migration.sql);
+        // node-postgres reads a per-query reply timeout too (not in its types): a long migration is not cut off.
+        await client.query({ text: migration.sql, query_timeout: migrationTimeoutMs } as { text: string });
       } catch (error) {
         throw new Error(`migration ${migration.name} failed: ${(error as Error).message}`, { cause: error });
       }

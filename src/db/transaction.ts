@@ -1,17 +1,23 @@
 import type { Pool, PoolClient } from './pool.ts';
 
 /** Runs `work` in one transaction on one connection: commit on success, rollback on error. */
+/**
+ * A connection that failed (a timed-out reply, a dropped link) is destroyed
+ * rather than returned to the pool, where it would hang the next caller.
+ */
 export async function withTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  let failure: Error | undefined;
   try {
     await client.query('BEGIN');
     const result = await work(client);
     await client.query('COMMIT');
     return result;
   } catch (error) {
+    failure = error instanceof Error ? error : new Error(String(error));
     await client.query('ROLLBACK').catch(() => {});
     throw error;
   } finally {
-    client.release();
+    client.release(failure);
   }
 }

@@ -8,7 +8,7 @@
  *     --> run executor --> handler factory --> handler (e.g. send-messages)
  */
 import type { PgBoss } from 'pg-boss';
-import type { Pool } from '../db/pool.ts';
+import type { ConnectionBounds, Pool } from '../db/pool.ts';
 import { releaseJobLeases } from '../db/sqlc/jobs_sql.ts';
 import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
@@ -41,6 +41,8 @@ export interface EngineDependencies {
   pool: Pool;
   /** For pg-boss's own pool and the scheduler's LISTEN connection. */
   databaseUrl: string;
+  /** Timeouts and session settings for those connections (the service pool's own). */
+  connectionBounds?: ConnectionBounds;
   /** Handlers by name (`send-messages`, and whatever tests register). */
   handlers: Record<string, JobHandler>;
   logger: Logger;
@@ -80,13 +82,14 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
       connectionString: deps.databaseUrl,
       instanceId: settings.instanceId,
       runTimeoutSeconds: settings.runTimeoutSeconds ?? 3_600,
+      connectionBounds: deps.connectionBounds,
     },
     logger,
   );
   let scheduler: Scheduler | undefined;
   const executor = new RunExecutor(pool, factory, settings, logger, metrics, () => scheduler?.wake());
   const workers = new WorkerPool(boss, (run, shutdown) => executor.execute(run, shutdown), logger);
-  scheduler = new Scheduler(pool, boss, settings, logger, {
+  scheduler = new Scheduler(pool, boss, { ...settings, connectionBounds: deps.connectionBounds }, logger, {
     onClaimed: () => workers.notify(),
     onError: () => metrics.fetchErrors.inc(),
   });

