@@ -39,4 +39,6 @@ const unavailableMessages = [
   /Client has encountered a connection error/i,
   /Client was closed and is not queryable/i,
   /Cannot use a pool after calling end/i,
+  /is not currently accepting connections/i,
+  /the database system is (starting up|shutting down|in recovery mode|not yet accepting connections)/i,
 ];

@@ -1,0 +1,228 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { expect } from 'chai';
+import pg from 'pg';
+import { createPool, type Pool } from '../../src/db/pool.ts';
+import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
+import { CircuitBreaker } from '../../src/messages/circuit-breaker.ts';
+import { type DispatchSettings, dispatchMessages } from '../../src/messages/dispatch.ts';
+import { disabledSentCache, type SentCache, type SentEntry } from '../../src/messages/sent-cache.ts';
+import { createWebhookClient } from '../../src/messages/webhook-client.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
+import { type RunningSink, startSink } from '../../src/sink/server.ts';
+import { testServer, useTestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/service.ts';
+
+/**
+ * The dispatch loop when something around it breaks, with a real PostgreSQL
+ * and real HTTP: the webhook down (circuit breaker), the database gone while
+ * outcomes are written, the shutdown deadline in the middle of a request, and
+ * a webhook whose clock is not ours.
+ */
+describe('dispatch under faults', function () {
+  this.timeout(60_000);
+  const db = useTestDatabase();
+  let pool: Pool;
+  let sink: RunningSink;
+  const settings = (overrides: Partial<DispatchSettings> = {}): DispatchSettings => ({
+    instanceId: 'pod-test',
+    messageLeaseSeconds: 60,
+    concurrency: 5,
+    maxAttempts: 2,
+    timeoutMs: 5_000,
+    backoff: { baseMs: 10, maxMs: 20 },
+    ...overrides,
+  });
+  const seed = async (count: number) =>
+    (
+      await insertMessages(pool, {
+        recipients: Array.from({ length: count }, () => '+905551111111'),
+        contents: Array.from({ length: count }, (_, index) => `m${index}`),
+      })
+    ).map((row) => row.id);
+  const rows = async () =>
+    (await pool.query('SELECT id, status, attempts, locked_by, sent_at FROM messages ORDER BY created_at')).rows;
+
+  before(() => {
+    pool = createPool({ connectionString: db().url, max: 4 });
+  });
+  after(() => pool.end());
+  beforeEach(async () => {
+    await pool.query('DELETE FROM messages');
+    sink = await startSink();
+  });
+  afterEach(() => sink.close());
+
+  it('webhook down: the breaker opens, probes one message at a time, untried messages keep their attempts, nothing fails', async () => {
+    const ids = await seed(30);
+    sink.configure({ statusCode: 503 });
+    const states: string[] = [];
+    const breaker = new CircuitBreaker({
+      threshold: 3,
+      firstProbeDelayMs: 50,
+      maxProbeDelayMs: 200,
+      onChange: (state) => states.push(state),
+    });
+    const delivery = createWebhookClient({ url: sink.url, timeoutMs: 2_000 });
+    const done = dispatchMessages({ runId: 'run-1', batchSize: 30, signal: new AbortController().signal }, settings(), {
+      pool,
+      delivery,
+      cache: disabledSentCache,
+      metrics: createMetrics(),
+      logger: silentLogger(),
+      breaker,
+    });
+    // With maxAttempts 2, counting every probe would have failed the probed messages long ago.
+    await eventually(
+      async () => sink.received().total,
+      (total) => total >= 12,
+      { timeoutMs: 20_000, intervalMs: 20 },
+    );
+    expect(breaker.state).to.be.oneOf(['open', 'half-open']);
+    const during = await rows();
+    expect(during.filter((row) => row.status === 'failed')).to.deep.equal([]);
+    expect(
+      during.filter((row) => row.attempts === 0).length,
+      'most messages were never tried and kept their attempt count',
+    ).to.be.greaterThan(20);
+    sink.configure({ statusCode: undefined });
+    const summary = await done;
+    expect(summary.failed).to.equal(0);
+    expect(summary.handedBack).to.be.greaterThan(0);
+    // The messages tried before the breaker opened used up part of the batch; the next run sends them.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const next = await dispatchMessages(
+      { runId: 'run-2', batchSize: 30, signal: new AbortController().signal },
+      settings(),
+      { pool, delivery, cache: disabledSentCache, metrics: createMetrics(), logger: silentLogger(), breaker },
+    );
+    await delivery.close();
+    expect(next.failed).to.equal(0);
+    const after = await rows();
+    expect(after.every((row) => row.status === 'sent')).to.equal(true);
+    expect(after.map((row) => row.id).sort()).to.deep.equal([...ids].sort());
+    expect(sink.received().duplicates).to.deep.equal([]);
+    expect(breaker.state).to.equal('closed');
+    expect(states).to.include.members(['open', 'half-open', 'closed']);
+  });
+
+  it('database gone while the outcomes are written: they are kept and written when it is back, nothing is sent twice', async () => {
+    const ids = await seed(5);
+    sink.configure({ latencyMs: 800 });
+    const delivery = createWebhookClient({ url: sink.url, timeoutMs: 5_000 });
+    const done = dispatchMessages({ runId: 'run-1', batchSize: 5, signal: new AbortController().signal }, settings(), {
+      pool,
+      delivery,
+      cache: disabledSentCache,
+      metrics: createMetrics(),
+      logger: silentLogger(),
+    });
+    await eventually(
+      async () => sink.received().total,
+      (total) => total === 5,
+      { intervalMs: 20 },
+    );
+    // Cut the database off while the webhook is still answering: no new connection, every one dropped.
+    await admin(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS false`);
+    await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db().name}'`);
+    await new Promise((resolve) => setTimeout(resolve, 2_000));
+    await admin(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS true`);
+    const summary = await done;
+    await delivery.close();
+    expect(summary.sent).to.equal(5);
+    const after = await rows();
+    expect(after.map((row) => row.status)).to.deep.equal(['sent', 'sent', 'sent', 'sent', 'sent']);
+    expect(after.map((row) => row.id).sort()).to.deep.equal([...ids].sort());
+    expect(sink.received().total, 'each message reached the webhook once').to.equal(5);
+  });
+
+  it('shutdown deadline mid-request: the request is aborted, the message handed back with the same id, attempt not counted', async () => {
+    const ids = await seed(3);
+    sink.configure({ latencyMs: 8_000 });
+    const delivery = createWebhookClient({ url: sink.url, timeoutMs: 10_000 });
+    const stopping = new AbortController();
+    const deadline = new AbortController();
+    const started = Date.now();
+    const done = dispatchMessages(
+      { runId: 'run-1', batchSize: 3, signal: stopping.signal, abortDeliveries: deadline.signal },
+      settings({ messageLeaseSeconds: 30 }),
+      { pool, delivery, cache: disabledSentCache, metrics: createMetrics(), logger: silentLogger() },
+    );
+    await eventually(
+      async () => sink.received().total,
+      (total) => total === 3,
+      { intervalMs: 20 },
+    );
+    stopping.abort();
+    deadline.abort();
+    const summary = await done;
+    expect(Date.now() - started, 'did not wait for the 8 s webhook').to.be.below(4_000);
+    await delivery.close();
+    expect(summary.handedBack).to.equal(3);
+    const after = await rows();
+    expect(after.map((row) => [row.status, row.attempts, row.locked_by])).to.deep.equal([
+      ['pending', 0, null],
+      ['pending', 0, null],
+      ['pending', 0, null],
+    ]);
+    expect(after.map((row) => row.id).sort()).to.deep.equal([...ids].sort());
+  });
+
+  it('caches the database sent_at, not the app clock', async () => {
+    await seed(2);
+    const cached: SentEntry[] = [];
+    const cache: SentCache = { ...disabledSentCache, remember: async (entries) => void cached.push(...entries) };
+    const delivery = createWebhookClient({ url: sink.url, timeoutMs: 5_000 });
+    await dispatchMessages({ runId: 'run-1', batchSize: 2, signal: new AbortController().signal }, settings(), {
+      pool,
+      delivery,
+      cache,
+      metrics: createMetrics(),
+      logger: silentLogger(),
+    });
+    await delivery.close();
+    const stored = await pool.query('SELECT id, sent_at::text AS exact, sent_at FROM messages');
+    expect(cached).to.have.length(2);
+    for (const entry of cached) {
+      const row = stored.rows.find((candidate) => candidate.id === entry.id);
+      expect(entry.sentAt).to.equal((row.sent_at as Date).toISOString());
+    }
+  });
+
+  it('reads an HTTP-date Retry-After against the response Date header, not our clock', async () => {
+    // The webhook's clock is an hour behind ours: measured against ours the date would be long past.
+    const theirNow = Date.now() - 3_600_000;
+    const server = createServer((_request, response) => {
+      response.writeHead(503, {
+        date: new Date(theirNow).toUTCString(),
+        'retry-after': new Date(theirNow + 60_000).toUTCString(),
+      });
+      response.end('busy');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const delivery = createWebhookClient({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+        timeoutMs: 2_000,
+      });
+      const result = await delivery.deliver({ id: 'id-1', to: '+905551111111', content: 'x' });
+      await delivery.close();
+      expect(result.outcome).to.equal('transient');
+      expect(result.outcome === 'transient' && result.retryAfterMs).to.be.within(59_000, 61_000);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+});
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: (await testServer()).adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
