@@ -91,7 +91,7 @@ async function applyVaultSettings(settings: RawSettings): Promise<void> {
 // 4. SIGTERM/SIGINT: stop watching, stop the service, push the last log lines, exit.
 // Runs in flight get SHUTDOWN_TIMEOUT_MS; then their webhook requests are
 // aborted and their messages handed back. Every later step is bounded too; a
-// last guard exits 1.8 s after the deadline whatever still hangs.
+// last guard exits 1.9 s after the deadline whatever still hangs.
 let stopping = false;
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.on(signal, () => {
@@ -102,7 +102,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     setTimeout(() => {
       logger.error('shutdown did not finish in time; exiting anyway');
       closeLogger(logger).finally(() => process.exit(1));
-    }, config.shutdownTimeoutMs + 1_800).unref();
+    }, config.shutdownTimeoutMs + 1_900).unref();
     const shutdown = async () => {
       await withTimeout(watcher?.stop() ?? Promise.resolve(), 1_000).catch(() => {});
       await service.stop(deadline);

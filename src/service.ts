@@ -57,7 +57,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
   };
   try {
     const database = await openDatabase(config, logger);
-    cleanup.push(() => database.close());
+    cleanup.push((deadline) => database.close(deadline));
     await migrate(database.pool, logger);
     const { pool } = database;
 

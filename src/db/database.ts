@@ -15,7 +15,8 @@ export interface Database {
   embedded: boolean;
   /** The `database` readiness check (critical): one round trip. */
   health: HealthCheck;
-  close(): Promise<void>;
+  /** Closes the pool (waiting at most until `deadline`, epoch ms, plus 1.5 s) and the embedded server. */
+  close(deadline?: number): Promise<void>;
 }
 
 /**
@@ -56,9 +57,10 @@ export async function openDatabase(
     bounds: config.database ?? defaultConnectionBounds,
     embedded: embedded !== undefined,
     health: { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
-    async close() {
+    async close(deadline = Date.now()) {
       // A connection stuck on a hung server would hold pool.end() forever.
-      await withTimeout(pool.end(), 2_000).catch(() => {});
+      const boundMs = Math.min(2_000, Math.max(100, deadline + 1_500 - Date.now()));
+      await withTimeout(pool.end(), boundMs).catch(() => {});
       await embedded?.stop();
     },
   };

@@ -112,23 +112,26 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
       await theScheduler.start(deps.databaseUrl);
     },
     async stop(deadline) {
-      // Every step is bounded: the workers by the deadline (plus a short
-      // hand-back grace), the database steps by what is left of a few seconds.
+      // Every step is bounded: the scheduler and the workers by the deadline
+      // (plus the workers' short hand-back grace), the rest by what is left
+      // until 1.2 s after it, so a hung database cannot hold the exit.
+      const hardStop = deadline + 1_200;
       const step = (name: string, work: () => Promise<unknown>, boundMs: number) =>
-        withTimeout(work(), Math.max(250, boundMs)).catch((error: unknown) =>
+        withTimeout(work(), Math.max(100, boundMs)).catch((error: unknown) =>
           logger.error({ err: error, step: name }, 'engine shutdown step failed'),
         );
       await step('scheduler', () => theScheduler.stop(), Math.min(2_000, deadline - Date.now()));
-      if (started) await step('workers', () => workers.stop(deadline), deadline - Date.now() + 2_000);
+      if (started) await step('workers', () => workers.stop(deadline), deadline - Date.now() + 1_000);
       await step(
         'job leases',
         async () => {
           const released = (await releaseJobLeases(pool, { owner: settings.instanceId })).length;
           if (released > 0) logger.info({ released }, 'released leases of unfinished runs');
         },
-        500,
+        Math.min(500, hardStop - Date.now()),
       );
-      await step('pg-boss', () => boss.stop({ graceful: false, close: true, timeout: 1_000 }), 1_000);
+      const bossMs = Math.max(100, Math.min(1_000, hardStop - Date.now()));
+      await step('pg-boss', () => boss.stop({ graceful: false, close: true, timeout: bossMs }), bossMs);
     },
     async runOnce() {
       const runs = await theScheduler.claimOnce();

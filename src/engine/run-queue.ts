@@ -40,6 +40,8 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
     max: 4,
     useListenNotify: true,
     schedule: false,
+    // How often pg-boss looks for runs whose worker stopped heartbeating (default 60 s).
+    superviseIntervalSeconds: 10,
     ...connectionSettings(settings.connectionBounds),
   };
   const boss = new PgBoss(options);

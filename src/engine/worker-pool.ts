@@ -14,7 +14,7 @@ export interface ShutdownSignals {
 export type RunWorker = (run: RunRequest, shutdown: ShutdownSignals) => Promise<unknown>;
 
 /** After the deadline, runs get this long (ms) to hand their work back before stop() moves on. */
-export const handBackGraceMs = 1_000;
+export const handBackGraceMs = 700;
 
 /**
  * The worker pool is pg-boss's `work()` on the run queue with a
