@@ -68,7 +68,7 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
 
   async function deliver(message: OutboundMessage, signal?: AbortSignal): Promise<DeliveryResult> {
     const timeout = new AbortController();
-    const timer = setTimeout(() => timeout.abort(), timeoutMs);
+    const timer = startTimeout(timeout, timeoutMs);
     try {
       if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
       const response = await request(url, {
@@ -92,7 +92,7 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
       if (timeout.signal.aborted) return { outcome: 'transient', error: `timeout after ${timeoutMs} ms` };
       return { outcome: 'transient', error: redact(describeNetworkError(error)) };
     } finally {
-      clearTimeout(timer);
+      timer.clear();
     }
   }
 
@@ -101,6 +101,22 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
     deliver,
     close: () => agent.close(),
   };
+}
+
+/**
+ * The whole-request timeout. A timer that fires far later than asked means
+ * the process was paused (frozen, swapped, a long GC): the reply may already
+ * be waiting in the socket, so it gets a moment to be read before the request
+ * is abandoned, rather than reporting a timeout for a delivery the webhook
+ * has accepted (which would send it again).
+ */
+function startTimeout(controller: AbortController, timeoutMs: number): { clear(): void } {
+  const startedAt = Date.now();
+  let timer = setTimeout(() => {
+    if (Date.now() - startedAt > timeoutMs + 1_000) timer = setTimeout(() => controller.abort(), 250);
+    else controller.abort();
+  }, timeoutMs);
+  return { clear: () => clearTimeout(timer) };
 }
 
 /** Delivery for when no webhook is configured: everything "succeeds" at once, with httpStatus 0 (no HTTP was done). */

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
+import { PgBoss } from 'pg-boss';
 import { createClient } from 'redis';
 import { PgCluster, sleep } from './support/cluster.ts';
 import { type FaultRig, printTable, results, Scenario, waitHealthy } from './support/kit.ts';
-import { http, type ServicePod, startPod, stopPods } from './support/pods.ts';
+import { http, startPod, stopPods } from './support/pods.ts';
 import { Receiver } from './support/receiver.ts';
 import { OwnRedis } from './support/redis.ts';
 import { startToxiproxy } from './support/toxiproxy.ts';
@@ -85,10 +86,12 @@ describe('fault injection', function () {
       for (const pod of scenario.pods) console.log(`--- ${pod.name} (last lines)\n${pod.output()}`);
     }
     rig.cluster.freeze(false);
-    if (!(await rig.cluster.query('SELECT 1').then(
-      () => true,
-      () => false,
-    )))
+    if (
+      !(await rig.cluster.query('SELECT 1').then(
+        () => true,
+        () => false,
+      ))
+    )
       await rig.cluster.start().catch(() => {});
     await scenario?.cleanUp();
     scenario = undefined;
@@ -191,7 +194,13 @@ describe('fault injection', function () {
     // never get their replies (half-open); new ones work once the toxic is gone.
     const toxics = await Promise.all(
       (['upstream', 'downstream'] as const).map((stream) =>
-        proxy.addToxic({ name: `blackhole-${stream}`, type: 'timeout', stream, toxicity: 1, attributes: { timeout: 0 } }),
+        proxy.addToxic({
+          name: `blackhole-${stream}`,
+          type: 'timeout',
+          stream,
+          toxicity: 1,
+          attributes: { timeout: 0 },
+        }),
       ),
     );
     await sleep(8_000);
@@ -259,12 +268,30 @@ describe('fault injection', function () {
     const holder = [a, b].find((pod) => pod.name === job!.locked_by)!;
     expect(holder, `run held by ${job?.locked_by}`).to.not.equal(undefined);
     holder.signal('SIGSTOP');
-    await sleep(25_000);
+    const frozenAt = Date.now();
+    // pg-boss retries a run whose worker stopped heartbeating; to be sure one
+    // arrives while the holder is frozen, the same run is also queued again here.
+    const [queued] = await s.query<{ data: object }>(
+      "SELECT data FROM pgboss.job WHERE name = 'job-runs' ORDER BY created_on DESC LIMIT 1",
+    );
+    const boss = new PgBoss({ connectionString: s.databaseUrl(), schema: 'pgboss', supervise: false, schedule: false });
+    await boss.start();
+    await boss.send('job-runs', queued!.data);
+    await boss.stop({ graceful: false, close: true });
+    const other = holder === a ? b : a;
+    await until(
+      'the other pod skipped the second execution',
+      async () =>
+        /job_runs_total\{job="sender-0",outcome="stale"\} [1-9]/.test((await http(other.url, 'GET', '/metrics')).body),
+      15_000,
+    );
+    await sleep(Math.max(0, 25_000 - (Date.now() - frozenAt)));
     holder.signal('SIGCONT');
     s.faultEnded();
     await until(
       'the run ended',
-      async () => (await s.query<{ status: string }>("SELECT status FROM jobs WHERE name = 'sender-0'"))[0]?.status === 'active',
+      async () =>
+        (await s.query<{ status: string }>("SELECT status FROM jobs WHERE name = 'sender-0'"))[0]?.status === 'active',
       60_000,
     );
     // Sends whose timer ran out during the freeze went back to pending; what counts is
@@ -274,11 +301,16 @@ describe('fault injection', function () {
     const keys = new Set(rig.receiver.deliveries.map((delivery) => delivery.key));
     expect(keys.size, 'messages that reached the webhook').to.be.at.most(400);
     const stale = (
-      await Promise.all(
-        [a, b].map(async (pod) => (await http(pod.url, 'GET', '/metrics')).body as string),
-      )
-    ).reduce((sum, text) => sum + Number(/job_runs_total\{job="sender-0",outcome="stale"\} (\d+)/.exec(text)?.[1] ?? 0), 0);
-    s.note = `pg-boss retries fenced off: ${stale}`;
+      await Promise.all([a, b].map(async (pod) => (await http(pod.url, 'GET', '/metrics')).body as string))
+    ).reduce(
+      (sum, text) => sum + Number(/job_runs_total\{job="sender-0",outcome="stale"\} (\d+)/.exec(text)?.[1] ?? 0),
+      0,
+    );
+    const [retries] = await s.query<{ n: number }>(
+      "SELECT coalesce(sum(retry_count), 0)::int AS n FROM pgboss.job WHERE name = 'job-runs'",
+    );
+    s.note = `pg-boss retries ${retries!.n}, second executions fenced off ${stale}`;
+    expect(stale).to.be.at.least(1);
     const [counted] = await s.query<{ run_count: number }>("SELECT run_count::int FROM jobs WHERE name = 'sender-0'");
     expect(counted!.run_count).to.equal(1);
     // The rest goes with the next run.
@@ -376,7 +408,10 @@ describe('fault injection', function () {
     const states = await Promise.all(
       [a, b].map(async (pod) => (await http(pod.url, 'GET', '/health-check')).body?.checks?.delivery),
     );
-    expect(states.some((state) => state === 'open' || state === 'half-open'), `delivery: ${states}`).to.equal(true);
+    expect(
+      states.some((state) => state === 'open' || state === 'half-open'),
+      `delivery: ${states}`,
+    ).to.equal(true);
     const metrics = (await http(a.url, 'GET', '/metrics')).body as string;
     expect(metrics).to.match(/job_manager_webhook_breaker_opened_total [1-9]/);
     await sleep(14_000);
@@ -459,10 +494,16 @@ describe('fault injection', function () {
     await s.waitDelivered(300);
     await rig.cluster.stop();
     const stoppedAt = Date.now();
-    await until('both pods report 503', async () => {
-      const statuses = await Promise.all([a, b].map(async (pod) => (await http(pod.url, 'GET', '/health-check')).status));
-      return statuses.every((status) => status === 503);
-    }, 5_000);
+    await until(
+      'both pods report 503',
+      async () => {
+        const statuses = await Promise.all(
+          [a, b].map(async (pod) => (await http(pod.url, 'GET', '/health-check')).status),
+        );
+        return statuses.every((status) => status === 503);
+      },
+      5_000,
+    );
     const intake = await http(a.url, 'POST', '/messages', { to: '+905551111111', content: 'x' }, 15_000);
     expect([intake.status, intake.headers.get('retry-after') !== null]).to.deep.equal([503, true]);
     await sleep(Math.max(0, 20_000 - (Date.now() - stoppedAt)));
@@ -546,7 +587,7 @@ describe('fault injection', function () {
         WEBHOOK_RETRY_MAX_MS: '2000',
       }),
     );
-    await s.seed(a, 1_000);
+    await s.seed(a, 600);
     await s.senders(a, 2, 200, 1);
     await s.finish({ allSentWithinMs: 170_000 });
   });

@@ -215,7 +215,8 @@ export class Scenario {
   async cleanUp(): Promise<void> {
     await stopPods(this.pods);
     await this.rig.toxiproxy?.client.reset().catch(() => {});
-    if (this.database) await this.rig.cluster.query(`DROP DATABASE IF EXISTS ${this.database} WITH (FORCE)`).catch(() => {});
+    if (this.database)
+      await this.rig.cluster.query(`DROP DATABASE IF EXISTS ${this.database} WITH (FORCE)`).catch(() => {});
   }
 }
 
@@ -243,6 +244,8 @@ export function printTable(rows: ResultRow[]): string {
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...body.map((line) => line[column]!.length)));
   const format = (line: string[]) =>
-    line.map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ');
+    line
+      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
+      .join('  ');
   return [format(header), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(format)].join('\n');
 }

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { type Proxy, Toxiproxy } from 'toxiproxy-node-client';
+import { type Proxy as ToxiProxy, Toxiproxy } from 'toxiproxy-node-client';
 import { findFreePort } from '../../../src/db/embedded.ts';
 import { sleep } from './cluster.ts';
 
@@ -15,7 +15,7 @@ import { sleep } from './cluster.ts';
 export interface RunningToxiproxy {
   client: Toxiproxy;
   /** A proxy on a free loopback port forwarding to `upstream` (host:port); returns it and its listen address. */
-  proxy(name: string, upstream: string): Promise<{ proxy: Proxy; port: number }>;
+  proxy(name: string, upstream: string): Promise<{ proxy: ToxiProxy; port: number }>;
   stop(): Promise<void>;
 }
 
