@@ -24,6 +24,7 @@ interface Service {
   ports?: string[];
   volumes?: string[];
   deploy?: { replicas?: number };
+  stop_grace_period?: string;
   depends_on?: Record<string, { condition: string }> | string[];
 }
 
@@ -51,6 +52,14 @@ function composeCommand(): string[] | undefined {
 }
 
 describe('docker-compose.yml', () => {
+  it('gives the app a stop_grace_period longer than its shutdown bound (SHUTDOWN_TIMEOUT_MS + 2 s)', () => {
+    const grace = /^(\d+)(ms|s|m)$/.exec(app.stop_grace_period ?? '');
+    expect(grace, `stop_grace_period ${app.stop_grace_period}`).to.not.equal(null);
+    const graceMs = Number(grace![1]) * { ms: 1, s: 1_000, m: 60_000 }[grace![2] as 'ms' | 's' | 'm'];
+    const config = resolveConfig({ ...appEnv, ...seededSecret() });
+    expect(graceMs).to.be.greaterThan(config.shutdownTimeoutMs + 2_000);
+  });
+
   it('has the whole stack', () => {
     for (const name of [
       'postgres',
