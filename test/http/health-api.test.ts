@@ -51,7 +51,7 @@ describe('health, metrics and Swagger UI over HTTP', () => {
     expect(page.headers.get('content-security-policy')).to.include("script-src 'self'");
     const init = await (await fetch(`${service.url}/swagger/swagger-ui-init.js`)).text();
     expect(init).to.include("url: './openapi.json'").and.not.include('petstore');
-    const served = await (await fetch(`${service.url}/swagger/openapi.json`)).json();
+    const served = (await (await fetch(`${service.url}/swagger/openapi.json`)).json()) as { paths: object };
     expect(served.paths).to.have.property('/jobs/start');
     for (const path of ['/swagger', '/swagger/']) {
       const redirect = await fetch(`${service.url}${path}`, { redirect: 'manual' });
