@@ -5,7 +5,7 @@ import type { Config } from './config/config.ts';
 import { type Database, openDatabase } from './db/database.ts';
 import { migrate } from './db/migrator.ts';
 import { ping } from './db/sqlc/health_sql.ts';
-import { countJobsByStatus, releaseJobLeases } from './db/sqlc/jobs_sql.ts';
+import { countJobsByStatus, listJobs, releaseJobLeases } from './db/sqlc/jobs_sql.ts';
 import { countPendingMessages } from './db/sqlc/messages_sql.ts';
 import { createApp } from './http/app.ts';
 import type { HealthCheck } from './http/routes/health.ts';
@@ -110,6 +110,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       pendingMessages: async () => Number((await countPendingMessages(pool))?.total ?? 0),
       jobsByStatus: async () =>
         Object.fromEntries((await countJobsByStatus(pool)).map((row) => [row.status, Number(row.total)])),
+      jobNames: async () => (await listJobs(pool)).map((job) => job.name),
     });
 
     const jobs = new JobService(pool, handlers);
