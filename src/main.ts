@@ -10,7 +10,7 @@ import {
   VaultWatcher,
   vaultHealthCheck,
 } from './config/vault.ts';
-import { closeLogger, createLogger } from './observability/logger.ts';
+import { closeLogger, createLogger, logFormatFor } from './observability/logger.ts';
 import { withoutCredentials } from './observability/safe-url.ts';
 import { startService } from './service.ts';
 
@@ -29,7 +29,8 @@ try {
   }
   throw error;
 }
-const bootLogger = createLogger({ level: startup.logLevel, instanceId: startup.instanceId });
+const logFormat = logFormatFor(startup.logFormat, process.stdout.isTTY === true);
+const bootLogger = createLogger({ level: startup.logLevel, instanceId: startup.instanceId, format: logFormat });
 
 // 2. Vault (when VAULT_ADDR is set), then defaults < environment < Vault, validated.
 let vault: VaultStart | undefined;
@@ -47,7 +48,12 @@ try {
 }
 
 // 3. The service's logger (with Loki when LOKI_URL is set), the watcher, the service.
-const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId, lokiUrl: config.lokiUrl });
+const logger = createLogger({
+  level: config.logLevel,
+  instanceId: config.instanceId,
+  lokiUrl: config.lokiUrl,
+  format: logFormatFor(config.logFormat, process.stdout.isTTY === true),
+});
 if (config.lokiUrl) logger.info({ loki: withoutCredentials(config.lokiUrl) }, 'shipping logs to Loki');
 const watcher = vault
   ? new VaultWatcher(vault, {

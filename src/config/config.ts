@@ -42,6 +42,8 @@ export interface Config {
   };
   lokiUrl: string | undefined;
   logLevel: Settings['LOG_LEVEL'];
+  /** Log line format on stdout; unset: pretty on a terminal, JSON otherwise (Loki always gets JSON). */
+  logFormat: Settings['LOG_FORMAT'];
   apiKeys: string[];
   /** Message intake requests per client and minute on each pod; 0: no limit. */
   intakeRateLimitPerMinute: number;
@@ -155,6 +157,7 @@ function toConfig(s: Settings): Config {
     },
     lokiUrl: s.LOKI_URL,
     logLevel: s.LOG_LEVEL,
+    logFormat: s.LOG_FORMAT,
     apiKeys: (s.API_KEYS ?? '')
       .split(',')
       .map((key) => key.trim())

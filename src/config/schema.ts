@@ -61,6 +61,8 @@ export const settingsSchema = z.object({
     blankAsUnset,
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
+  /** Unset: pretty (pino-pretty) when stdout is a terminal, JSON otherwise. */
+  LOG_FORMAT: z.preprocess(blankAsUnset, z.enum(['json', 'pretty']).optional()),
   API_KEYS: optionalString,
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000, 0),
   JOB_LEASE_SECONDS: int(1, 3_600, 30),

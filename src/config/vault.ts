@@ -22,10 +22,11 @@ export { VaultClient, VaultError };
 const startupSettingNames: readonly SettingName[] = [
   ...settingNames.filter(isVaultSetting),
   'LOG_LEVEL',
+  'LOG_FORMAT',
   'INSTANCE_ID',
 ];
 
-/** The configuration made of the environment's VAULT_*, LOG_LEVEL and INSTANCE_ID (the rest defaulted). */
+/** The configuration made of the environment's VAULT_*, LOG_LEVEL, LOG_FORMAT and INSTANCE_ID (the rest defaulted). */
 export function startupConfig(env: RawSettings): Config {
   return resolveConfig(Object.fromEntries(startupSettingNames.map((name) => [name, env[name]])));
 }
