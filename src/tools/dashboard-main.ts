@@ -40,7 +40,9 @@ try {
 
 const port = Number(env.DASHBOARD_PORT ?? 3001);
 if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-  console.error(`Invalid configuration: DASHBOARD_PORT must be a port number (got ${JSON.stringify(env.DASHBOARD_PORT)})`);
+  console.error(
+    `Invalid configuration: DASHBOARD_PORT must be a port number (got ${JSON.stringify(env.DASHBOARD_PORT)})`,
+  );
   process.exit(exitConfig);
 }
 

@@ -130,7 +130,9 @@ async function checkPgBossSchema(databaseUrl: string): Promise<string[]> {
   } catch (error) {
     const message = (error as Error).message;
     if (/not installed/.test(message)) {
-      return [`no pg-boss schema "${pgBossSchema}" in this database yet: start the service once (npm start) to create it`];
+      return [
+        `no pg-boss schema "${pgBossSchema}" in this database yet: start the service once (npm start) to create it`,
+      ];
     }
     if (/requires migrations/.test(message)) {
       return [

@@ -95,7 +95,10 @@ describe('Swagger UI in a real browser', function () {
       const result = await tryListJobs(page);
       expect(result.status).to.equal(200);
       expect(result.shown).to.equal('200');
-      const body = await page.locator('#operations-jobs-listJobs .live-responses-table .response-col_description pre').first().textContent();
+      const body = await page
+        .locator('#operations-jobs-listJobs .live-responses-table .response-col_description pre')
+        .first()
+        .textContent();
       expect(body).to.include('message-sender');
       expect(session.offHost).to.deep.equal([]);
       expect(session.pageErrors).to.deep.equal([]);
