@@ -33,6 +33,7 @@ async function waitForARun(service: RunningService): Promise<void> {
 async function visit(session: BrowserSession, url: string): Promise<string> {
   const response = await session.page.goto(url, { waitUntil: 'networkidle' });
   expect(response?.status(), url).to.be.below(400);
+  // biome-ignore lint/performance/useDomNodeTextContent: the text a person sees; textContent would include inline scripts
   const text = await session.page.locator('body').innerText();
   expect(text, `error text on ${url}`).to.not.match(errorText);
   return text;
@@ -127,6 +128,7 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
       expect(withCredentials).to.be.a('string');
       session = await openBrowser();
       await visit(session, withCredentials!);
+      // biome-ignore lint/performance/useDomNodeTextContent: the text a person sees
       expect(await session.page.locator('body').innerText()).to.include('Queues');
     });
   });
