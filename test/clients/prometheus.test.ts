@@ -42,7 +42,7 @@ const queries = readdirSync(dashboardsDir)
  * $__rate_interval is at least four scrape intervals; a dashboard variable
  * ($instance, ${route}) means "all", which Grafana sends as a regex.
  */
-export function substituteGrafanaVariables(expr: string): string {
+function substituteGrafanaVariables(expr: string): string {
   return expr
     .replaceAll('$__rate_interval', '1m')
     .replaceAll('$__interval', '15s')

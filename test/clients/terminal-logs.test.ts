@@ -7,7 +7,8 @@ import { expect } from 'chai';
 import { useTestDatabase } from '../support/postgres.ts';
 import { root } from './support.ts';
 
-const ansi = /\x1b\[[0-9;]*m/g;
+/** ANSI colour codes (ESC [ … m) that pino-pretty writes on a terminal. */
+const ansi = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
 
 /** Runs `npm start` (in a pseudo-terminal when `terminal`), waits until it is up, presses Ctrl-C; returns the output. */
 async function npmStart(
