@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from '../db/pool.ts';
 import {
+  countJobsByStatus,
   createJob,
   type GetJobByNameRow,
   getJobByName,
@@ -54,6 +55,11 @@ export class JobService {
     this.#pool = pool;
     this.#isHandler = (name) => handlers.has(name);
     this.#handlerNames = () => handlers.names();
+  }
+
+  /** Jobs per status (`active`, `inactive`, `in_progress`), for the `job_manager_jobs` gauge. */
+  async countByStatus(): Promise<Record<string, number>> {
+    return Object.fromEntries((await countJobsByStatus(this.#pool)).map((row) => [row.status, Number(row.total)]));
   }
 
   async list(): Promise<JobView[]> {

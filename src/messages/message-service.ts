@@ -1,5 +1,6 @@
 import type { Pool } from '../db/pool.ts';
 import {
+  countPendingMessages,
   type GetMessageRow,
   getMessage,
   insertMessage,
@@ -62,6 +63,11 @@ export class MessageService {
       contents: messages.map((message) => message.content),
     });
     return rows.map(toMessageView);
+  }
+
+  /** Messages waiting to be sent, for the `job_manager_messages_pending` gauge. */
+  async countPending(): Promise<number> {
+    return Number((await countPendingMessages(this.#pool))?.total ?? 0);
   }
 
   async get(id: string): Promise<MessageView> {

@@ -15,6 +15,8 @@ export interface LoggerSettings {
   format?: LogFormat | undefined;
   /** Where the lines go (default: stdout). */
   destination?: DestinationStream;
+  /** More paths to redact (main.ts passes the secret settings' paths, derived from the settings table). */
+  redact?: string[];
   /** Seconds between two pushes to Loki (default 1). */
   lokiBatchIntervalSeconds?: number;
 }
@@ -30,7 +32,7 @@ export function logFormatFor(configured: LogFormat | undefined, stdoutIsTerminal
   return configured ?? (stdoutIsTerminal ? 'pretty' : 'json');
 }
 
-/** Paths scrubbed from every log line, whatever the call site passes. */
+/** Paths scrubbed from every log line, whatever the call site passes (plus `LoggerSettings.redact`). */
 export const redactedPaths = [
   'password',
   'token',
@@ -50,12 +52,6 @@ export const redactedPaths = [
   'req.headers["x-vault-token"]',
   'req.headers.authorization',
   'req.headers["x-api-key"]',
-  'config.databaseUrl',
-  'config.webhook.authValue',
-  'config.redis.url',
-  'config.vault.token',
-  'config.vault.secretId',
-  'config.apiKeys',
 ];
 
 /**
@@ -69,7 +65,7 @@ export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
     level: settings.level,
     base: { app: 'job-manager', instance: settings.instanceId },
-    redact: { paths: redactedPaths, censor: '[redacted]' },
+    redact: { paths: [...new Set([...redactedPaths, ...(settings.redact ?? [])])], censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
