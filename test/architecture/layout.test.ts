@@ -24,6 +24,7 @@ const rank: Record<string, number> = {
   'service.ts': 6,
   'main.ts': 7,
   'sink/': 7,
+  'tools/': 7,
 };
 
 function files(dir: string): string[] {

@@ -1,6 +1,6 @@
 // Real processes and a real browser for the client tests (npm run test:clients):
 // the service as `node src/main.ts`, the pg-boss dashboard as
-// `node src/tools/dashboard-main.ts` (what `npm run dashboard` runs), and Debian's
+// `node src/tools/dashboard-cli.ts` (what `npm run dashboard` runs), and Debian's
 // chromium driven by playwright-core (never a downloaded browser).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -99,9 +99,9 @@ export interface RunningDashboard extends RealProcess {
   banner: string;
 }
 
-/** `npm run dashboard` (src/tools/dashboard-main.ts) on any free port; resolves with what it printed. */
+/** `npm run dashboard` (src/tools/dashboard-cli.ts) on any free port; resolves with what it printed. */
 export async function startDashboardTool(env: Record<string, string | undefined>): Promise<RunningDashboard> {
-  const proc = spawnReal('src/tools/dashboard-main.ts', { DASHBOARD_PORT: '0', ...env });
+  const proc = spawnReal('src/tools/dashboard-cli.ts', { DASHBOARD_PORT: '0', ...env });
   try {
     const [banner] = await waitForOutput(proc, /pg-boss dashboard for job-manager[\s\S]*?Ctrl-C stops it\./);
     const field = (name: string) => new RegExp(`^\\s*${name}:\\s+(\\S+)`, 'm').exec(banner)?.[1];
