@@ -1,3 +1,4 @@
+import type { components } from '../api/openapi.ts';
 import type { Pool } from '../db/pool.ts';
 import {
   countPendingMessages,
@@ -11,26 +12,16 @@ import {
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { type MessageInput, validateMessage } from './message-validation.ts';
 
-/** A message as the API shows it. */
-export interface MessageView {
-  id: string;
-  to: string;
-  content: string;
-  status: string;
-  attempts: number;
-  externalMessageId: string | null;
-  lastError: string | null;
-  createdAt: string;
-  sentAt: string | null;
-}
+/** A message as the API shows it: openapi.yaml's `Message` schema. */
+export type MessageView = components['schemas']['Message'];
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+/** One page of messages with the cursor of the next: openapi.yaml's `MessagePage` schema. */
+export type MessagePage = components['schemas']['MessagePage'];
 
-export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const;
-export type MessageStatus = (typeof messageStatuses)[number];
+/** A message status: openapi.yaml's `MessageStatus` schema. */
+export type MessageStatus = components['schemas']['MessageStatus'];
+
+export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const satisfies readonly MessageStatus[];
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -77,7 +68,7 @@ export class MessageService {
   }
 
   /** Newest sent first; the cursor is opaque to clients. */
-  async listSent(limit: number, cursor?: string): Promise<Page<MessageView>> {
+  async listSent(limit: number, cursor?: string): Promise<MessagePage> {
     const after = decodeCursor(cursor);
     const rows = await listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
@@ -92,7 +83,7 @@ export class MessageService {
   }
 
   /** Operators' view of one status, newest first. */
-  async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<Page<MessageView>> {
+  async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<MessagePage> {
     const after = decodeCursor(cursor);
     const rows = await listMessagesByStatus(this.#pool, {
       status,
@@ -113,7 +104,8 @@ export function toMessageView(row: GetMessageRow): MessageView {
     id: row.id,
     to: row.recipient,
     content: row.content,
-    status: row.status,
+    // The messages_status_valid CHECK constraint admits only the spec's MessageStatus values.
+    status: row.status as MessageStatus,
     attempts: row.attempts,
     externalMessageId: row.externalMessageId,
     lastError: row.lastError,
