@@ -29,6 +29,10 @@ export interface Config {
     concurrency: number;
     retryBaseMs: number;
     retryMaxMs: number;
+    /** Standard Webhooks secrets (`whsec_…`); empty: deliveries are not signed. */
+    signingSecrets: string[];
+    /** Deliveries per second across every pod together; 0: no limit. */
+    rateLimitPerSecond: number;
   };
   redis: { url: string | undefined; ttlSeconds: number };
   vault: {
@@ -142,6 +146,8 @@ function toConfig(s: Settings): Config {
       concurrency: s.WEBHOOK_CONCURRENCY,
       retryBaseMs: s.WEBHOOK_RETRY_BASE_MS,
       retryMaxMs: s.WEBHOOK_RETRY_MAX_MS,
+      signingSecrets: (s.WEBHOOK_SIGNING_SECRET ?? '').split(/\s+/).filter(Boolean),
+      rateLimitPerSecond: s.WEBHOOK_RATE_LIMIT_PER_SECOND,
     },
     redis: { url: s.REDIS_URL, ttlSeconds: s.REDIS_TTL_SECONDS },
     vault: {

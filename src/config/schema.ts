@@ -22,6 +22,8 @@ const url = (protocols: string[]) =>
       })
       .optional(),
   );
+/** `whsec_` and standard base64 of at least one byte (the Standard Webhooks secret format). */
+const whsecFormat = /^whsec_(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$/;
 const int = (min: number, max: number, fallback: number) =>
   z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).default(fallback));
 
@@ -47,6 +49,26 @@ export const settingsSchema = z.object({
   WEBHOOK_CONCURRENCY: int(1, 256, 10),
   WEBHOOK_RETRY_BASE_MS: int(1, 3_600_000, 1_000),
   WEBHOOK_RETRY_MAX_MS: int(1, 86_400_000, 300_000),
+  /** Space-separated `whsec_<base64>` secrets; set: every delivery is signed (Standard Webhooks). */
+  WEBHOOK_SIGNING_SECRET: z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .superRefine((value, ctx) => {
+        const secrets = value.split(/\s+/).filter(Boolean);
+        if (secrets.length === 0) ctx.addIssue({ code: 'custom', message: 'must hold at least one whsec_ secret' });
+        for (const [index, secret] of secrets.entries()) {
+          if (!whsecFormat.test(secret))
+            ctx.addIssue({
+              code: 'custom',
+              message: `secret ${index + 1} of ${secrets.length} must be "whsec_" followed by base64`,
+            });
+        }
+      })
+      .optional(),
+  ),
+  /** Deliveries per second across every pod together (shared through PostgreSQL); 0: no limit. */
+  WEBHOOK_RATE_LIMIT_PER_SECOND: int(0, 100_000, 0),
   REDIS_URL: url(['redis:', 'rediss:']),
   REDIS_TTL_SECONDS: int(1, 31_536_000, 604_800),
   VAULT_ADDR: url(['http:', 'https:']),
@@ -76,6 +98,7 @@ export const settingNames = Object.keys(settingsSchema.shape) as SettingName[];
 export const secretSettings: readonly SettingName[] = [
   'DATABASE_URL',
   'WEBHOOK_AUTH_VALUE',
+  'WEBHOOK_SIGNING_SECRET',
   'REDIS_URL',
   'VAULT_TOKEN',
   'VAULT_SECRET_ID',
@@ -96,6 +119,8 @@ export const liveSettings: readonly SettingName[] = [
   'WEBHOOK_CONCURRENCY',
   'WEBHOOK_RETRY_BASE_MS',
   'WEBHOOK_RETRY_MAX_MS',
+  'WEBHOOK_SIGNING_SECRET',
+  'WEBHOOK_RATE_LIMIT_PER_SECOND',
   'LOG_LEVEL',
   'API_KEYS',
   'RATE_LIMIT_PER_MINUTE',

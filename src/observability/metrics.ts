@@ -8,6 +8,8 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface MetricsCollectors {
   pendingMessages(): Promise<number>;
   jobsByStatus(): Promise<Record<string, number>>;
+  /** Milliseconds left of the shared delivery pause (Retry-After); 0: none. */
+  deliveryPauseMs?(): Promise<number>;
 }
 
 /** prom-client default gauges whose names end in _total (see createMetrics). */
@@ -71,6 +73,12 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
+    deliveriesHeldBack: new Counter({
+      name: 'job_manager_webhook_deliveries_held_back_total',
+      help: 'Deliveries that waited before being claimed, by reason: rate_limit (WEBHOOK_RATE_LIMIT_PER_SECOND, shared by all pods) or paused (a 429/503 Retry-After).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     workersBusy: new Gauge({
       name: 'job_manager_workers_busy',
       help: 'Job runs executing now on this pod.',
@@ -114,6 +122,15 @@ export function createMetrics() {
       for (const status of ['active', 'inactive', 'in_progress']) this.set({ status }, counts[status] ?? 0);
     },
   });
+  new Gauge({
+    name: 'job_manager_webhook_pause_seconds',
+    help: "Seconds left of the pause every pod's deliveries are in after a 429 or 503 with Retry-After (read from the database); 0: none.",
+    registers,
+    async collect() {
+      if (collectors?.deliveryPauseMs) this.set((await collectors.deliveryPauseMs()) / 1000);
+    },
+  });
+  for (const reason of ['rate_limit', 'paused']) metrics.deliveriesHeldBack.inc({ reason }, 0);
   return metrics;
 }
 
