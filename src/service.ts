@@ -32,7 +32,11 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
-  /** Applies the settings that can change while running; the rest wait for a restart. */
+  /**
+   * Applies a configuration that LiveConfig validated (restart-only settings
+   * already pinned at their running values): log level, message limit,
+   * scheduler poll, webhook client, pool and worker pool size.
+   */
   applyConfig(next: Config): Promise<void>;
   stop(): Promise<void>;
 }
@@ -137,7 +141,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       engine,
       async applyConfig(next) {
         const previous = config;
-        config = { ...next, port: previous.port, databaseUrl: previous.databaseUrl, dataDir: previous.dataDir };
+        config = next;
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);
         engine.setFetchInterval(config.fetchIntervalMs);

@@ -9,11 +9,13 @@ export interface LoggerSettings {
   lokiUrl?: string | undefined;
   /** Where the JSON lines go (default: stdout). */
   destination?: DestinationStream;
+  /** More paths to redact (main.ts passes the secret settings' paths, derived from the settings table). */
+  redact?: string[];
   /** Seconds between two pushes to Loki (default 1). */
   lokiBatchIntervalSeconds?: number;
 }
 
-/** Paths scrubbed from every log line, whatever the call site passes. */
+/** Paths scrubbed from every log line, whatever the call site passes (plus `LoggerSettings.redact`). */
 export const redactedPaths = [
   'password',
   'token',
@@ -33,12 +35,6 @@ export const redactedPaths = [
   'req.headers["x-vault-token"]',
   'req.headers.authorization',
   'req.headers["x-api-key"]',
-  'config.databaseUrl',
-  'config.webhook.authValue',
-  'config.redis.url',
-  'config.vault.token',
-  'config.vault.secretId',
-  'config.apiKeys',
 ];
 
 /**
@@ -52,7 +48,7 @@ export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
     level: settings.level,
     base: { app: 'job-manager', instance: settings.instanceId },
-    redact: { paths: redactedPaths, censor: '[redacted]' },
+    redact: { paths: [...new Set([...redactedPaths, ...(settings.redact ?? [])])], censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };

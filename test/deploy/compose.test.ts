@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import { resolveConfig } from '../../src/config/config.ts';
-import { settingNames } from '../../src/config/schema.ts';
+import { settingNames } from '../../src/config/settings.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
