@@ -1,3 +1,4 @@
+import type { components } from '../api/openapi.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import {
   cancelMessage,
@@ -14,20 +15,22 @@ import {
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { type MessageInput, parseRfc3339, validateMessage } from './message-validation.ts';
 
-/** A message as the API shows it. */
-export interface MessageView {
-  id: string;
-  to: string;
-  content: string;
-  status: string;
-  attempts: number;
-  externalMessageId: string | null;
-  lastError: string | null;
-  /** The earliest send time asked for; null: at once. */
-  sendAt: string | null;
-  createdAt: string;
-  sentAt: string | null;
-}
+/** A message as the API shows it: openapi.yaml's `Message` schema. */
+export type MessageView = components['schemas']['Message'];
+
+/** One page of messages with the cursor of the next: openapi.yaml's `MessagePage` schema. */
+export type MessagePage = components['schemas']['MessagePage'];
+
+/** A message status: openapi.yaml's `MessageStatus` schema. */
+export type MessageStatus = components['schemas']['MessageStatus'];
+
+export const messageStatuses = [
+  'pending',
+  'sending',
+  'sent',
+  'failed',
+  'cancelled',
+] as const satisfies readonly MessageStatus[];
 
 /** Where intake writes: the pool, or the connection of an open transaction (idempotent intake). */
 export type Queryable = Pool | PoolClient;
@@ -41,14 +44,6 @@ export interface MessageFilter {
 
 /** Failed messages per statement of `retryFailed`, so no statement locks more rows than this. */
 export const RETRY_FAILED_BATCH_ROWS = 1000;
-
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
-
-export const messageStatuses = ['pending', 'sending', 'sent', 'failed', 'cancelled'] as const;
-export type MessageStatus = (typeof messageStatuses)[number];
 
 const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -153,7 +148,7 @@ export class MessageService {
   }
 
   /** Newest sent first; the cursor is opaque to clients. */
-  async listSent(limit: number, cursor?: string): Promise<Page<MessageView>> {
+  async listSent(limit: number, cursor?: string): Promise<MessagePage> {
     const after = decodeCursor(cursor);
     const rows = await listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
@@ -168,7 +163,7 @@ export class MessageService {
   }
 
   /** Operators' listing, newest first, optionally of one status and/or one recipient. */
-  async list(filter: MessageFilter, limit: number, cursor?: string): Promise<Page<MessageView>> {
+  async list(filter: MessageFilter, limit: number, cursor?: string): Promise<MessagePage> {
     const after = decodeCursor(cursor);
     if (filter.to !== undefined && !/^\+[1-9][0-9]{7,14}$/.test(filter.to)) {
       throw new ValidationError('invalid_phone_number', 'to must be an E.164 phone number, e.g. +905551111111');
@@ -193,7 +188,8 @@ export function toMessageView(row: GetMessageRow): MessageView {
     id: row.id,
     to: row.recipient,
     content: row.content,
-    status: row.status,
+    // The messages_status_valid CHECK constraint admits only the spec's MessageStatus values.
+    status: row.status as MessageStatus,
     attempts: row.attempts,
     externalMessageId: row.externalMessageId,
     lastError: row.lastError,

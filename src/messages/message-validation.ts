@@ -1,3 +1,4 @@
+import type { components } from '../api/openapi.ts';
 import { ValidationError } from '../errors.ts';
 
 /** E.164: a plus sign and 8 to 15 digits, the first not zero. */
@@ -5,12 +6,8 @@ const e164 = /^\+[1-9][0-9]{7,14}$/;
 /** Control characters other than newline (tab, NUL, escape, DEL, C1 …). */
 const forbiddenControl = /[^\P{Cc}\n]/u;
 
-export interface MessageInput {
-  to: string;
-  content: string;
-  /** RFC 3339 date-time with an offset; absent or null: at once. */
-  sendAt?: string | null;
-}
+/** One message to queue: openapi.yaml's `NewMessage` schema (the body of `POST /messages`). */
+export type MessageInput = components['schemas']['NewMessage'];
 
 /** A validated message: `sendAt` is the parsed time, or null for "at once". */
 export interface ValidMessage {

@@ -12,6 +12,7 @@ const src = new URL('../../src/', import.meta.url).pathname;
 
 /** Inner rooms first; a module may import its own room or a room of a lower rank. */
 const rank: Record<string, number> = {
+  'api/': 0,
   'lib/': 0,
   'errors.ts': 0,
   'observability/': 1,
