@@ -4,6 +4,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
 import { parse } from 'yaml';
 import type { JobService } from '../jobs/job-service.ts';
+import type { IdempotencyStore } from '../messages/idempotency.ts';
 import type { MessageService } from '../messages/message-service.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -20,6 +21,8 @@ export const openApiPath = new URL('../../openapi.yaml', import.meta.url).pathna
 export interface AppDependencies {
   jobs: JobService;
   messages: MessageService;
+  /** Idempotency-Key records of message intake. */
+  idempotency: IdempotencyStore;
   health: HealthCheck[];
   metrics: Metrics;
   logger: Logger;
@@ -65,7 +68,7 @@ export function createApp(deps: AppDependencies): Express {
     }),
   );
   app.use(jobRoutes(deps.jobs));
-  app.use(messageRoutes(deps.messages));
+  app.use(messageRoutes(deps.messages, deps.idempotency, deps.apiKeys));
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;
