@@ -1,9 +1,9 @@
 import type { components } from '../api/openapi.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
+import type { MessageRow } from '../db/rows.ts';
 import {
   cancelMessage,
   countPendingMessages,
-  type GetMessageRow,
   getMessage,
   insertMessage,
   insertMessages,
@@ -183,7 +183,7 @@ export class MessageService {
   }
 }
 
-export function toMessageView(row: GetMessageRow): MessageView {
+export function toMessageView(row: MessageRow): MessageView {
   return {
     id: row.id,
     to: row.recipient,
