@@ -10,8 +10,11 @@ import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { CircuitBreaker } from './messages/circuit-breaker.ts';
 import type { DispatchSettings } from './messages/dispatch.ts';
+import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
+import { createSharedDeliveryGate } from './messages/outbound-rate-limit.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
+import { createWebhookSigner } from './messages/signing.ts';
 import { createDryRunClient, createWebhookClient, type DeliveryClient } from './messages/webhook-client.ts';
 import type { HealthCheck } from './observability/health.ts';
 import type { Logger } from './observability/logger.ts';
@@ -31,7 +34,11 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
-  /** Applies the settings that can change while running; the rest wait for a restart. */
+  /**
+   * Applies a configuration that LiveConfig validated (restart-only settings
+   * already pinned at their running values): log level, message limit,
+   * scheduler poll, webhook client, pool and worker pool size.
+   */
   applyConfig(next: Config): Promise<void>;
   /**
    * Stops everything in reverse order of start. Runs in flight get until
@@ -85,6 +92,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
       : disabledSentCache;
     cleanup.push(() => cache.close());
+    const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => config.webhook.rateLimitPerSecond });
 
     const engine = await createEngine(config, {
       pool,
@@ -93,7 +101,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       handlers: {
         'send-messages': sendMessagesHandler(() => ({
           settings: dispatchSettings(config),
-          deps: { pool, delivery, cache, metrics, breaker },
+          deps: { pool, delivery, cache, metrics, gate, breaker },
         })),
         ...options.handlers,
       },
@@ -105,9 +113,14 @@ export async function startService(initial: Config, logger: Logger, options: Ser
 
     const jobs = new JobService(pool, engine.handlers);
     const messages = new MessageService(pool, config.messageMaxLength);
+    const idempotency = new IdempotencyStore(pool);
+    const purge = startIdempotencyKeyPurge(pool, logger);
+    cleanup.push(() => purge.stop());
     metrics.setCollectors({
       pendingMessages: () => messages.countPending(),
       jobsByStatus: () => jobs.countByStatus(),
+      jobNames: async () => (await jobs.list()).map((job) => job.name),
+      deliveryPauseMs: () => gate.pauseRemainingMs(),
     });
 
     const builtIn: HealthCheck[] = [
@@ -131,6 +144,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     const app = createApp({
       jobs,
       messages,
+      idempotency,
       health,
       metrics,
       logger,
@@ -145,6 +159,8 @@ export async function startService(initial: Config, logger: Logger, options: Ser
         port,
         workers: config.workerCount,
         delivery: delivery.mode,
+        signed: config.webhook.signingSecrets.length > 0,
+        webhookRateLimitPerSecond: config.webhook.rateLimitPerSecond,
         database: database.embedded ? 'embedded' : 'external',
       },
       'job-manager is up',
@@ -157,7 +173,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       engine,
       async applyConfig(next) {
         const previous = config;
-        config = { ...next, port: previous.port, databaseUrl: previous.databaseUrl, dataDir: previous.dataDir };
+        config = next;
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);
         engine.setFetchInterval(config.fetchIntervalMs);
@@ -201,6 +217,7 @@ function createDelivery(config: Config, logger: Logger): DeliveryClient {
     authHeader: config.webhook.authHeader,
     authValue: config.webhook.authValue,
     timeoutMs: config.webhook.timeoutMs,
+    signer: config.webhook.signingSecrets.length > 0 ? createWebhookSigner(config.webhook.signingSecrets) : undefined,
   });
 }
 

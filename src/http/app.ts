@@ -2,9 +2,9 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import express, { type Express, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
-import swaggerUi from 'swagger-ui-express';
 import { parse } from 'yaml';
 import type { JobService } from '../jobs/job-service.ts';
+import type { IdempotencyStore } from '../messages/idempotency.ts';
 import type { MessageService } from '../messages/message-service.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -14,12 +14,15 @@ import { intakeRateLimit } from './rate-limit.ts';
 import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { messageRoutes } from './routes/messages.ts';
+import { swaggerRoutes } from './swagger.ts';
 
 export const openApiPath = new URL('../../openapi.yaml', import.meta.url).pathname;
 
 export interface AppDependencies {
   jobs: JobService;
   messages: MessageService;
+  /** Idempotency-Key records of message intake. */
+  idempotency: IdempotencyStore;
   health: HealthCheck[];
   metrics: Metrics;
   logger: Logger;
@@ -43,8 +46,7 @@ export function createApp(deps: AppDependencies): Express {
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  app.get('/swagger', (_req, res) => res.redirect(301, '/swagger/index.html'));
-  app.use('/swagger', swaggerUi.serve, swaggerUi.setup(spec, { customSiteTitle: 'job-manager API' }));
+  app.use(swaggerRoutes(spec));
 
   app.use(express.json({ limit: bodyLimit, strict: true }));
   app.use(requireApiKey(deps.apiKeys));
@@ -59,11 +61,14 @@ export function createApp(deps: AppDependencies): Express {
       apiSpec: openApiPath,
       validateRequests: { allowUnknownQueryParameters: false, coerceTypes: true },
       validateResponses: false,
+      // Authentication is requireApiKey's job (keys are optional by configuration);
+      // the spec's `security` is there for clients and Swagger UI's Authorize.
+      validateSecurity: false,
       ignorePaths: /^\/(health-alive|health-check|metrics|swagger)/,
     }),
   );
   app.use(jobRoutes(deps.jobs));
-  app.use(messageRoutes(deps.messages));
+  app.use(messageRoutes(deps.messages, deps.idempotency, deps.apiKeys));
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;
@@ -79,11 +84,13 @@ function requestContext(logger: Logger, metrics: Metrics): RequestHandler {
     res.on('finish', () => {
       const seconds = (performance.now() - started) / 1000;
       // The route template (/jobs/:name), never the raw path, keeps label cardinality bounded.
-      const route = req.route?.path
-        ? `${req.baseUrl}${req.route.path}`
-        : res.statusCode === 404
-          ? 'unmatched'
-          : req.path;
+      const route: string = res.locals.routeLabel
+        ? res.locals.routeLabel
+        : req.route?.path
+          ? `${req.baseUrl}${req.route.path}`
+          : res.statusCode === 404
+            ? 'unmatched'
+            : req.path;
       metrics.httpDuration.observe({ method: req.method, route, status_code: String(res.statusCode) }, seconds);
       const level =
         res.statusCode >= 500 ? 'error' : req.path.startsWith('/health') || req.path === '/metrics' ? 'debug' : 'info';

@@ -14,6 +14,7 @@ import { claimMessages, releaseExpiredMessageLeases } from '../db/sqlc/messages_
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type BreakerTurn, CircuitBreaker } from './circuit-breaker.ts';
+import type { DeliveryGate } from './outbound-rate-limit.ts';
 import { writeChunkOutcomes } from './outcome-writer.ts';
 import { type BackoffOptions, type DeliveryDecision, decideOutcome } from './retry-policy.ts';
 import type { SentCache } from './sent-cache.ts';
@@ -41,6 +42,8 @@ export interface DispatchDependencies {
   cache: SentCache;
   metrics: Metrics;
   logger: Logger;
+  /** The outbound rate limit and Retry-After pause shared by every pod; unset: neither. */
+  gate?: DeliveryGate;
   /** The pod's webhook circuit breaker; without one, deliveries are never held back. */
   breaker?: CircuitBreaker;
 }
@@ -86,7 +89,7 @@ export async function dispatchMessages(
   settings: DispatchSettings,
   deps: DispatchDependencies,
 ): Promise<DispatchSummary> {
-  const { pool, delivery, cache, metrics, logger } = deps;
+  const { pool, delivery, cache, metrics, logger, gate } = deps;
   const breaker = deps.breaker ?? neverOpen;
   const abortDeliveries = request.abortDeliveries ?? new AbortController().signal;
   const summary: DispatchSummary = { claimed: 0, sent: 0, retried: 0, failed: 0, recovered: 0, handedBack: 0 };
@@ -101,11 +104,18 @@ export async function dispatchMessages(
       break;
     }
     const probe = turn === 'probe';
+    let wanted = probe ? 1 : Math.min(remaining, dispatchChunkSize(settings));
+    const permit = gate ? await gate.acquire(wanted, request.signal) : undefined;
+    if (permit) wanted = permit.granted;
+    if (wanted === 0) {
+      if (probe) breaker.releaseProbe();
+      break;
+    }
     const chunk = await claimMessages(pool, {
       leaseSeconds: settings.messageLeaseSeconds,
       owner,
       executionId: request.executionId ?? null,
-      maxMessages: probe ? 1 : Math.min(remaining, dispatchChunkSize(settings)),
+      maxMessages: wanted,
     }).catch((error: unknown) => {
       if (probe) breaker.releaseProbe();
       throw error;
@@ -114,12 +124,14 @@ export async function dispatchMessages(
       if (probe) breaker.releaseProbe();
       break;
     }
+    if (permit?.heldBackBy) metrics.deliveriesHeldBack.inc({ reason: permit.heldBackBy }, chunk.length);
     remaining -= chunk.length;
     summary.claimed += chunk.length;
     chunk.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
-    const results = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
-      // Not tried: the breaker opened since the claim, or the shutdown deadline passed.
-      if (abortDeliveries.aborted || (!probe && !breaker.allowsDelivery())) return undefined;
+    const tried = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
+      // Not tried: the shutdown deadline passed, a Retry-After pause (ours or, seen at this
+      // chunk's start, another pod's) is in force, or the breaker opened since the claim.
+      if (abortDeliveries.aborted || gate?.paused() || (!probe && !breaker.allowsDelivery())) return undefined;
       const started = performance.now();
       // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
       const result: DeliveryResult = await delivery
@@ -131,6 +143,9 @@ export async function dispatchMessages(
         { status_class: statusClass(result.httpStatus) },
         (performance.now() - started) / 1000,
       );
+      if (gate && result.outcome === 'transient' && result.retryAfterMs !== undefined) {
+        if (result.httpStatus === 429 || result.httpStatus === 503) await gate.pause(result.retryAfterMs);
+      }
       breaker.record(result.outcome === 'transient' ? 'transient' : 'answered', probe);
       // A failed probe only confirms the outage the breaker already knows of: not the message's fault.
       if (probe && result.outcome === 'transient') return undefined;
@@ -138,18 +153,19 @@ export async function dispatchMessages(
     });
     const decided: Array<{ id: string; decision: DeliveryDecision }> = [];
     const untried: string[] = [];
-    for (const [index, decision] of results.entries()) {
+    for (const [index, decision] of tried.entries()) {
       const id = chunk[index]!.id;
       if (decision) decided.push({ id, decision });
       else untried.push(id);
     }
+    // Kept and retried until the database takes them (a restart, a failover).
     const sentAt = await writeChunkOutcomes(pool, { owner, decided, untried }, { signal: abortDeliveries, logger });
     // Handed-back messages were not worked on: they do not use up the batch.
     remaining += untried.length;
     summary.handedBack += untried.length;
     const sent = [];
     let sentInChunk = 0;
-    for (const [index, decision] of results.entries()) {
+    for (const [index, decision] of tried.entries()) {
       const message = chunk[index]!;
       if (!decision) continue;
       if (decision.status === 'sent') {

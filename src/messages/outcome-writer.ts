@@ -6,7 +6,7 @@
  * message lease sees the message `sent` and nobody sends it again.
  */
 import type { Pool } from '../db/pool.ts';
-import { handBackMessages, recordDeliveryOutcomes } from '../db/sqlc/messages_sql.ts';
+import { recordDeliveryOutcomes, releaseUntriedMessages } from '../db/sqlc/messages_sql.ts';
 import { retryUntilDone } from '../lib/retry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { DeliveryDecision } from './retry-policy.ts';
@@ -69,6 +69,6 @@ export async function writeChunkOutcomes(
     );
     for (const row of rows) if (row.status === 'sent' && row.sentAt) sentAt.set(row.id, row.sentAt);
   }
-  if (untried.length > 0) await retry('hand-backs', () => handBackMessages(pool, { ids: untried, owner }));
+  if (untried.length > 0) await retry('hand-backs', () => releaseUntriedMessages(pool, { ids: untried, owner }));
   return sentAt;
 }

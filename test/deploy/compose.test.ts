@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import { resolveConfig } from '../../src/config/config.ts';
-import { settingNames } from '../../src/config/schema.ts';
+import { settingNames } from '../../src/config/settings.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -139,13 +139,16 @@ describe('docker-compose.yml', () => {
     expect(commander.environment?.REDIS_HOSTS).to.include('redis:6379');
   });
 
-  it('has the pg-boss dashboard on the app database and schema', () => {
+  it('runs the pg-boss dashboard as npm run dashboard does, from the app image, on the app database', () => {
     const dashboard = services['pgboss-dashboard']!;
     expect(dashboard.environment?.DATABASE_URL).to.equal(appEnv.DATABASE_URL);
-    expect(dashboard.environment?.PGBOSS_SCHEMA).to.equal('pgboss');
-    expect(read('deploy/pgboss-dashboard/Dockerfile'))
-      .to.match(/^FROM node:24-slim/m)
-      .and.to.include('@pg-boss/dashboard');
+    expect((dashboard as { image?: string }).image).to.equal(services.app!.image);
+    expect((dashboard as { command?: string[] }).command).to.deep.equal(['node', 'src/tools/dashboard-cli.ts']);
+    expect(JSON.parse(read('package.json')).scripts.dashboard).to.equal('node src/tools/dashboard-cli.ts');
+    // The image installs production dependencies only: the dashboard must be one, pinned exactly.
+    const { dependencies } = JSON.parse(read('package.json'));
+    expect(dependencies['@pg-boss/dashboard']).to.match(/^\d+\.\d+\.\d+$/);
+    expect(dependencies['pg-boss']).to.match(/^\d+\.\d+\.\d+$/);
   });
 
   it('scrapes every app replica with Prometheus', () => {

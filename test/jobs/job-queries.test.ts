@@ -127,7 +127,11 @@ describe('job queries and state transitions', () => {
       claimMessages(pool(), { owner: 'pod', maxMessages: 10, leaseSeconds: 60, executionId: executionId! });
     beforeEach(async () => {
       await pool().query('DELETE FROM messages');
-      await insertMessages(pool(), { recipients: ['+905551111111', '+905551111111'], contents: ['a', 'b'] });
+      await insertMessages(pool(), {
+        recipients: ['+905551111111', '+905551111111'],
+        contents: ['a', 'b'],
+        sendAts: ['', ''],
+      });
     });
 
     it('a retry of a run whose first execution is only frozen does not start while that execution holds its lease', async () => {

@@ -39,6 +39,7 @@ describe('dispatch under faults', function () {
       await insertMessages(pool, {
         recipients: Array.from({ length: count }, () => '+905551111111'),
         contents: Array.from({ length: count }, (_, index) => `m${index}`),
+        sendAts: Array.from({ length: count }, () => ''),
       })
     ).map((row) => row.id);
   const rows = async () =>
