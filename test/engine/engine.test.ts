@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { stopJobs } from '../../src/db/sqlc/jobs_sql.ts';
 import { createEngine, type Engine, type JobHandler } from '../../src/engine/engine.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
@@ -86,10 +87,7 @@ describe('engine.runOnce', () => {
   it('lets a stop during the run win: the job stays inactive', async () => {
     await addJob('stopped', 'record', '-1 second');
     duringRun = async () => {
-      await db().pool.query(
-        `UPDATE jobs SET status = 'inactive', run_id = NULL, run_due_at = NULL, lease_until = NULL, locked_by = NULL
-         WHERE name = 'stopped'`,
-      );
+      await stopJobs(db().pool, { name: 'stopped' });
     };
     await engine.runOnce();
     expect((await job('stopped')).status).to.equal('inactive');

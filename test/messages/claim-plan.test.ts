@@ -22,7 +22,7 @@ describe('the claim plan with sendAt', function () {
   const explain = async () => {
     const result = await db().pool.query({
       text: `EXPLAIN (FORMAT JSON) ${claimMessagesQuery}`,
-      values: [60, 'explain', 50],
+      values: [60, 'explain', null, 50],
     });
     return nodesOf(result.rows[0]['QUERY PLAN'][0].Plan as PlanNode);
   };
@@ -59,7 +59,7 @@ describe('the claim plan with sendAt', function () {
     const nodes = await explain();
     const indexes = nodes.map((node) => node['Index Name']).filter((name) => name && name !== 'messages_pkey');
     expect(indexes).to.deep.equal(['messages_pending_due_idx']);
-    const claimed = await db().pool.query({ text: claimMessagesQuery, values: [60, 'explain', 50] });
+    const claimed = await db().pool.query({ text: claimMessagesQuery, values: [60, 'explain', null, 50] });
     expect(claimed.rows.map((row) => row.content)).to.deep.equal(['m1']);
   });
 });
