@@ -41,6 +41,8 @@ export class CircuitBreaker {
   #failures = 0;
   #delayMs: number;
   #probeAt = 0;
+  /** When the current probe was handed out; a probe out for longer than the longest pause is presumed lost. */
+  #probeSince = 0;
   #waiters = new Set<() => void>();
 
   constructor(options: CircuitBreakerOptions) {
@@ -74,12 +76,14 @@ export class CircuitBreaker {
     for (;;) {
       signal.throwIfAborted();
       if (this.#state === 'closed') return 'normal';
-      const waitMs = this.#probeAt - Date.now();
-      if (this.#state === 'open' && waitMs <= 0) {
+      const now = Date.now();
+      const waitMs = this.#state === 'open' ? this.#probeAt - now : this.#probeSince + this.#maxDelayMs - now; // a lost probe
+      if (waitMs <= 0) {
+        this.#probeSince = now;
         this.#set('half-open');
         return 'probe';
       }
-      await this.#changeOr(this.#state === 'open' ? waitMs : Number.POSITIVE_INFINITY, signal);
+      await this.#changeOr(waitMs, signal);
     }
   }
 
@@ -124,7 +128,7 @@ export class CircuitBreaker {
     const previous = this.#state;
     this.#state = state;
     if (previous !== state) this.#onChange(state, previous);
-    for (const wake of this.#waiters) wake();
+    for (const wake of [...this.#waiters]) wake();
   }
 
   /** Resolves on the next state change or after `ms`; rejects when `signal` aborts. */

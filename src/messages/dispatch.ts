@@ -104,53 +104,53 @@ export async function dispatchMessages(
       break;
     }
     const probe = turn === 'probe';
-    let wanted = probe ? 1 : Math.min(remaining, dispatchChunkSize(settings));
-    const permit = gate ? await gate.acquire(wanted, request.signal) : undefined;
-    if (permit) wanted = permit.granted;
-    if (wanted === 0) {
-      if (probe) breaker.releaseProbe();
-      break;
+    // The probe must end with a verdict or be released, whatever happens on the way.
+    let probeSettled = !probe;
+    let chunk: Awaited<ReturnType<typeof claimMessages>> = [];
+    let tried: Array<DeliveryDecision | undefined> = [];
+    try {
+      let wanted = probe ? 1 : Math.min(remaining, dispatchChunkSize(settings));
+      const permit = gate ? await gate.acquire(wanted, request.signal) : undefined;
+      if (permit) wanted = permit.granted;
+      if (wanted === 0) break;
+      chunk = await claimMessages(pool, {
+        leaseSeconds: settings.messageLeaseSeconds,
+        owner,
+        executionId: request.executionId ?? null,
+        maxMessages: wanted,
+      });
+      if (chunk.length === 0) break;
+      if (permit?.heldBackBy) metrics.deliveriesHeldBack.inc({ reason: permit.heldBackBy }, chunk.length);
+      remaining -= chunk.length;
+      summary.claimed += chunk.length;
+      chunk.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
+      tried = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
+        // Not tried: the shutdown deadline passed, a Retry-After pause (ours or, seen at this
+        // chunk's start, another pod's) is in force, or the breaker opened since the claim.
+        if (abortDeliveries.aborted || gate?.paused() || (!probe && !breaker.allowsDelivery())) return undefined;
+        const started = performance.now();
+        // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
+        const result: DeliveryResult = await delivery
+          .deliver({ id: message.id, to: message.recipient, content: message.content }, abortDeliveries)
+          .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
+        // Aborted at the shutdown deadline: handed back, the attempt not counted.
+        if (abortDeliveries.aborted && result.outcome === 'transient') return undefined;
+        metrics.webhookDuration.observe(
+          { status_class: statusClass(result.httpStatus) },
+          (performance.now() - started) / 1000,
+        );
+        if (gate && result.outcome === 'transient' && result.retryAfterMs !== undefined) {
+          if (result.httpStatus === 429 || result.httpStatus === 503) await gate.pause(result.retryAfterMs);
+        }
+        breaker.record(result.outcome === 'transient' ? 'transient' : 'answered', probe);
+        if (probe) probeSettled = true;
+        // A failed probe only confirms the outage the breaker already knows of: not the message's fault.
+        if (probe && result.outcome === 'transient') return undefined;
+        return decideOutcome(result, message.attempts, settings.maxAttempts, settings.backoff);
+      });
+    } finally {
+      if (!probeSettled) breaker.releaseProbe();
     }
-    const chunk = await claimMessages(pool, {
-      leaseSeconds: settings.messageLeaseSeconds,
-      owner,
-      executionId: request.executionId ?? null,
-      maxMessages: wanted,
-    }).catch((error: unknown) => {
-      if (probe) breaker.releaseProbe();
-      throw error;
-    });
-    if (chunk.length === 0) {
-      if (probe) breaker.releaseProbe();
-      break;
-    }
-    if (permit?.heldBackBy) metrics.deliveriesHeldBack.inc({ reason: permit.heldBackBy }, chunk.length);
-    remaining -= chunk.length;
-    summary.claimed += chunk.length;
-    chunk.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
-    const tried = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
-      // Not tried: the shutdown deadline passed, a Retry-After pause (ours or, seen at this
-      // chunk's start, another pod's) is in force, or the breaker opened since the claim.
-      if (abortDeliveries.aborted || gate?.paused() || (!probe && !breaker.allowsDelivery())) return undefined;
-      const started = performance.now();
-      // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
-      const result: DeliveryResult = await delivery
-        .deliver({ id: message.id, to: message.recipient, content: message.content }, abortDeliveries)
-        .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
-      // Aborted at the shutdown deadline: handed back, the attempt not counted.
-      if (abortDeliveries.aborted && result.outcome === 'transient') return undefined;
-      metrics.webhookDuration.observe(
-        { status_class: statusClass(result.httpStatus) },
-        (performance.now() - started) / 1000,
-      );
-      if (gate && result.outcome === 'transient' && result.retryAfterMs !== undefined) {
-        if (result.httpStatus === 429 || result.httpStatus === 503) await gate.pause(result.retryAfterMs);
-      }
-      breaker.record(result.outcome === 'transient' ? 'transient' : 'answered', probe);
-      // A failed probe only confirms the outage the breaker already knows of: not the message's fault.
-      if (probe && result.outcome === 'transient') return undefined;
-      return decideOutcome(result, message.attempts, settings.maxAttempts, settings.backoff);
-    });
     const decided: Array<{ id: string; decision: DeliveryDecision }> = [];
     const untried: string[] = [];
     for (const [index, decision] of tried.entries()) {

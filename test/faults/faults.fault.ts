@@ -216,6 +216,9 @@ describe('fault injection', function () {
 
   it('5. shutdown with a webhook answering after 8 s, and with a hung database: exit within SHUTDOWN_TIMEOUT_MS + 2 s', async () => {
     const s = await begin('5. shutdown: slow webhook, hung database');
+    // Requests aborted at the deadline may still be processed by the webhook; their
+    // messages are handed back and sent again later with the same Idempotency-Key.
+    s.resendsAllowed = true;
     const env = s.env({ SHUTDOWN_TIMEOUT_MS: '2000', WEBHOOK_TIMEOUT_MS: '10000', MESSAGE_LEASE_SECONDS: '20' });
     rig.receiver.latencyMs = 8_000;
     const first = await s.pod('a', env);
@@ -589,6 +592,21 @@ describe('fault injection', function () {
     );
     await s.seed(a, 600);
     await s.senders(a, 2, 200, 1);
-    await s.finish({ allSentWithinMs: 170_000 });
+    try {
+      await s.finish({ allSentWithinMs: 170_000 });
+    } finally {
+      if (process.env.FAULTS_DEBUG)
+        for (const pod of s.pods)
+          console.log(
+            pod.name,
+            pod.lines
+              .filter((line) => !/request|will retry/.test(String(line.msg)))
+              .slice(-40)
+              .map(
+                (line) => `${line.time} ${line.job ?? ''} ${line.msg} ${line.claimed ?? ''} ${line.handedBack ?? ''}`,
+              )
+              .join('\n'),
+          );
+    }
   });
 });

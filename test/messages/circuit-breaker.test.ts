@@ -43,6 +43,15 @@ describe('webhook circuit breaker', () => {
     expect(await breaker.turn(open)).to.equal('normal');
   });
 
+  it('a probe that never reports back is presumed lost after the longest pause: another caller probes', async () => {
+    const breaker = new CircuitBreaker({ threshold: 1, firstProbeDelayMs: 10, maxProbeDelayMs: 80 });
+    breaker.record('transient', false);
+    expect(await breaker.turn(open)).to.equal('probe');
+    const started = Date.now();
+    expect(await breaker.turn(open)).to.equal('probe');
+    expect(Date.now() - started).to.be.within(70, 400);
+  });
+
   it('a caller waiting on an open breaker stops when its signal aborts', async () => {
     const breaker = new CircuitBreaker({ threshold: 1, firstProbeDelayMs: 60_000 });
     breaker.record('transient', false);
