@@ -27,6 +27,8 @@ export class Receiver {
   arrived = 0;
   readonly deliveries: Delivery[] = [];
   readonly #accepted = new Map<string, number>();
+  /** Bumped by reset(): a reply still sleeping from an earlier scenario is not recorded in the next. */
+  #generation = 0;
   readonly #server = createServer((request, response) => void this.#handle(request, response));
   port = 0;
 
@@ -64,6 +66,7 @@ export class Receiver {
   }
 
   reset(): void {
+    this.#generation += 1;
     this.deliveries.length = 0;
     this.arrived = 0;
     this.#accepted.clear();
@@ -81,6 +84,7 @@ export class Receiver {
       // drain the body
     }
     const key = String(request.headers['idempotency-key'] ?? '');
+    const generation = this.#generation;
     this.arrived += 1;
     const reply = this.policy(key);
     if (reply.kind === 'hang') {
@@ -88,6 +92,10 @@ export class Receiver {
       return; // the client's timeout ends it
     }
     if (this.latencyMs > 0) await sleep(this.latencyMs);
+    if (generation !== this.#generation) {
+      response.destroy();
+      return;
+    }
     if (reply.kind === 'status') {
       this.deliveries.push({ key, at: Date.now(), status: reply.status });
       response.writeHead(reply.status, { 'content-type': 'application/json', ...reply.headers });
