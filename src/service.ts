@@ -1,7 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { PgBoss } from 'pg-boss';
-import type { Config } from './config/config.ts';
+import { type Config, ConfigError, unauthenticatedExposure } from './config/config.ts';
 import { type Database, openDatabase } from './db/database.ts';
 import { migrate } from './db/migrator.ts';
 import { ping } from './db/sqlc/health_sql.ts';
@@ -131,12 +131,14 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       logger,
       apiKeys: () => config.apiKeys,
       intakePerMinute: () => config.intakeRateLimitPerMinute,
+      trustProxy: config.trustProxy,
     });
-    const server = await listen(app, config.port);
+    const server = await listen(app, config.port, config.host);
     cleanup.push(() => closeServer(server));
     const port = (server.address() as AddressInfo).port;
     logger.info(
       {
+        host: config.host,
         port,
         workers: config.workerCount,
         delivery: delivery.mode,
@@ -144,6 +146,12 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       },
       'job-manager is up',
     );
+    if (config.apiKeys.length === 0) {
+      logger.warn(
+        { host: config.host, port },
+        `no API_KEYS: the API needs no key; listening on ${config.host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
+      );
+    }
 
     return {
       port,
@@ -151,7 +159,22 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       database,
       async applyConfig(next) {
         const previous = config;
-        config = { ...next, port: previous.port, databaseUrl: previous.databaseUrl, dataDir: previous.dataDir };
+        const restartOnly = {
+          port: previous.port,
+          host: previous.host,
+          allowUnauthenticated: previous.allowUnauthenticated,
+          trustProxy: previous.trustProxy,
+          databaseUrl: previous.databaseUrl,
+          dataDir: previous.dataDir,
+        };
+        // Removing every API key while bound to the network would open the API: refuse it.
+        if (unauthenticatedExposure({ ...next, ...restartOnly })) {
+          throw new ConfigError(
+            'API_KEYS',
+            `cannot be emptied while the service listens on ${previous.host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
+          );
+        }
+        config = { ...next, ...restartOnly };
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);
         fetcher?.setFetchInterval(config.fetchIntervalMs);
@@ -190,9 +213,9 @@ async function queueState(boss: PgBoss): Promise<string> {
   return 'ok';
 }
 
-function listen(app: ReturnType<typeof createApp>, port: number): Promise<Server> {
+function listen(app: ReturnType<typeof createApp>, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, (error?: Error) => (error ? reject(error) : resolve(server)));
+    const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
     server.keepAliveTimeout = 65_000;
   });
 }

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { withoutCredentials } from '../observability/safe-url.ts';
+import { isLoopbackHost, type TrustProxy } from './network.ts';
 import {
   liveSettings,
   type SettingName,
@@ -43,6 +44,12 @@ export interface Config {
   lokiUrl: string | undefined;
   logLevel: Settings['LOG_LEVEL'];
   apiKeys: string[];
+  /** Listen address: HOST, else 127.0.0.1 without API keys and 0.0.0.0 with them. */
+  host: string;
+  /** ALLOW_UNAUTHENTICATED: a non-loopback host may run without API keys. */
+  allowUnauthenticated: boolean;
+  /** express `trust proxy` (TRUST_PROXY): whose X-Forwarded-For names the client. */
+  trustProxy: TrustProxy;
   /** Message intake requests per client and minute on each pod; 0: no limit. */
   intakeRateLimitPerMinute: number;
   jobLeaseSeconds: number;
@@ -115,7 +122,25 @@ export function resolveConfig(env: RawSettings, vault: RawSettings = {}): Config
   if (Boolean(s.WEBHOOK_AUTH_HEADER) !== Boolean(s.WEBHOOK_AUTH_VALUE)) {
     throw new ConfigError('WEBHOOK_AUTH_HEADER', 'and WEBHOOK_AUTH_VALUE must be set together');
   }
-  return toConfig(s);
+  const config = toConfig(s);
+  const openProblem = unauthenticatedExposure(config);
+  if (openProblem) throw new ConfigError('HOST', openProblem);
+  return config;
+}
+
+/**
+ * Why this configuration would serve the API without authentication to the
+ * network, or undefined when it does not: a HOST that is not a loopback
+ * address with no API_KEYS and no ALLOW_UNAUTHENTICATED=true.
+ */
+export function unauthenticatedExposure(
+  config: Pick<Config, 'host' | 'apiKeys' | 'allowUnauthenticated'>,
+): string | undefined {
+  if (config.apiKeys.length > 0 || config.allowUnauthenticated || isLoopbackHost(config.host)) return undefined;
+  return (
+    `is ${JSON.stringify(config.host)}, which is reachable from the network, but API_KEYS is not set: ` +
+    'anyone could send messages. Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose'
+  );
 }
 
 function describeIssue(message: string | undefined, value: string | undefined): string {
@@ -125,6 +150,10 @@ function describeIssue(message: string | undefined, value: string | undefined): 
 }
 
 function toConfig(s: Settings): Config {
+  const apiKeys = (s.API_KEYS ?? '')
+    .split(',')
+    .map((key) => key.trim())
+    .filter(Boolean);
   return {
     port: s.PORT,
     databaseUrl: s.DATABASE_URL,
@@ -155,10 +184,10 @@ function toConfig(s: Settings): Config {
     },
     lokiUrl: s.LOKI_URL,
     logLevel: s.LOG_LEVEL,
-    apiKeys: (s.API_KEYS ?? '')
-      .split(',')
-      .map((key) => key.trim())
-      .filter(Boolean),
+    apiKeys,
+    host: s.HOST ?? (apiKeys.length > 0 ? '0.0.0.0' : '127.0.0.1'),
+    allowUnauthenticated: s.ALLOW_UNAUTHENTICATED,
+    trustProxy: s.TRUST_PROXY,
     intakeRateLimitPerMinute: s.RATE_LIMIT_PER_MINUTE,
     jobLeaseSeconds: s.JOB_LEASE_SECONDS,
     messageLeaseSeconds: s.MESSAGE_LEASE_SECONDS,

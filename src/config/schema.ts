@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hostProblem, parseTrustProxy } from './network.ts';
 
 /**
  * Every setting the service reads, by its environment name (Vault keys mirror
@@ -62,6 +63,40 @@ export const settingsSchema = z.object({
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
   API_KEYS: optionalString,
+  /** Listen address; unset: 127.0.0.1 without API_KEYS, 0.0.0.0 with them (see config.ts). */
+  HOST: z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .superRefine((value, ctx) => {
+        const problem = hostProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+  ),
+  /** `true` lets a non-loopback HOST run without API_KEYS (an explicit choice to be open). */
+  ALLOW_UNAUTHENTICATED: z.preprocess(
+    blankAsUnset,
+    z
+      .enum(['true', 'false'], { message: 'must be true or false' })
+      .default('false')
+      .transform((value) => value === 'true'),
+  ),
+  /** express `trust proxy`: unset/false, true, a hop count, or IPs/CIDRs (network.ts parseTrustProxy). */
+  TRUST_PROXY: z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .optional()
+      .transform((value, ctx) => {
+        try {
+          return parseTrustProxy(value);
+        } catch (error) {
+          ctx.addIssue({ code: 'custom', message: (error as Error).message });
+          return z.NEVER;
+        }
+      }),
+  ),
   RATE_LIMIT_PER_MINUTE: int(0, 1_000_000, 0),
   JOB_LEASE_SECONDS: int(1, 3_600, 30),
   MESSAGE_LEASE_SECONDS: int(1, 3_600, 60),

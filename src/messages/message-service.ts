@@ -7,7 +7,8 @@ import {
   listMessagesByStatus,
   listSentMessages,
 } from '../db/sqlc/messages_sql.ts';
-import { NotFoundError, ValidationError } from '../errors.ts';
+import { NotFoundError } from '../errors.ts';
+import { decodeCursor, encodeCursor, uuidPattern } from './cursor.ts';
 import { type MessageInput, validateMessage } from './message-validation.ts';
 
 /** A message as the API shows it. */
@@ -30,8 +31,6 @@ export interface Page<T> {
 
 export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const;
 export type MessageStatus = (typeof messageStatuses)[number];
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class MessageService {
   readonly #pool: Pool;
@@ -72,7 +71,7 @@ export class MessageService {
 
   /** Newest sent first; the cursor is opaque to clients. */
   async listSent(limit: number, cursor?: string): Promise<Page<MessageView>> {
-    const after = decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
       afterId: after?.id ?? null,
@@ -81,13 +80,13 @@ export class MessageService {
     const last = rows.at(-1);
     return {
       items: rows.map(toMessageView),
-      nextCursor: rows.length === limit && last ? encodeCursor(last.sentAtCursor ?? '', last.id) : null,
+      nextCursor: rows.length === limit && last ? encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }) : null,
     };
   }
 
   /** Operators' view of one status, newest first. */
   async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<Page<MessageView>> {
-    const after = decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await listMessagesByStatus(this.#pool, {
       status,
       afterCreatedAt: after?.at ?? null,
@@ -97,7 +96,7 @@ export class MessageService {
     const last = rows.at(-1);
     return {
       items: rows.map(toMessageView),
-      nextCursor: rows.length === limit && last ? encodeCursor(last.createdAtCursor ?? '', last.id) : null,
+      nextCursor: rows.length === limit && last ? encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }) : null,
     };
   }
 }
@@ -114,24 +113,4 @@ export function toMessageView(row: GetMessageRow): MessageView {
     createdAt: row.createdAt.toISOString(),
     sentAt: row.sentAt ? row.sentAt.toISOString() : null,
   };
-}
-
-function encodeCursor(at: string, id: string): string {
-  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
-}
-
-/** The cursor carries the database's own timestamp text, so no microsecond is lost. */
-const timestampText = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:\d{2})?)?$/;
-
-function decodeCursor(cursor: string | undefined): { at: string; id: string } | undefined {
-  if (cursor === undefined) return undefined;
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (typeof at === 'string' && typeof id === 'string' && timestampText.test(at) && uuidPattern.test(id)) {
-      return { at, id };
-    }
-  } catch {
-    // fall through
-  }
-  throw new ValidationError('invalid_cursor', 'cursor is not one this API returned');
 }
