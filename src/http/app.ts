@@ -13,6 +13,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import { requireApiKey } from './auth.ts';
 import { errorHandler, hasBody, notFound } from './errors.ts';
 import { jsonBody, rejectInvalidUrlText } from './input-decoding.ts';
+import { strictQueryText } from './query-params.ts';
 import { intakeRateLimit } from './rate-limit.ts';
 import { type HealthCheck, healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
@@ -77,6 +78,7 @@ export function createApp(deps: AppDependencies): Express {
   );
   app.use(jsonBody(bodyLimit, (req) => routes.match(req.path)?.operations.get(req.method)?.hasBody === true));
   app.use(requireBody(routes));
+  app.use(strictQueryText(routes));
   app.use(
     OpenApiValidator.middleware({
       apiSpec: openApiPath,

@@ -49,8 +49,8 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
  * Maps an error to an answer:
  * - AppError: its own status and code;
  * - body-parser (type `entity.too.large`, `charset.unsupported`, `encoding.unsupported`,
- *   a zlib error for a body that is not what its Content-Encoding says, an aborted
- *   request): 413, 415 or 400 as body-parser decided;
+ *   an aborted request): 413, 415 or 400 as body-parser decided (a body that is not
+ *   what its Content-Encoding says arrives as an AppError from input-decoding.ts);
  * - express-openapi-validator (`status` and `errors[]`): 400, 404, 405 (with `Allow`),
  *   415 (a required body that is simply missing is a 400 `missing_body`);
  * - database errors (db/errors.ts): unavailable -> 503 `unavailable` with Retry-After,
@@ -79,19 +79,12 @@ export function classifyError(error: any, req: Request): ErrorAnswer {
       return {
         status: 415,
         code: 'unsupported_content_encoding',
-        message: `unsupported Content-Encoding ${JSON.stringify(req.get('content-encoding') ?? '')}: use gzip, deflate, br or none`,
+        message: `unsupported Content-Encoding ${JSON.stringify(req.get('content-encoding') ?? '')}: use gzip, deflate, br, zstd or none`,
       };
     case 'request.aborted':
       return { status: 400, code: 'request_aborted', message: 'the client closed the request before sending its body' };
     case 'request.size.invalid':
       return { status: 400, code: 'invalid_content_length', message: 'the body is not as long as Content-Length says' };
-  }
-  if (typeof error?.code === 'string' && error.code.startsWith('Z_')) {
-    return {
-      status: 400,
-      code: 'invalid_content_encoding',
-      message: `request body is not valid ${req.get('content-encoding') ?? 'compressed'} data`,
-    };
   }
   const kind = databaseErrorKind(error);
   if (kind === 'unavailable') {

@@ -67,7 +67,7 @@ const isJsonMediaType = (type: string) => /^application\/([\w.-]+\+)?json$/i.tes
  * Reads and decodes a JSON request body, for requests `accepts(req)` says
  * carry one (the operations with a `requestBody`); other requests' bodies are
  * never read. body-parser does the transport (Content-Length,
- * Content-Encoding gzip/deflate/br, the size limit measured after
+ * Content-Encoding gzip/deflate/br/zstd, the size limit measured after
  * decompression) and leaves its own 4xx errors (bad gzip, unsupported
  * encoding, too large) for the error handler; this layer decodes the bytes as
  * strict UTF-8 (another charset: 415), parses JSON (only an object or array at
@@ -96,7 +96,18 @@ export function jsonBody(limit: string, accepts: (req: Request) => boolean): Req
   };
   return (req, res, next) => {
     if (!accepts(req)) return next();
-    read(req, res, (error?: unknown) => (error ? next(error) : decode(req, next)));
+    read(req, res, (error?: any) => {
+      if (!error) return decode(req, next);
+      // body-parser's own errors carry a `type` (too large, unsupported encoding …) and go to the
+      // error handler as they are; an untyped 400 is the decompressor failing on the bytes.
+      if (error.type === undefined && error.status === 400) {
+        const encoding = String(req.headers['content-encoding'] ?? 'compressed');
+        return next(
+          new ValidationError('invalid_content_encoding', `request body is not valid ${encoding} data`),
+        );
+      }
+      next(error);
+    });
   };
 }
 

@@ -13,6 +13,8 @@ export interface SpecOperation {
   bodyRequired: boolean;
   /** The operation accepts a request body at all. */
   hasBody: boolean;
+  /** Query parameters by name, with the JSON type their schema names (`integer`, `string` …). */
+  query: Map<string, string | undefined>;
 }
 
 export interface SpecRoute {
@@ -31,7 +33,15 @@ export interface SpecRoutes {
 }
 
 interface OpenApiLike {
-  paths?: Record<string, Record<string, { requestBody?: { required?: boolean } } | unknown>>;
+  paths?: Record<string, Record<string, unknown>>;
+  components?: Record<string, Record<string, unknown>>;
+}
+
+interface ParameterLike {
+  $ref?: string;
+  name?: string;
+  in?: string;
+  schema?: { type?: string; $ref?: string };
 }
 
 /**
@@ -42,14 +52,23 @@ interface OpenApiLike {
 export function compileSpecRoutes(spec: OpenApiLike): SpecRoutes {
   const compiled = Object.entries(spec.paths ?? {}).map(([template, item]) => {
     const operations = new Map<string, SpecOperation>();
+    const shared = (item.parameters ?? []) as ParameterLike[];
     for (const method of operationMethods) {
-      const operation = (item as Record<string, unknown>)[method] as
-        | { requestBody?: { required?: boolean } }
+      const operation = item[method] as
+        | { requestBody?: { required?: boolean }; parameters?: ParameterLike[] }
         | undefined;
       if (!operation) continue;
+      const query = new Map<string, string | undefined>();
+      for (const raw of [...shared, ...(operation.parameters ?? [])]) {
+        const parameter = resolve(spec, raw);
+        if (parameter?.in === 'query' && parameter.name) {
+          query.set(parameter.name, resolve(spec, parameter.schema ?? {})?.type);
+        }
+      }
       operations.set(method.toUpperCase(), {
         bodyRequired: operation.requestBody?.required === true,
         hasBody: operation.requestBody !== undefined,
+        query,
       });
     }
     const methods = [...operations.keys()];
@@ -68,6 +87,16 @@ export function compileSpecRoutes(spec: OpenApiLike): SpecRoutes {
       return compiled.find((entry) => entry.pattern.test(path))?.route;
     },
   };
+}
+
+/** Follows local `$ref`s (`#/components/parameters/Limit`). */
+function resolve<T extends { $ref?: string }>(spec: OpenApiLike, node: T | undefined): T | undefined {
+  let current: unknown = node;
+  for (let hops = 0; hops < 16 && typeof (current as T | undefined)?.$ref === 'string'; hops++) {
+    const path = (current as T).$ref!.replace(/^#\//, '').split('/');
+    current = path.reduce<unknown>((at, key) => (at as Record<string, unknown> | undefined)?.[key], spec);
+  }
+  return current as T | undefined;
 }
 
 function escapeRegExp(text: string): string {
