@@ -88,8 +88,9 @@ function replaceSomewhere(root: Json, pick: number, replace: (old: Json) => Json
   const paths: Array<Array<string | number>> = [];
   const walk = (node: Json, path: Array<string | number>) => {
     paths.push(path);
-    if (Array.isArray(node)) node.forEach((child, index) => walk(child, [...path, index]));
-    else if (node && typeof node === 'object')
+    if (Array.isArray(node)) {
+      for (const [index, child] of node.entries()) walk(child, [...path, index]);
+    } else if (node && typeof node === 'object')
       for (const [key, child] of Object.entries(node)) walk(child, [...path, key]);
   };
   walk(root, []);
