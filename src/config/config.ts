@@ -138,7 +138,7 @@ export function unauthenticatedExposure(
 ): string | undefined {
   if (config.apiKeys.length > 0 || config.allowUnauthenticated || isLoopbackHost(config.host)) return undefined;
   return (
-    `is ${JSON.stringify(config.host)}, which is reachable from the network, but API_KEYS is not set: ` +
+    `is ${config.host}, which is reachable from the network, but API_KEYS is not set: ` +
     'anyone could send messages. Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose'
   );
 }

@@ -102,9 +102,7 @@ export function jsonBody(limit: string, accepts: (req: Request) => boolean): Req
       // error handler as they are; an untyped 400 is the decompressor failing on the bytes.
       if (error.type === undefined && error.status === 400) {
         const encoding = String(req.headers['content-encoding'] ?? 'compressed');
-        return next(
-          new ValidationError('invalid_content_encoding', `request body is not valid ${encoding} data`),
-        );
+        return next(new ValidationError('invalid_content_encoding', `request body is not valid ${encoding} data`));
       }
       next(error);
     });

@@ -13,6 +13,7 @@ import helmet from 'helmet';
  */
 export function securityHeaders(): RequestHandler {
   return helmet({
+    frameguard: { action: 'deny' },
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
