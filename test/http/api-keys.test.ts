@@ -16,13 +16,14 @@ describe('API keys (issue 10, point 2)', () => {
   const get = (path: string, headers: Record<string, string> = {}) => rawRequest(service.url, 'GET', path, { headers });
 
   it('accepts a key as Authorization: Bearer or as X-API-Key, any of the configured keys', async () => {
-    for (const headers of [
+    const variants: Array<Record<string, string>> = [
       { authorization: 'Bearer first-key' },
       { authorization: 'bearer second-key' },
       { 'x-api-key': 'first-key' },
       { 'x-api-key': 'second-key' },
       { 'x-api-key': 'wrong', authorization: 'Bearer second-key' },
-    ]) {
+    ];
+    for (const headers of variants) {
       expect((await get('/jobs', headers)).status, JSON.stringify(headers)).to.equal(200);
     }
   });
@@ -39,13 +40,14 @@ describe('API keys (issue 10, point 2)', () => {
       },
     });
     expect(responseProblems(listJobs, missing)).to.deep.equal([]);
-    for (const headers of [
+    const wrongKeys: Array<Record<string, string>> = [
       { authorization: 'Bearer first-key-but-longer' },
       { authorization: 'Bearer first-ke' },
       { authorization: 'Basic Zmlyc3Qta2V5Og==' },
       { authorization: 'first-key' },
       { 'x-api-key': 'FIRST-KEY' },
-    ]) {
+    ];
+    for (const headers of wrongKeys) {
       const wrong = await get('/jobs', headers);
       expect(wrong.status, JSON.stringify(headers)).to.equal(401);
       expect(wrong.headers.get('www-authenticate'), JSON.stringify(headers)).to.match(/^Bearer realm="job-manager"/);
