@@ -1,6 +1,7 @@
 // Issue 10, point 2: API keys as Bearer tokens or X-API-Key, declared in
 // openapi.yaml so Swagger's Authorize sends them, and a 401 that says how.
 import { expect } from 'chai';
+import { ConfigError, resolveConfig } from '../../src/config/config.ts';
 import { operations, responseProblems } from '../support/openapi-contract.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
@@ -77,5 +78,18 @@ describe('API keys (issue 10, point 2)', () => {
     expect((await get('/swagger/index.html')).status).to.equal(200);
     // Unknown paths need a key too: nothing about the API is told to a stranger.
     expect((await get('/no-such-path')).status).to.equal(401);
+  });
+
+  it('refuses a live change that would empty API_KEYS while listening on 0.0.0.0', async () => {
+    const open = resolveConfig({ DATABASE_URL: db().url, LOG_LEVEL: 'silent', HOST: '127.0.0.1' });
+    let refusal: unknown;
+    await service.applyConfig(open).catch((error) => {
+      refusal = error;
+    });
+    expect(refusal).to.be.instanceOf(ConfigError);
+    expect((refusal as ConfigError).message).to.include(
+      'API_KEYS cannot be emptied while the service listens on 0.0.0.0',
+    );
+    expect((await get('/jobs')).status, 'keys still apply').to.equal(401);
   });
 });
