@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # job-manager: Node 24 runs the TypeScript sources directly (type stripping),
 # so there is no build step, only the production dependencies.
-# The same image runs the webhook sink (command `node src/sink/main.ts`).
+# The same image runs the webhook sink (command `node src/sink/main.ts`) and the
+# pg-boss dashboard (`node src/tools/dashboard-cli.ts`, what `npm run dashboard` runs).
 
 ARG NODE_IMAGE=node:24-slim
 

@@ -1,16 +1,17 @@
 // Entry point of `npm start`: configuration (environment, then Vault), logger,
 // service, live configuration from Vault, signals.
-import { type Config, ConfigError, type RawSettings, settingsNeedingRestart } from './config/config.ts';
+import { type Config, ConfigError, type RawSettings } from './config/config.ts';
+import { LiveConfig } from './config/live-config.ts';
+import { logRedactionPaths } from './config/settings.ts';
 import {
   loadVaultSettings,
-  resolveConfigWithVault,
   startupConfig,
   VaultError,
   type VaultStart,
   VaultWatcher,
   vaultHealthCheck,
 } from './config/vault.ts';
-import { closeLogger, createLogger } from './observability/logger.ts';
+import { closeLogger, createLogger, logFormatFor } from './observability/logger.ts';
 import { withoutCredentials } from './observability/safe-url.ts';
 import { startService } from './service.ts';
 
@@ -29,14 +30,16 @@ try {
   }
   throw error;
 }
-const bootLogger = createLogger({ level: startup.logLevel, instanceId: startup.instanceId });
+const redact = logRedactionPaths();
+const logFormat = logFormatFor(startup.logFormat, process.stdout.isTTY === true);
+const bootLogger = createLogger({ level: startup.logLevel, instanceId: startup.instanceId, redact, format: logFormat });
 
 // 2. Vault (when VAULT_ADDR is set), then defaults < environment < Vault, validated.
 let vault: VaultStart | undefined;
-let config: Config;
+let live: LiveConfig;
 try {
   if (startup.vault.addr) vault = await loadVaultSettings(startup.vault, bootLogger);
-  config = resolveConfigWithVault(env, vault?.settings ?? {}, startup.vault.secretPath);
+  live = new LiveConfig(env, vault?.settings ?? {}, `Vault at ${startup.vault.secretPath}`);
 } catch (error) {
   vault?.client.close();
   if (error instanceof ConfigError || error instanceof VaultError) {
@@ -46,8 +49,16 @@ try {
   throw error;
 }
 
+const config = live.current;
+
 // 3. The service's logger (with Loki when LOKI_URL is set), the watcher, the service.
-const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId, lokiUrl: config.lokiUrl });
+const logger = createLogger({
+  level: config.logLevel,
+  instanceId: config.instanceId,
+  lokiUrl: config.lokiUrl,
+  redact,
+  format: logFormatFor(config.logFormat, process.stdout.isTTY === true),
+});
 if (config.lokiUrl) logger.info({ loki: withoutCredentials(config.lokiUrl) }, 'shipping logs to Loki');
 const watcher = vault
   ? new VaultWatcher(vault, {
@@ -65,24 +76,26 @@ const service = await startService(config, logger, { healthChecks: [vaultHealthC
     process.exit(1);
   },
 );
+live.onChange((next) => service.applyConfig(next));
 watcher?.start();
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');
 
-/** A changed Vault secret: re-resolve and apply; a ConfigError here keeps the running configuration. */
-let appliedVaultSettings: RawSettings = vault?.settings ?? {};
+/** A changed Vault secret: validated as the configuration that will run, then applied; a ConfigError keeps the running one. */
 async function applyVaultSettings(settings: RawSettings): Promise<void> {
-  const next = resolveConfigWithVault(env, settings, startup.vault.secretPath);
-  const needsRestart = settingsNeedingRestart(env, appliedVaultSettings, settings);
-  await service.applyConfig(next);
-  appliedVaultSettings = settings;
+  const change = await live.update(settings);
   logger.info(
-    { workers: next.workerCount, fetchIntervalMs: next.fetchIntervalMs, logLevel: next.logLevel },
+    {
+      applied: change.applied,
+      workers: change.config.workerCount,
+      fetchIntervalMs: change.config.fetchIntervalMs,
+      logLevel: change.config.logLevel,
+    },
     'configuration from Vault applied',
   );
-  if (needsRestart.length > 0) {
+  if (change.needsRestart.length > 0) {
     logger.warn(
-      { settings: needsRestart },
-      `needs restart: ${needsRestart.join(', ')} changed but only apply at start`,
+      { settings: change.needsRestart },
+      `needs restart: ${change.needsRestart.join(', ')} changed but only apply at start`,
     );
   }
 }

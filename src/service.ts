@@ -1,47 +1,49 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { PgBoss } from 'pg-boss';
-import { type Config, ConfigError, unauthenticatedExposure } from './config/config.ts';
-import { type Database, openDatabase } from './db/database.ts';
+import { type Config, ConfigError } from './config/config.ts';
+import { isLoopbackHost, listenHost } from './config/network.ts';
+import { type Database, openDatabase, resizePool } from './db/database.ts';
 import { migrate } from './db/migrator.ts';
-import { ping } from './db/sqlc/health_sql.ts';
-import { countJobsByStatus, releaseJobLeases } from './db/sqlc/jobs_sql.ts';
-import { countPendingMessages } from './db/sqlc/messages_sql.ts';
+import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
+import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { createApp } from './http/app.ts';
-import type { HealthCheck } from './http/routes/health.ts';
-import { Fetcher } from './jobs/fetcher.ts';
 import { JobService } from './jobs/job-service.ts';
-import { runQueueName, startRunQueue } from './jobs/run-queue.ts';
+import type { DispatchSettings } from './messages/dispatch.ts';
 import { MessageService } from './messages/message-service.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
 import { createDryRunClient, createWebhookClient, type DeliveryClient } from './messages/webhook-client.ts';
+import type { HealthCheck } from './observability/health.ts';
 import type { Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
-import type { JobHandler } from './workers/handler.ts';
-import { HandlerFactory } from './workers/handler-factory.ts';
-import { sendMessagesHandler } from './workers/handlers/send-messages.ts';
-import { RunExecutor } from './workers/run-executor.ts';
-import { WorkerPool } from './workers/worker-pool.ts';
 
 export interface ServiceOptions {
   /** Extra handlers by name (tests register their own). */
   handlers?: Record<string, JobHandler>;
-  /** Extra readiness checks (the Vault layer adds its own). */
+  /** Extra readiness checks (the Vault layer adds its own); one with a built-in name replaces it. */
   healthChecks?: HealthCheck[];
+  /** Build everything but do not start the engine (tests drive it with `engine.runOnce()`). */
+  startEngine?: boolean;
 }
 
 export interface Service {
   port: number;
   metrics: Metrics;
   database: Database;
-  /** Applies the settings that can change while running (schema.ts `liveSettings`); the rest wait for a restart. */
+  engine: Engine;
+  /**
+   * Applies a configuration that LiveConfig validated (restart-only settings
+   * already pinned at their running values): log level, message limit,
+   * scheduler poll, webhook client, pool and worker pool size.
+   */
   applyConfig(next: Config): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
  * The composition root: builds every part from the configuration, in
- * dependency order, and tears them down in reverse.
+ * dependency order, wires them, and tears them down in reverse. It runs no
+ * SQL and holds no behaviour of its own; each component brings its health
+ * check, gauges and shutdown step.
  */
 export async function startService(initial: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
   let config = initial;
@@ -64,65 +66,43 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       : disabledSentCache;
     cleanup.push(() => cache.close());
 
-    const handlers = new HandlerFactory({
-      'send-messages': sendMessagesHandler(
-        pool,
-        () => delivery,
-        () => cache,
-        {
-          instanceId: config.instanceId,
-          messageLeaseSeconds: config.messageLeaseSeconds,
-          concurrency: () => config.webhook.concurrency,
-          maxAttempts: () => config.webhook.maxAttempts,
-          timeoutMs: () => config.webhook.timeoutMs,
-          backoff: () => ({ baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs }),
-        },
-        metrics,
-      ),
-      ...options.handlers,
-    });
-
-    const boss = await startRunQueue(
-      { connectionString: database.url, instanceId: config.instanceId, runTimeoutSeconds: 3_600 },
+    const engine = await createEngine(config, {
+      pool,
+      databaseUrl: database.url,
+      handlers: {
+        'send-messages': sendMessagesHandler(() => ({
+          settings: dispatchSettings(config),
+          deps: { pool, delivery, cache, metrics },
+        })),
+        ...options.handlers,
+      },
       logger,
-    );
-    cleanup.push(() => boss.stop({ graceful: false, close: true, timeout: 5_000 }));
-
-    let fetcher: Fetcher | undefined;
-    const executor = new RunExecutor(pool, handlers, config, logger, metrics, () => fetcher?.wake());
-    const workers = new WorkerPool(boss, executor, logger);
-    fetcher = new Fetcher(pool, boss, config, logger, {
-      onClaimed: () => workers.notify(),
-      onError: () => metrics.fetchErrors.inc(),
+      metrics,
     });
-    await workers.start(config.workerCount);
-    await fetcher.start(database.url);
-    const runningFetcher = fetcher;
-    cleanup.push(async () => {
-      // Reverse order: HTTP (closed first, below), then fetcher, then runs in flight.
-      await runningFetcher.stop();
-      await workers.stop(config.shutdownTimeoutMs);
-      const released = (await releaseJobLeases(pool, { owner: config.instanceId })).length;
-      if (released > 0) logger.info({ released }, 'released leases of unfinished runs');
-    });
+    if (options.startEngine !== false) await engine.start();
+    cleanup.push(() => engine.stop(Date.now() + config.shutdownTimeoutMs));
 
-    metrics.setCollectors({
-      pendingMessages: async () => Number((await countPendingMessages(pool))?.total ?? 0),
-      jobsByStatus: async () =>
-        Object.fromEntries((await countJobsByStatus(pool)).map((row) => [row.status, Number(row.total)])),
-    });
-
-    const jobs = new JobService(pool, handlers);
+    const jobs = new JobService(pool, engine.handlers);
     const messages = new MessageService(pool, config.messageMaxLength);
-    const health: HealthCheck[] = [
-      { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
-      { name: 'queue', critical: true, check: () => queueState(boss) },
+    metrics.setCollectors({
+      pendingMessages: () => messages.countPending(),
+      jobsByStatus: () => jobs.countByStatus(),
+      jobNames: async () => (await jobs.list()).map((job) => job.name),
+    });
+
+    const builtIn: HealthCheck[] = [
+      database.health,
+      engine.health,
       { name: 'redis', critical: false, check: () => cache.check() },
       // main.ts replaces this with the Vault watcher's own check.
       { name: 'vault', critical: false, check: async () => 'disabled' },
       { name: 'delivery', critical: false, check: async () => delivery.mode },
-    ].map((check) => options.healthChecks?.find((extra) => extra.name === check.name) ?? check);
-    health.push(...(options.healthChecks ?? []).filter((extra) => !health.some((check) => check.name === extra.name)));
+    ];
+    const extra = options.healthChecks ?? [];
+    const health = [
+      ...builtIn.map((check) => extra.find((replacement) => replacement.name === check.name) ?? check),
+      ...extra.filter((check) => !builtIn.some((known) => known.name === check.name)),
+    ];
     const app = createApp({
       jobs,
       messages,
@@ -133,12 +113,13 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       intakePerMinute: () => config.intakeRateLimitPerMinute,
       trustProxy: config.trustProxy,
     });
-    const server = await listen(app, config.port, config.host);
+    const host = listenHost(config);
+    const server = await listen(app, config.port, host);
     cleanup.push(() => closeServer(server));
     const port = (server.address() as AddressInfo).port;
     logger.info(
       {
-        host: config.host,
+        host,
         port,
         workers: config.workerCount,
         delivery: delivery.mode,
@@ -148,8 +129,8 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     );
     if (config.apiKeys.length === 0) {
       logger.warn(
-        { host: config.host, port },
-        `no API_KEYS: the API needs no key; listening on ${config.host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
+        { host, port },
+        `no API_KEYS: the API needs no key; listening on ${host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
       );
     }
 
@@ -157,33 +138,27 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       port,
       metrics,
       database,
+      engine,
       async applyConfig(next) {
         const previous = config;
-        const restartOnly = {
-          port: previous.port,
-          host: previous.host,
-          allowUnauthenticated: previous.allowUnauthenticated,
-          trustProxy: previous.trustProxy,
-          databaseUrl: previous.databaseUrl,
-          dataDir: previous.dataDir,
-        };
-        // Removing every API key while bound to the network would open the API: refuse it.
-        if (unauthenticatedExposure({ ...next, ...restartOnly })) {
+        // Emptying API_KEYS while listening beyond loopback would open the API to the network.
+        if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
           throw new ConfigError(
             'API_KEYS',
-            `cannot be emptied while the service listens on ${previous.host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
+            `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
           );
         }
-        config = { ...next, ...restartOnly };
+        config = next;
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);
-        fetcher?.setFetchInterval(config.fetchIntervalMs);
+        engine.setFetchInterval(config.fetchIntervalMs);
         if (JSON.stringify(previous.webhook) !== JSON.stringify(config.webhook)) {
           const old = delivery;
           delivery = createDelivery(config, logger);
           await old.close();
         }
-        await workers.resize(config.workerCount);
+        resizePool(pool, config.workerCount);
+        await engine.resize(config.workerCount);
       },
       stop: closeAll,
     };
@@ -191,6 +166,17 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     await closeAll();
     throw error;
   }
+}
+
+function dispatchSettings(config: Config): DispatchSettings {
+  return {
+    instanceId: config.instanceId,
+    messageLeaseSeconds: config.messageLeaseSeconds,
+    concurrency: config.webhook.concurrency,
+    maxAttempts: config.webhook.maxAttempts,
+    timeoutMs: config.webhook.timeoutMs,
+    backoff: { baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs },
+  };
 }
 
 function createDelivery(config: Config, logger: Logger): DeliveryClient {
@@ -206,11 +192,6 @@ function createDelivery(config: Config, logger: Logger): DeliveryClient {
     authValue: config.webhook.authValue,
     timeoutMs: config.webhook.timeoutMs,
   });
-}
-
-async function queueState(boss: PgBoss): Promise<string> {
-  await boss.getQueue(runQueueName);
-  return 'ok';
 }
 
 function listen(app: ReturnType<typeof createApp>, port: number, host: string): Promise<Server> {

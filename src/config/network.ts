@@ -70,3 +70,26 @@ export function parseTrustProxy(value: string | undefined): TrustProxy {
   }
   return entries;
 }
+
+/** The address to listen on: HOST, else 127.0.0.1 without API keys and 0.0.0.0 with them. */
+export function listenHost(config: { host: string | undefined; apiKeys: readonly string[] }): string {
+  return config.host ?? (config.apiKeys.length > 0 ? '0.0.0.0' : '127.0.0.1');
+}
+
+/**
+ * Why this configuration would serve the API without authentication to the
+ * network, or undefined when it does not: a listen address that is not
+ * loopback with no API_KEYS and no ALLOW_UNAUTHENTICATED=true.
+ */
+export function unauthenticatedExposure(config: {
+  host: string | undefined;
+  apiKeys: readonly string[];
+  allowUnauthenticated: boolean;
+}): string | undefined {
+  const host = listenHost(config);
+  if (config.apiKeys.length > 0 || config.allowUnauthenticated || isLoopbackHost(host)) return undefined;
+  return (
+    `is ${host}, which is reachable from the network, but API_KEYS is not set: anyone could send messages. ` +
+    'Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose'
+  );
+}

@@ -1,6 +1,7 @@
 import nodeVault from 'node-vault';
 import type { Logger } from '../observability/logger.ts';
 import type { RawSettings } from './config.ts';
+import { settingsTable } from './settings.ts';
 
 /** How to reach Vault and which secret to read (from the environment only). */
 export interface VaultConnection {
@@ -20,6 +21,8 @@ export interface VaultConnection {
  * token or secret id: the underlying HTTP error (whose request config holds
  * them) is deliberately not kept as `cause`.
  */
+const v = settingsTable.vault;
+
 export class VaultError extends Error {
   override name = 'VaultError';
   readonly kind: 'unavailable' | 'not-found' | 'forbidden' | 'login-failed' | 'invalid-secret' | 'rejected';
@@ -58,13 +61,13 @@ export class VaultClient {
 
   constructor(connection: VaultConnection, logger: Logger, options: VaultClientOptions = {}) {
     if (!connection.token && !(connection.roleId && connection.secretId)) {
-      throw new VaultError('login-failed', 'neither VAULT_TOKEN nor VAULT_ROLE_ID/VAULT_SECRET_ID is set');
+      throw new VaultError('login-failed', `neither ${v.token.env} nor ${v.roleId.env}/${v.secretId.env} is set`);
     }
     this.connection = connection;
     this.#logger = logger.child({ component: 'vault' });
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
     this.#vault = nodeVault({ endpoint: connection.addr });
-    // Set after construction: node-vault would fall back to process.env.VAULT_TOKEN.
+    // Set after construction: node-vault would fall back to its own environment variable for the token.
     this.#vault.token = connection.token ?? '';
   }
 
@@ -210,7 +213,7 @@ function toVaultError(error: unknown, action: string, isLogin = false): VaultErr
     if (isLogin && (status === 400 || status === 401 || status === 403)) {
       return new VaultError(
         'login-failed',
-        `AppRole login failed (HTTP ${status}${detail}); check VAULT_ROLE_ID/VAULT_SECRET_ID`,
+        `AppRole login failed (HTTP ${status}${detail}); check ${v.roleId.env}/${v.secretId.env}`,
       );
     }
     if (status === 403) return new VaultError('forbidden', `permission denied ${action} (HTTP 403)`);

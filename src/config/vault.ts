@@ -1,7 +1,8 @@
 import type { Logger } from '../observability/logger.ts';
 import { withoutCredentials } from '../observability/safe-url.ts';
-import { type Config, ConfigError, type RawSettings, resolveConfig } from './config.ts';
-import { type SettingName, settingNames } from './schema.ts';
+import { type Config, type RawSettings, resolveConfig } from './config.ts';
+import { LiveConfig } from './live-config.ts';
+import { settingNames, settingsTable } from './settings.ts';
 import { VaultClient, type VaultClientOptions, VaultError } from './vault-client.ts';
 
 export { VaultClient, VaultError };
@@ -10,22 +11,25 @@ export { VaultClient, VaultError };
  * The Vault layer of the configuration (defaults < environment < Vault).
  *
  * Start: `loadVaultSettings` reads the secret, retrying with exponential
- * backoff up to VAULT_START_TIMEOUT_MS; 403, a failed AppRole login or a
+ * backoff up to the start timeout; 403, a failed AppRole login or a
  * malformed secret fail at once. Running: a `VaultWatcher` re-reads it every
- * VAULT_REFRESH_SECONDS and hands changed settings to a callback, which
+ * refresh interval and hands changed settings to a callback, which
  * resolves and applies them (or throws to keep the old configuration).
- * How to reach Vault (VAULT_*) comes from the environment only; VAULT_* keys
+ * How to reach Vault (the `vault` group of the settings table) comes from the
+ * environment only; those keys
  * inside the secret are ignored.
  */
 
 /** Settings that must be known before Vault is read, validated from the environment alone. */
-const startupSettingNames: readonly SettingName[] = [
-  ...settingNames.filter(isVaultSetting),
-  'LOG_LEVEL',
-  'INSTANCE_ID',
+const vaultSettingNames: ReadonlySet<string> = new Set(Object.values(settingsTable.vault).map((s) => s.env));
+const startupSettingNames: readonly string[] = [
+  ...vaultSettingNames,
+  settingsTable.logLevel.env,
+  settingsTable.logFormat.env,
+  settingsTable.instanceId.env,
 ];
 
-/** The configuration made of the environment's VAULT_*, LOG_LEVEL and INSTANCE_ID (the rest defaulted). */
+/** The configuration made of the environment's Vault settings, log level and format and instance id (the rest defaulted). */
 export function startupConfig(env: RawSettings): Config {
   return resolveConfig(Object.fromEntries(startupSettingNames.map((name) => [name, env[name]])));
 }
@@ -51,7 +55,7 @@ export async function loadVaultSettings(
   logger: Logger,
   options: LoadVaultOptions = {},
 ): Promise<VaultStart> {
-  if (!vault.addr) throw new VaultError('rejected', 'VAULT_ADDR is not set');
+  if (!vault.addr) throw new VaultError('rejected', `${settingsTable.vault.addr.env} is not set`);
   const where = `Vault at ${withoutCredentials(vault.addr)}`;
   const client = new VaultClient(
     {
@@ -114,14 +118,7 @@ export async function loadVaultSettings(
  * offending value came from Vault.
  */
 export function resolveConfigWithVault(env: RawSettings, vaultSettings: RawSettings, secretPath: string): Config {
-  try {
-    return resolveConfig(env, vaultSettings);
-  } catch (error) {
-    if (error instanceof ConfigError && vaultSettings[error.key] !== undefined) {
-      error.message += ` (set in Vault at ${secretPath})`;
-    }
-    throw error;
-  }
+  return new LiveConfig(env, vaultSettings, `Vault at ${secretPath}`).current;
 }
 
 export interface VaultWatcherOptions {
@@ -256,10 +253,10 @@ export function vaultHealthCheck(watcher: VaultWatcher | undefined): {
 }
 
 function isVaultSetting(name: string): boolean {
-  return name.startsWith('VAULT_');
+  return vaultSettingNames.has(name);
 }
 
-/** Keeps the known, non-VAULT_* keys; warns (names only) about the rest. */
+/** Keeps the known keys that are not Vault's own; warns (names only) about the rest. */
 function settingsFromSecret(raw: RawSettings, path: string, logger: Logger): RawSettings {
   const known = new Set<string>(settingNames);
   const settings: RawSettings = {};
@@ -273,7 +270,7 @@ function settingsFromSecret(raw: RawSettings, path: string, logger: Logger): Raw
   if (ignored.length > 0)
     logger.warn(
       { path, keys: ignored },
-      'VAULT_* keys in the Vault secret are ignored (they come from the environment)',
+      'Vault connection keys in the Vault secret are ignored (they come from the environment)',
     );
   if (unknown.length > 0) logger.warn({ path, keys: unknown }, 'unknown keys in the Vault secret are ignored');
   return settings;

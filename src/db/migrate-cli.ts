@@ -1,11 +1,15 @@
 // `npm run db:migrate`: applies the migrations and exits.
 import { resolveConfig } from '../config/config.ts';
-import { createLogger } from '../observability/logger.ts';
+import { createLogger, logFormatFor } from '../observability/logger.ts';
 import { openDatabase } from './database.ts';
 import { migrate } from './migrator.ts';
 
 const config = resolveConfig(process.env);
-const logger = createLogger({ level: config.logLevel, instanceId: config.instanceId });
+const logger = createLogger({
+  level: config.logLevel,
+  instanceId: config.instanceId,
+  format: logFormatFor(config.logFormat, process.stdout.isTTY === true),
+});
 const database = await openDatabase(config, logger);
 try {
   const report = await migrate(database.pool, logger);

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import express, { type Express, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
-import swaggerUi from 'swagger-ui-express';
 import { parse } from 'yaml';
 import type { TrustProxy } from '../config/network.ts';
 import { AppError, ValidationError } from '../errors.ts';
 import type { JobService } from '../jobs/job-service.ts';
 import type { MessageService } from '../messages/message-service.ts';
+import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { requireApiKey } from './auth.ts';
@@ -15,11 +15,12 @@ import { errorHandler, hasBody, notFound } from './errors.ts';
 import { jsonBody, rejectInvalidUrlText } from './input-decoding.ts';
 import { strictQueryText } from './query-params.ts';
 import { intakeRateLimit } from './rate-limit.ts';
-import { type HealthCheck, healthRoutes } from './routes/health.ts';
+import { healthRoutes } from './routes/health.ts';
 import { jobRoutes } from './routes/jobs.ts';
 import { messageRoutes } from './routes/messages.ts';
 import { securityHeaders } from './security-headers.ts';
 import { compileSpecRoutes, type SpecRoute, type SpecRoutes } from './spec-routes.ts';
+import { swaggerRouteLabel, swaggerRoutes } from './swagger.ts';
 
 export const openApiPath = new URL('../../openapi.yaml', import.meta.url).pathname;
 
@@ -66,8 +67,7 @@ export function createApp(deps: AppDependencies): Express {
   app.get('/metrics', async (_req, res) => {
     res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
   });
-  app.get('/swagger', (_req, res) => res.redirect(301, '/swagger/index.html'));
-  app.use('/swagger', swaggerUi.serve, swaggerUi.setup(spec, { customSiteTitle: 'job-manager API' }));
+  app.use(swaggerRoutes(spec));
 
   app.use(requireApiKey(deps.apiKeys));
   const limitIntake = intakeRateLimit(deps.intakePerMinute);
@@ -109,7 +109,7 @@ const standardMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'
 export function routeLabel(path: string, routes: SpecRoutes): string {
   const matched = routes.match(path);
   if (matched) return matched.template;
-  if (path === '/swagger' || path.startsWith('/swagger/')) return '/swagger/*';
+  if (path === '/swagger' || path.startsWith('/swagger/')) return swaggerRouteLabel;
   return 'unmatched';
 }
 

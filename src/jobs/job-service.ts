@@ -1,5 +1,7 @@
+import type { components } from '../api/openapi.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import {
+  countJobsByStatus,
   createJob,
   type GetJobByNameRow,
   getJobByName,
@@ -12,34 +14,14 @@ import {
 import { withTransaction } from '../db/transaction.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 
-/** A job as the API shows it. */
-export interface JobView {
-  name: string;
-  handler: string;
-  status: string;
-  intervalSeconds: number;
-  batchSize: number;
-  lastTriggeredAt: string | null;
-  nextRunAt: string;
-  createdAt: string;
-  updatedAt: string;
-  lastError: string | null;
-  runCount: number;
-  failureCount: number;
-}
+/** A job as the API shows it: openapi.yaml's `Job` schema. */
+export type JobView = components['schemas']['Job'];
 
-export interface NewJob {
-  name: string;
-  handler: string;
-  intervalSeconds: number;
-  batchSize: number;
-  active?: boolean;
-}
+/** The body of `POST /jobs`: openapi.yaml's `NewJob` schema. */
+export type NewJob = components['schemas']['NewJob'];
 
-export interface JobSettingsChange {
-  intervalSeconds?: number;
-  batchSize?: number;
-}
+/** The body of `PATCH /jobs/{name}`: openapi.yaml's `JobUpdate` schema. */
+export type JobSettingsChange = components['schemas']['JobUpdate'];
 
 /**
  * The operator's side of jobs. Every change is announced with NOTIFY in the
@@ -54,6 +36,11 @@ export class JobService {
     this.#pool = pool;
     this.#isHandler = (name) => handlers.has(name);
     this.#handlerNames = () => handlers.names();
+  }
+
+  /** Jobs per status (`active`, `inactive`, `in_progress`), for the `job_manager_jobs` gauge. */
+  async countByStatus(): Promise<Record<string, number>> {
+    return Object.fromEntries((await countJobsByStatus(this.#pool)).map((row) => [row.status, Number(row.total)]));
   }
 
   async list(): Promise<JobView[]> {
@@ -130,7 +117,8 @@ export function toJobView(row: GetJobByNameRow): JobView {
   return {
     name: row.name,
     handler: row.handler,
-    status: row.status,
+    // The jobs_status_valid CHECK constraint admits only the spec's JobStatus values.
+    status: row.status as JobView['status'],
     intervalSeconds: row.intervalSeconds,
     batchSize: row.batchSize,
     lastTriggeredAt: row.lastTriggeredAt ? row.lastTriggeredAt.toISOString() : null,

@@ -1,5 +1,7 @@
+import type { components } from '../api/openapi.ts';
 import type { Pool } from '../db/pool.ts';
 import {
+  countPendingMessages,
   type GetMessageRow,
   getMessage,
   insertMessage,
@@ -11,26 +13,16 @@ import { NotFoundError } from '../errors.ts';
 import { decodeCursor, encodeCursor, uuidPattern } from './cursor.ts';
 import { type MessageInput, validateMessage } from './message-validation.ts';
 
-/** A message as the API shows it. */
-export interface MessageView {
-  id: string;
-  to: string;
-  content: string;
-  status: string;
-  attempts: number;
-  externalMessageId: string | null;
-  lastError: string | null;
-  createdAt: string;
-  sentAt: string | null;
-}
+/** A message as the API shows it: openapi.yaml's `Message` schema. */
+export type MessageView = components['schemas']['Message'];
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
+/** One page of messages with the cursor of the next: openapi.yaml's `MessagePage` schema. */
+export type MessagePage = components['schemas']['MessagePage'];
 
-export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const;
-export type MessageStatus = (typeof messageStatuses)[number];
+/** A message status: openapi.yaml's `MessageStatus` schema. */
+export type MessageStatus = components['schemas']['MessageStatus'];
+
+export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const satisfies readonly MessageStatus[];
 
 export class MessageService {
   readonly #pool: Pool;
@@ -63,6 +55,11 @@ export class MessageService {
     return rows.map(toMessageView);
   }
 
+  /** Messages waiting to be sent, for the `job_manager_messages_pending` gauge. */
+  async countPending(): Promise<number> {
+    return Number((await countPendingMessages(this.#pool))?.total ?? 0);
+  }
+
   async get(id: string): Promise<MessageView> {
     const row = uuidPattern.test(id) ? await getMessage(this.#pool, { id }) : null;
     if (!row) throw new NotFoundError('message_not_found', `message "${id}" does not exist`);
@@ -70,7 +67,7 @@ export class MessageService {
   }
 
   /** Newest sent first; the cursor is opaque to clients. */
-  async listSent(limit: number, cursor?: string): Promise<Page<MessageView>> {
+  async listSent(limit: number, cursor?: string): Promise<MessagePage> {
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
@@ -85,7 +82,7 @@ export class MessageService {
   }
 
   /** Operators' view of one status, newest first. */
-  async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<Page<MessageView>> {
+  async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<MessagePage> {
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await listMessagesByStatus(this.#pool, {
       status,
@@ -106,7 +103,8 @@ export function toMessageView(row: GetMessageRow): MessageView {
     id: row.id,
     to: row.recipient,
     content: row.content,
-    status: row.status,
+    // The messages_status_valid CHECK constraint admits only the spec's MessageStatus values.
+    status: row.status as MessageStatus,
     attempts: row.attempts,
     externalMessageId: row.externalMessageId,
     lastError: row.lastError,

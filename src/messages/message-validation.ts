@@ -1,3 +1,4 @@
+import type { components } from '../api/openapi.ts';
 import { ValidationError } from '../errors.ts';
 
 /** E.164: a plus sign and 8 to 15 digits, the first not zero. */
@@ -5,10 +6,8 @@ const e164 = /^\+[1-9][0-9]{7,14}$/;
 /** Control characters other than newline (tab, NUL, escape, DEL, C1 …). */
 const forbiddenControl = /[^\P{Cc}\n]/u;
 
-export interface MessageInput {
-  to: string;
-  content: string;
-}
+/** One message to queue: openapi.yaml's `NewMessage` schema (the body of `POST /messages`). */
+export type MessageInput = components['schemas']['NewMessage'];
 
 /**
  * Checks one message; `field` prefixes the field names in errors (for a

@@ -1,4 +1,5 @@
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
+import pretty from 'pino-pretty';
 import { type LokiStream, openLokiStream } from './loki-stream.ts';
 
 export type { Logger };
@@ -7,13 +8,31 @@ export interface LoggerSettings {
   level: string;
   instanceId: string;
   lokiUrl?: string | undefined;
-  /** Where the JSON lines go (default: stdout). */
+  /**
+   * `pretty`: human-readable lines (pino-pretty) on stdout; `json`: one JSON
+   * object per line. Default json. Loki always receives JSON. See logFormatFor.
+   */
+  format?: LogFormat | undefined;
+  /** Where the lines go (default: stdout). */
   destination?: DestinationStream;
+  /** More paths to redact (main.ts passes the secret settings' paths, derived from the settings table). */
+  redact?: string[];
   /** Seconds between two pushes to Loki (default 1). */
   lokiBatchIntervalSeconds?: number;
 }
 
-/** Paths scrubbed from every log line, whatever the call site passes. */
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * The format for stdout: LOG_FORMAT when set, else pretty when stdout is a
+ * terminal (a person reads it) and JSON when it is not (a pipe, a file, a
+ * container runtime or a log shipper reads it).
+ */
+export function logFormatFor(configured: LogFormat | undefined, stdoutIsTerminal: boolean): LogFormat {
+  return configured ?? (stdoutIsTerminal ? 'pretty' : 'json');
+}
+
+/** Paths scrubbed from every log line, whatever the call site passes (plus `LoggerSettings.redact`). */
 export const redactedPaths = [
   'password',
   'token',
@@ -33,16 +52,10 @@ export const redactedPaths = [
   'req.headers["x-vault-token"]',
   'req.headers.authorization',
   'req.headers["x-api-key"]',
-  'config.databaseUrl',
-  'config.webhook.authValue',
-  'config.redis.url',
-  'config.vault.token',
-  'config.vault.secretId',
-  'config.apiKeys',
 ];
 
 /**
- * JSON logs to stdout (level names, ISO time); with a Loki URL the same lines
+ * Logs to stdout, JSON (level names, ISO time) or pretty; with a Loki URL the same JSON lines
  * are also pushed to Loki (labels app, instance, level) by pino-loki in a
  * worker thread. Both streams take every level: the logger's own level (which
  * a live LOG_LEVEL change sets) is the only filter. Call closeLogger before
@@ -52,11 +65,24 @@ export function createLogger(settings: LoggerSettings): Logger {
   const options: LoggerOptions = {
     level: settings.level,
     base: { app: 'job-manager', instance: settings.instanceId },
-    redact: { paths: redactedPaths, censor: '[redacted]' },
+    redact: { paths: [...new Set([...redactedPaths, ...(settings.redact ?? [])])], censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
   };
-  const stdout = settings.destination ?? pino.destination({ dest: 1, sync: true });
+  const destination = settings.destination ?? pino.destination({ dest: 1, sync: true });
+  // pino-pretty in this thread (no transport worker): it reformats the JSON line
+  // pino wrote, so redaction has already happened, and writes synchronously.
+  const stdout =
+    settings.format === 'pretty'
+      ? pretty({
+          destination,
+          sync: true,
+          colorize: settings.destination === undefined && process.stdout.isTTY === true,
+          translateTime: 'SYS:HH:MM:ss.l',
+          ignore: 'app,instance',
+          singleLine: false,
+        })
+      : destination;
   if (!settings.lokiUrl) return pino(options, stdout);
   const loki = openLokiStream({
     url: settings.lokiUrl,

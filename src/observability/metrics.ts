@@ -8,7 +8,20 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export interface MetricsCollectors {
   pendingMessages(): Promise<number>;
   jobsByStatus(): Promise<Record<string, number>>;
+  /** Names of every job in the table: their per-job series start at 0 before the first run. */
+  jobNames(): Promise<string[]>;
 }
+
+/**
+ * The known values of each bounded label. Every combination is exported from
+ * the start (counters at 0, histograms with empty buckets), so a dashboard
+ * shows 0 instead of "No data" on a healthy system and `rate()` sees the first
+ * increment. Per-job series are added at scrape time from the jobs table, so a
+ * job created at runtime appears at the next scrape.
+ */
+export const messageFailureReasons = ['permanent', 'attempts_exhausted'] as const;
+export const jobRunOutcomes = ['ok', 'error', 'unknown_handler', 'stale'] as const;
+export const webhookStatusClasses = ['2xx', '4xx', '5xx', 'error'] as const;
 
 /** prom-client default gauges whose names end in _total (see createMetrics). */
 export const nonCounterTotals = [
@@ -25,6 +38,10 @@ export function createMetrics() {
   for (const name of nonCounterTotals) registry.removeSingleMetric(name);
   const registers = [registry];
   let collectors: MetricsCollectors | undefined;
+  const cached = cacheFor(5_000);
+  /** Job names for the per-job series; a failed read keeps the series already there. */
+  const knownJobs = async (): Promise<string[]> =>
+    collectors ? await cached('jobNames', () => collectors!.jobNames()).catch(() => []) : [];
 
   const metrics = {
     registry,
@@ -33,14 +50,11 @@ export function createMetrics() {
       help: 'Job runs finished, by job and outcome (ok, error, unknown_handler, stale).',
       labelNames: ['job', 'outcome'] as const,
       registers,
+      async collect() {
+        for (const job of await knownJobs()) for (const outcome of jobRunOutcomes) this.inc({ job, outcome }, 0);
+      },
     }),
-    jobRunDuration: new Histogram({
-      name: 'job_manager_job_run_duration_seconds',
-      help: 'Wall time of a job run.',
-      labelNames: ['job'] as const,
-      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
-      registers,
-    }),
+    jobRunDuration: jobRunDurationHistogram(registers, knownJobs),
     jobTriggerLateness: new Histogram({
       name: 'job_manager_job_trigger_lateness_seconds',
       help: 'How long after its due time a run started.',
@@ -94,7 +108,9 @@ export function createMetrics() {
     },
   };
 
-  const cached = cacheFor(5_000);
+  for (const reason of messageFailureReasons) metrics.messagesFailed.inc({ reason }, 0);
+  for (const statusClass of webhookStatusClasses) metrics.webhookDuration.zero({ status_class: statusClass });
+
   new Gauge({
     name: 'job_manager_messages_pending',
     help: 'Messages waiting to be sent (read from the database, cached 5 s).',
@@ -118,6 +134,35 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Run duration by job. At scrape, each job without a series yet gets an empty
+ * one; `zero()` would wipe a series that has samples, so jobs already observed
+ * are remembered and left alone.
+ */
+function jobRunDurationHistogram(registers: Registry[], knownJobs: () => Promise<string[]>) {
+  const started = new Set<string>();
+  const histogram = new Histogram({
+    name: 'job_manager_job_run_duration_seconds',
+    help: 'Wall time of a job run.',
+    labelNames: ['job'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+    registers,
+    async collect() {
+      for (const job of await knownJobs()) {
+        if (started.has(job)) continue;
+        started.add(job);
+        this.zero({ job });
+      }
+    },
+  });
+  const observe = histogram.observe.bind(histogram);
+  histogram.observe = ((labels: { job: string }, seconds: number) => {
+    started.add(labels.job);
+    observe(labels, seconds);
+  }) as typeof histogram.observe;
+  return histogram;
+}
 
 function cacheFor(ms: number) {
   const entries = new Map<string, { at: number; value: unknown }>();

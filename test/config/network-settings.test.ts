@@ -2,17 +2,17 @@
 // refusal to serve an open API to the network.
 import { expect } from 'chai';
 import { ConfigError, resolveConfig } from '../../src/config/config.ts';
-import { isLoopbackHost, parseTrustProxy } from '../../src/config/network.ts';
+import { isLoopbackHost, listenHost, parseTrustProxy } from '../../src/config/network.ts';
 
 describe('network settings', () => {
   it('listens on 127.0.0.1 without API_KEYS and on 0.0.0.0 with them, unless HOST says otherwise', () => {
-    expect(resolveConfig({}).host).to.equal('127.0.0.1');
-    expect(resolveConfig({ API_KEYS: 'k' }).host).to.equal('0.0.0.0');
-    expect(resolveConfig({ API_KEYS: ' , ' }).host, 'blank keys are no keys').to.equal('127.0.0.1');
-    expect(resolveConfig({ API_KEYS: 'k', HOST: '127.0.0.1' }).host).to.equal('127.0.0.1');
-    expect(resolveConfig({ HOST: '::1' }).host).to.equal('::1');
-    expect(resolveConfig({ HOST: 'localhost' }).host).to.equal('localhost');
-    expect(resolveConfig({ HOST: '0.0.0.0', ALLOW_UNAUTHENTICATED: 'true' }).host).to.equal('0.0.0.0');
+    expect(listenHost(resolveConfig({}))).to.equal('127.0.0.1');
+    expect(listenHost(resolveConfig({ API_KEYS: 'k' }))).to.equal('0.0.0.0');
+    expect(listenHost(resolveConfig({ API_KEYS: ' , ' })), 'blank keys are no keys').to.equal('127.0.0.1');
+    expect(listenHost(resolveConfig({ API_KEYS: 'k', HOST: '127.0.0.1' }))).to.equal('127.0.0.1');
+    expect(listenHost(resolveConfig({ HOST: '::1' }))).to.equal('::1');
+    expect(listenHost(resolveConfig({ HOST: 'localhost' }))).to.equal('localhost');
+    expect(listenHost(resolveConfig({ HOST: '0.0.0.0', ALLOW_UNAUTHENTICATED: 'true' }))).to.equal('0.0.0.0');
   });
 
   it('refuses a non-loopback HOST without API_KEYS, naming HOST', () => {

@@ -11,7 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import { resolveConfig } from '../../src/config/config.ts';
-import { settingNames } from '../../src/config/schema.ts';
+import { listenHost } from '../../src/config/network.ts';
+import { settingNames } from '../../src/config/settings.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -83,7 +84,7 @@ describe('docker-compose.yml', () => {
   it('protects the API reachable through lb with keys, and trusts exactly the one proxy in front', () => {
     const config = resolveConfig(appEnv);
     expect(config.apiKeys, 'API_KEYS').to.not.be.empty;
-    expect(config.host, 'listens beyond loopback for lb and Prometheus').to.equal('0.0.0.0');
+    expect(listenHost(config), 'listens beyond loopback for lb and Prometheus').to.equal('0.0.0.0');
     expect(config.allowUnauthenticated).to.equal(false);
     expect(config.trustProxy, 'TRUST_PROXY: one hop, nginx').to.equal(1);
     expect(read('deploy/nginx/nginx.conf')).to.include('proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;');
@@ -139,13 +140,16 @@ describe('docker-compose.yml', () => {
     expect(commander.environment?.REDIS_HOSTS).to.include('redis:6379');
   });
 
-  it('has the pg-boss dashboard on the app database and schema', () => {
+  it('runs the pg-boss dashboard as npm run dashboard does, from the app image, on the app database', () => {
     const dashboard = services['pgboss-dashboard']!;
     expect(dashboard.environment?.DATABASE_URL).to.equal(appEnv.DATABASE_URL);
-    expect(dashboard.environment?.PGBOSS_SCHEMA).to.equal('pgboss');
-    expect(read('deploy/pgboss-dashboard/Dockerfile'))
-      .to.match(/^FROM node:24-slim/m)
-      .and.to.include('@pg-boss/dashboard');
+    expect((dashboard as { image?: string }).image).to.equal(services.app!.image);
+    expect((dashboard as { command?: string[] }).command).to.deep.equal(['node', 'src/tools/dashboard-cli.ts']);
+    expect(JSON.parse(read('package.json')).scripts.dashboard).to.equal('node src/tools/dashboard-cli.ts');
+    // The image installs production dependencies only: the dashboard must be one, pinned exactly.
+    const { dependencies } = JSON.parse(read('package.json'));
+    expect(dependencies['@pg-boss/dashboard']).to.match(/^\d+\.\d+\.\d+$/);
+    expect(dependencies['pg-boss']).to.match(/^\d+\.\d+\.\d+$/);
   });
 
   it('scrapes every app replica with Prometheus', () => {

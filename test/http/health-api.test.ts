@@ -45,9 +45,24 @@ describe('health, metrics and Swagger UI over HTTP', () => {
   it('serves Swagger UI over openapi.yaml', async () => {
     const page = await fetch(`${service.url}/swagger/index.html`);
     expect(page.status).to.equal(200);
-    expect(await page.text()).to.include('swagger-ui');
+    const html = await page.text();
+    expect(html).to.include('<title>job-manager</title>').and.to.include('./swagger-ui-init.js');
+    expect(html).to.not.match(/<script>/); // no inline script: the page works under script-src 'self'
+    expect(page.headers.get('content-security-policy')).to.include("script-src 'self'");
     const init = await (await fetch(`${service.url}/swagger/swagger-ui-init.js`)).text();
-    expect(init).to.include('/jobs/start');
+    expect(init).to.include("url: './openapi.json'").and.not.include('petstore');
+    const served = (await (await fetch(`${service.url}/swagger/openapi.json`)).json()) as { paths: object };
+    expect(served.paths).to.have.property('/jobs/start');
+    for (const path of ['/swagger', '/swagger/']) {
+      const redirect = await fetch(`${service.url}${path}`, { redirect: 'manual' });
+      expect(redirect.status, path).to.equal(301);
+      expect(redirect.headers.get('location'), path).to.equal('/swagger/index.html');
+    }
+    // Only the UI's assets from swagger-ui-dist, never its stock Petstore initializer or package files.
+    expect((await fetch(`${service.url}/swagger/swagger-ui-bundle.js`)).status).to.equal(200);
+    expect((await fetch(`${service.url}/swagger/swagger-initializer.js`)).status).to.equal(404);
+    expect((await fetch(`${service.url}/swagger/package.json`)).status).to.equal(404);
+    expect((await fetch(`${service.url}/swagger/docs`)).status).to.equal(404);
   });
 });
 

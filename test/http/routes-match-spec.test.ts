@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { parse } from 'yaml';
+import { HandlerFactory } from '../../src/engine/handler-factory.ts';
 import { createApp, openApiPath } from '../../src/http/app.ts';
 import { JobService } from '../../src/jobs/job-service.ts';
 import { MessageService } from '../../src/messages/message-service.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
-import { HandlerFactory } from '../../src/workers/handler-factory.ts';
 
 /** Every route the app serves is in openapi.yaml, and every path there is served. */
 describe('routes and openapi.yaml agree', () => {

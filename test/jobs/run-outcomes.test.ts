@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { JobHandler } from '../../src/workers/handler.ts';
+import type { JobHandler } from '../../src/engine/handler.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { api, eventually, startTestService, type TestService } from '../support/service.ts';
 

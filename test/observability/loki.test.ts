@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { expect } from 'chai';
+import { logRedactionPaths } from '../../src/config/settings.ts';
 import { closeLogger, createLogger } from '../../src/observability/logger.ts';
 
 interface Push {
@@ -86,6 +87,8 @@ describe('Loki log shipping (pino-loki)', () => {
       instanceId: 'pod-a',
       lokiUrl: receiver.url,
       destination: stdout.stream,
+      // As main.ts does: the secret settings' paths, derived from the settings table.
+      redact: logRedactionPaths(),
     });
     const before = Date.now();
     logger.info(

@@ -49,6 +49,7 @@ function observeEverything(metrics: Metrics): void {
   metrics.setCollectors({
     pendingMessages: async () => 1_234,
     jobsByStatus: async () => ({ active: 1, inactive: 2 }),
+    jobNames: async () => ['message-sender'],
   });
 }
 
@@ -86,6 +87,52 @@ describe('metrics (prom-client)', () => {
     expect(result!.status).to.equal(0);
   });
 
+  describe('labelled series start at 0', () => {
+    it('exports every failure reason and webhook status class before anything happened', async () => {
+      const text = await createMetrics().registry.metrics();
+      expect(text).to.include('job_manager_messages_failed_total{reason="permanent"} 0');
+      expect(text).to.include('job_manager_messages_failed_total{reason="attempts_exhausted"} 0');
+      for (const statusClass of ['2xx', '4xx', '5xx', 'error']) {
+        expect(text).to.include(`job_manager_webhook_request_duration_seconds_count{status_class="${statusClass}"} 0`);
+      }
+    });
+
+    it('exports every outcome of every job in the table, including one created later, without wiping counts', async () => {
+      const metrics = createMetrics();
+      const jobs = ['message-sender'];
+      metrics.setCollectors({
+        pendingMessages: async () => 0,
+        jobsByStatus: async () => ({}),
+        jobNames: async () => [...jobs],
+      });
+      metrics.jobRuns.inc({ job: 'message-sender', outcome: 'ok' });
+      metrics.jobRunDuration.observe({ job: 'message-sender' }, 0.5);
+      let text = await metrics.registry.metrics();
+      expect(text).to.include('job_manager_job_runs_total{job="message-sender",outcome="ok"} 1');
+      for (const outcome of ['error', 'unknown_handler', 'stale']) {
+        expect(text).to.include(`job_manager_job_runs_total{job="message-sender",outcome="${outcome}"} 0`);
+      }
+      expect(text).to.include('job_manager_job_run_duration_seconds_count{job="message-sender"} 1');
+
+      jobs.push('nightly-report');
+      // The job list is cached for 5 s like the other database-backed series; a fresh registry reads it at once.
+      const fresh = createMetrics();
+      fresh.setCollectors({
+        pendingMessages: async () => 0,
+        jobsByStatus: async () => ({}),
+        jobNames: async () => jobs,
+      });
+      text = await fresh.registry.metrics();
+      for (const outcome of ['ok', 'error', 'unknown_handler', 'stale']) {
+        expect(text).to.include(`job_manager_job_runs_total{job="nightly-report",outcome="${outcome}"} 0`);
+      }
+      expect(text).to.include('job_manager_job_run_duration_seconds_count{job="nightly-report"} 0');
+      fresh.jobRunDuration.observe({ job: 'nightly-report' }, 2);
+      text = await fresh.registry.metrics();
+      expect(text).to.include('job_manager_job_run_duration_seconds_count{job="nightly-report"} 1');
+    });
+  });
+
   describe('GET /metrics of the running service', function () {
     this.timeout(60_000);
     const db = useTestDatabase();
@@ -109,6 +156,9 @@ describe('metrics (prom-client)', () => {
       const families = parseExposition(body);
       for (const name of Object.keys(requiredMetrics)) expect(families.has(name), name).to.equal(true);
       expect(body).to.match(/job_manager_jobs\{status="active"\} \d/);
+      // The seeded job's series exist before its first run finishes.
+      expect(body).to.match(/job_manager_job_runs_total\{job="message-sender",outcome="error"\} 0/);
+      expect(body).to.include('job_manager_messages_failed_total{reason="attempts_exhausted"} 0');
       const result = promtoolCheck(body);
       if (!result) this.skip();
       expect(result!.output.trim(), 'promtool findings').to.equal('');

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { JobHandler } from '../../src/workers/handler.ts';
+import type { JobHandler } from '../../src/engine/handler.ts';
 
 /**
  * A handler registered only in tests: records every run it executes in

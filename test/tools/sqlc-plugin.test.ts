@@ -7,13 +7,21 @@
 // was `cat > request.json; printf '{"files":[]}'`, with db/ and sql/
 // symlinked to this repo, then pretty-printed. To keep it small, the tables of
 // the built-in pg_catalog and information_schema schemas were dropped from
-// `catalog` (the plugin does not read the catalog). Everything else is as sqlc
-// sent it.
+// `catalog` (the plugin reads only the catalog's enums). Everything else is as
+// sqlc sent it.
+//
+// test/fixtures/sqlc-enums/request.json was captured the same way from
+// test/fixtures/sqlc-enums/{schema,queries}.sql (this repo's schema has no
+// enum): it shows how sqlc names enum types — `{schema: '', name: 'mood'}`,
+// `{schema: 'public', name: 'mood'}`, `{schema: 'audit', name: 'level'}`
+// on columns, `{schema: '', name: 'audit.level'}` on parameters — and lists
+// each schema's enums as `catalog.schemas[].enums[] = {name, vals}`.
 
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { accessSync, constants, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { delimiter, dirname, join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import ts from 'typescript';
 import {
@@ -26,11 +34,14 @@ import {
 import { camelCase, dedupeColumnNames, outputFileName } from '../../tools/sqlc-gen-ts/naming.ts';
 import type { Column, GenerateRequest, Query } from '../../tools/sqlc-gen-ts/request.ts';
 import { parseGenerateRequest } from '../../tools/sqlc-gen-ts/request.ts';
-import { columnTsType } from '../../tools/sqlc-gen-ts/types.ts';
+import { columnTsType, enumIndex } from '../../tools/sqlc-gen-ts/types.ts';
+import { useTestDatabase } from '../support/postgres.ts';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const fixturePath = join(repoRoot, 'test/fixtures/sqlc-generate-request.json');
 const fixtureText = readFileSync(fixturePath, 'utf8');
+const enumFixtureDir = join(repoRoot, 'test/fixtures/sqlc-enums');
+const enumFixtureText = readFileSync(join(enumFixtureDir, 'request.json'), 'utf8');
 
 function column(typeName: string | undefined, extra: Partial<Column> = {}): Column {
   return {
@@ -63,6 +74,44 @@ function decl(file: GeneratedFile, start: string): string {
   expect(at, `${start} in ${file.name}`).to.be.at.least(0);
   const end = file.contents.indexOf('\n\n', at);
   return file.contents.slice(at, end < 0 ? undefined : end);
+}
+
+/**
+ * Compiler diagnostics ("file:line: message") for generated files, checked as
+ * if they sat in src/db/ under the repo's compiler settings (strict,
+ * noUncheckedIndexedAccess, erasable syntax); [] when they compile.
+ */
+function typecheck(generated: readonly GeneratedFile[]): string[] {
+  const dir = join(repoRoot, 'src/db/__sqlc_plugin_test__');
+  const virtual = new Map(generated.map((f) => [join(dir, f.name), f.contents]));
+  const options: ts.CompilerOptions = {
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2023.d.ts'],
+    types: ['node'],
+    strict: true,
+    noUncheckedIndexedAccess: true,
+    verbatimModuleSyntax: true,
+    erasableSyntaxOnly: true,
+    skipLibCheck: true,
+    noEmit: true,
+  };
+  const host = ts.createCompilerHost(options);
+  const { fileExists, readFile, getSourceFile } = host;
+  host.fileExists = (name) => virtual.has(name) || fileExists.call(host, name);
+  host.readFile = (name) => virtual.get(name) ?? readFile.call(host, name);
+  host.getSourceFile = (name, version, ...rest) => {
+    const text = virtual.get(name);
+    return text === undefined
+      ? getSourceFile.call(host, name, version, ...rest)
+      : ts.createSourceFile(name, text, version, true, ts.ScriptKind.TS);
+  };
+  const program = ts.createProgram([...virtual.keys()], options, host);
+  return ts.getPreEmitDiagnostics(program).map((d) => {
+    const where = d.file ? `${d.file.fileName}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}: ` : '';
+    return where + ts.flattenDiagnosticMessageText(d.messageText, '\n');
+  });
 }
 
 describe('sqlc-gen-ts plugin', () => {
@@ -118,7 +167,6 @@ describe('sqlc-gen-ts plugin', () => {
 
     it('typechecks under the repo compiler settings (strict, noUncheckedIndexedAccess, erasable syntax)', function () {
       this.timeout(60_000);
-      const dir = join(repoRoot, 'src/db/__sqlc_plugin_test__');
       // Plus every command and the less common types, which the captured queries do not all use.
       const extra = generate({
         ...request,
@@ -144,38 +192,7 @@ describe('sqlc-gen-ts plugin', () => {
           query({ name: 'All', cmd: ':many', filename: 'extra.sql', columns: [column('bool', { name: 'ok' })] }),
         ],
       });
-      const virtual = new Map([...files, ...extra].map((f) => [join(dir, f.name), f.contents]));
-      const options: ts.CompilerOptions = {
-        target: ts.ScriptTarget.ES2022,
-        module: ts.ModuleKind.NodeNext,
-        moduleResolution: ts.ModuleResolutionKind.NodeNext,
-        lib: ['lib.es2023.d.ts'],
-        types: ['node'],
-        strict: true,
-        noUncheckedIndexedAccess: true,
-        verbatimModuleSyntax: true,
-        erasableSyntaxOnly: true,
-        skipLibCheck: true,
-        noEmit: true,
-      };
-      const host = ts.createCompilerHost(options);
-      const { fileExists, readFile, getSourceFile } = host;
-      host.fileExists = (name) => virtual.has(name) || fileExists.call(host, name);
-      host.readFile = (name) => virtual.get(name) ?? readFile.call(host, name);
-      host.getSourceFile = (name, version, ...rest) => {
-        const text = virtual.get(name);
-        return text === undefined
-          ? getSourceFile.call(host, name, version, ...rest)
-          : ts.createSourceFile(name, text, version, true, ts.ScriptKind.TS);
-      };
-      const program = ts.createProgram([...virtual.keys()], options, host);
-      const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => {
-        const where = d.file
-          ? `${d.file.fileName}:${d.file.getLineAndCharacterOfPosition(d.start ?? 0).line + 1}: `
-          : '';
-        return where + ts.flattenDiagnosticMessageText(d.messageText, '\n');
-      });
-      expect(diagnostics).to.deep.equal([]);
+      expect(typecheck([...files, ...extra])).to.deep.equal([]);
     });
   });
 
@@ -453,6 +470,240 @@ describe('sqlc-gen-ts plugin', () => {
       });
       expect(result.status).to.equal(1);
       expect(result.stderr).to.match(/sqlc-gen-ts: unsupported driver: mysql2/);
+    });
+  });
+});
+
+/** sqlc on PATH or in Go's default bin directory, or undefined when it is not installed. */
+function findSqlc(): string | undefined {
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter((d) => d !== '');
+  if (process.env.HOME) dirs.push(join(process.env.HOME, 'go', 'bin'));
+  for (const dir of dirs) {
+    try {
+      accessSync(join(dir, 'sqlc'), constants.X_OK);
+      return join(dir, 'sqlc');
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+describe('sqlc-gen-ts plugin: PostgreSQL enums', () => {
+  const MOOD = '"low" | "mid" | "high"';
+  const LEVEL = '"info" | "warn" | "it\'s \\"odd\\""';
+  let request: GenerateRequest;
+  let file: GeneratedFile;
+
+  before(() => {
+    request = parseGenerateRequest(enumFixtureText);
+    const files = generate(request);
+    expect(files.map((f) => f.name)).to.deep.equal(['queries_sql.ts']);
+    file = files[0]!;
+  });
+
+  it("reads each schema's enums from the request's catalog, labels in declaration order", () => {
+    expect(request.catalog.defaultSchema).to.equal('public');
+    const enums = request.catalog.schemas.filter((s) => s.enums.length > 0);
+    expect(enums).to.deep.equal([
+      // 'mid' came from ALTER TYPE mood ADD VALUE 'mid' BEFORE 'high'.
+      { name: 'public', enums: [{ name: 'mood', values: ['low', 'mid', 'high'] }] },
+      { name: 'audit', enums: [{ name: 'level', values: ['info', 'warn', 'it\'s "odd"'] }] },
+    ]);
+  });
+
+  it('types a NOT NULL enum column as the union of its labels', () => {
+    expect(decl(file, 'export interface GetPersonRow')).to.include(`    current: ${MOOD};\n`);
+    expect(decl(file, 'export interface PeopleByMoodRow')).to.include(`    current: ${MOOD};\n`);
+  });
+
+  it('adds | null for a nullable enum column', () => {
+    expect(decl(file, 'export interface GetPersonRow')).to.include(`    previous: ${MOOD} | null;\n`);
+  });
+
+  it('types arrays of an enum as (union)[], nullable ones with | null outside', () => {
+    const row = decl(file, 'export interface GetPersonRow');
+    expect(row).to.include(`    history: (${MOOD})[];\n`);
+    expect(row).to.include(`    maybeHistory: (${MOOD})[] | null;\n`);
+  });
+
+  it('resolves an enum of another schema, escaping labels as TS string literals', () => {
+    expect(decl(file, 'export interface GetPersonRow')).to.include(`    lvl: ${LEVEL} | null;\n`);
+    const events = decl(file, 'export interface EventsAtLevelRow');
+    expect(events).to.include(`    lvl: ${LEVEL};\n`);
+    expect(events).to.include(`    levels: (${LEVEL})[] | null;\n`);
+  });
+
+  it('types parameters of an enum type, however sqlc spells the type name', () => {
+    // {schema:'', name:'mood'}, sqlc.narg -> nullable
+    expect(decl(file, 'export interface PeopleByMoodArgs')).to.equal(
+      `export interface PeopleByMoodArgs {\n    current: ${MOOD};\n    previous: ${MOOD} | null;\n}`,
+    );
+    // sqlc.arg(moods)::mood[]
+    expect(decl(file, 'export interface PeopleInMoodsArgs')).to.equal(
+      `export interface PeopleInMoodsArgs {\n    moods: (${MOOD})[];\n}`,
+    );
+    // {schema:'', name:'audit.level'} on parameters compared with an audit.level column
+    expect(decl(file, 'export interface EventsAtLevelArgs')).to.equal(
+      `export interface EventsAtLevelArgs {\n    lvl: ${LEVEL};\n}`,
+    );
+    expect(decl(file, 'export interface AddEventArgs')).to.include(`    levels: (${LEVEL})[] | null;\n`);
+    // $1::public.mood ({schema:'public'}) and sqlc.arg(bare)::mood ({schema:''})
+    expect(decl(file, 'export interface MoodOfArgs')).to.equal(
+      `export interface MoodOfArgs {\n    arg_0: ${MOOD};\n    bare: ${MOOD};\n}`,
+    );
+  });
+
+  it('maps names that are not an enum of the catalog as before, and odd enums sensibly', () => {
+    const enums = enumIndex({
+      defaultSchema: 'public',
+      schemas: [
+        {
+          name: 'public',
+          enums: [
+            { name: 'only', values: ['one'] },
+            { name: 'none', values: [] },
+          ],
+        },
+        { name: 'audit', enums: [{ name: 'level', values: ['info', 'warn'] }] },
+      ],
+    });
+    const type = (name: string, schema = '') => ({ type: { catalog: '', schema, name } });
+    // An unqualified name resolves in the default schema only, as PostgreSQL's search_path does.
+    expect(columnTsType(column('level'), enums)).to.equal('string');
+    expect(columnTsType(column('x', type('level', 'audit')), enums)).to.equal('"info" | "warn"');
+    expect(columnTsType(column('text'), enums)).to.equal('string');
+    expect(columnTsType(column('pg_catalog.int4'), enums)).to.equal('number');
+    // One label needs no parentheses; an enum without labels has no values.
+    expect(columnTsType(column('only', { isArray: true, arrayDims: 1 }), enums)).to.equal('"one"[]');
+    expect(columnTsType(column('none', { notNull: false }), enums)).to.equal('never | null');
+    expect(columnTsType(column('audit.level', { isArray: true, arrayDims: 2 }), enums)).to.equal(
+      '("info" | "warn")[][]',
+    );
+    // Without the catalog (the default), an enum is text, as in the official driver.
+    expect(columnTsType(column('only'))).to.equal('string');
+  });
+
+  it('imports the array parser only where a result column is an enum array', () => {
+    expect(file.contents).to.include('import { types } from "pg";');
+    expect(decl(file, 'export async function getPerson(')).to.include(
+      '        history: enumArray(row[3]),\n        maybeHistory: enumArray(row[4]),\n        lvl: row[5]\n',
+    );
+    // Enum arrays as parameters need no parsing: node-postgres writes JS arrays as array literals.
+    const params = generate({ ...request, queries: request.queries.filter((q) => q.name === 'PeopleInMoods') });
+    expect(params[0]!.contents).not.to.include('import { types }');
+    expect(params[0]!.contents).not.to.include('enumArray');
+  });
+
+  it('generates TypeScript that compiles under the repo settings', function () {
+    this.timeout(60_000);
+    expect(typecheck([file])).to.deep.equal([]);
+  });
+
+  describe('against a real PostgreSQL', () => {
+    const db = useTestDatabase({ migrate: false });
+    let dir: string;
+    let q: Record<string, (client: unknown, args?: unknown) => Promise<unknown>>;
+
+    before(async () => {
+      await db().pool.query(readFileSync(join(enumFixtureDir, 'schema.sql'), 'utf8'));
+      // Inside the repo so the generated file's `import ... from "pg"` resolves.
+      dir = mkdtempSync(join(repoRoot, 'test/.sqlc-enums-'));
+      writeFileSync(join(dir, file.name), file.contents);
+      q = await import(pathToFileURL(join(dir, file.name)).href);
+    });
+
+    after(() => {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it('returns enum values and enum arrays as the types say', async () => {
+      const pool = db().pool;
+      const added = (await q.addPerson!(pool, {
+        current: 'high',
+        previous: null,
+        history: ['low', 'mid', 'high'],
+        maybeHistory: null,
+        lvl: 'it\'s "odd"',
+      })) as { id: string };
+      expect(await q.getPerson!(pool, { id: added.id })).to.deep.equal({
+        id: added.id,
+        current: 'high',
+        previous: null,
+        history: ['low', 'mid', 'high'],
+        maybeHistory: null,
+        lvl: 'it\'s "odd"',
+      });
+      expect(await q.peopleInMoods!(pool, { moods: ['mid', 'high'] })).to.deep.equal([{ id: added.id }]);
+      expect(await q.peopleByMood!(pool, { current: 'high', previous: null })).to.deep.equal([
+        { id: added.id, current: 'high' },
+      ]);
+      const event = (await q.addEvent!(pool, { lvl: 'warn', levels: ['it\'s "odd"', 'info'] })) as { id: string };
+      expect(await q.eventsAtLevel!(pool, { lvl: 'warn' })).to.deep.equal([
+        { id: event.id, lvl: 'warn', levels: ['it\'s "odd"', 'info'] },
+      ]);
+      expect(await q.moodOf!(pool, { arg_0: 'low', bare: 'mid' })).to.deep.equal({ qualified: 'low', bare: 'mid' });
+    });
+
+    it('refuses a value that is not a label, as the union type does at compile time', async () => {
+      let error: unknown;
+      try {
+        await q.peopleInMoods!(db().pool, { moods: ['sad'] });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).to.be.instanceOf(Error);
+      expect((error as Error).message).to.equal('invalid input value for enum mood: "sad"');
+    });
+  });
+
+  describe('with the real sqlc', () => {
+    it('generates the union types from the fixture schema, and code that compiles', function () {
+      this.timeout(120_000);
+      const sqlc = findSqlc();
+      if (sqlc === undefined) {
+        console.log('      (sqlc not installed: skipping; `npm run sqlc` installs it with Go)');
+        this.skip();
+      }
+      const work = mkdtempSync(join(tmpdir(), 'sqlc-enums-'));
+      try {
+        cpSync(join(enumFixtureDir, 'schema.sql'), join(work, 'schema/schema.sql'));
+        cpSync(join(enumFixtureDir, 'queries.sql'), join(work, 'queries/queries.sql'));
+        writeFileSync(
+          join(work, 'sqlc.yaml'),
+          [
+            'version: "2"',
+            'plugins:',
+            '  - name: ts',
+            '    process:',
+            `      cmd: ${join(repoRoot, 'scripts/sqlc-gen-ts')}`,
+            '      format: json',
+            'sql:',
+            '  - engine: postgresql',
+            '    schema: schema',
+            '    queries: queries',
+            '    codegen:',
+            '      - plugin: ts',
+            '        out: out',
+            '        options:',
+            '          runtime: node',
+            '          driver: pg',
+            '',
+          ].join('\n'),
+        );
+        const result = spawnSync(sqlc, ['generate'], { cwd: work, encoding: 'utf8' });
+        expect(result.stderr).to.equal('');
+        expect(result.status).to.equal(0);
+        const generated = readFileSync(join(work, 'out/queries_sql.ts'), 'utf8');
+        expect(generated).to.include(`    history: (${MOOD})[];\n`);
+        expect(generated).to.include(`    previous: ${MOOD} | null;\n`);
+        expect(generated).to.include(`    levels: (${LEVEL})[] | null;\n`);
+        expect(typecheck([{ name: 'queries_sql.ts', contents: generated }])).to.deep.equal([]);
+        // The captured request the other tests use is still what sqlc sends.
+        expect(generated).to.equal(file.contents);
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
     });
   });
 });

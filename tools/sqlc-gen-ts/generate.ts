@@ -1,6 +1,7 @@
 // GenerateRequest -> generated files. Pure: no I/O, so tests can feed it a
 // captured request. The output follows sqlc-gen-typescript's `pg` driver API
-// (same exported names, types and call shapes), plus :execrows.
+// (same exported names, types and call shapes), plus :execrows, and enum
+// columns typed as the union of their labels.
 
 import {
   argName,
@@ -13,7 +14,7 @@ import {
   rowInterfaceName,
 } from './naming.ts';
 import type { Column, GenerateRequest, Parameter, Query } from './request.ts';
-import { columnTsType, usesInterval } from './types.ts';
+import { columnTsType, type EnumIndex, enumIndex, isEnumArray, NO_ENUMS, usesInterval } from './types.ts';
 
 export interface GeneratedFile {
   name: string;
@@ -60,15 +61,35 @@ function interfaceDecl(name: string, fields: Array<[string, string]>): string {
   return [`export interface ${name} {`, ...body, '}'].join('\n');
 }
 
-function preamble(queries: readonly Query[]): string[] {
+/** Whether the query's function reads result rows (the other commands ignore columns). */
+function returnsRows(query: Query): boolean {
+  return query.cmd === ':one' || query.cmd === ':many';
+}
+
+/** The helper that turns an enum array's literal text into an array (see isEnumArray). */
+const ENUM_ARRAY_HELPER = [
+  '// node-postgres parses arrays of built-in types only: an array of an enum arrives',
+  '// as its literal text ("{low,high}"), which text[]\'s parser reads.',
+  'const TEXT_ARRAY_OID: number = 1009;',
+  'const parseTextArray: (text: string) => unknown = types.getTypeParser(TEXT_ARRAY_OID);',
+  '',
+  'function enumArray(value: unknown): any {',
+  `${INDENT}return typeof value === "string" ? parseTextArray(value) : value;`,
+  '}',
+].join('\n');
+
+function preamble(queries: readonly Query[], enums: EnumIndex): string[] {
   const needsInterval = queries.some(
     (q) => q.params.some((p) => usesInterval(p.column)) || q.columns.some((c) => usesInterval(c)),
   );
+  const needsEnumArray = queries.some((q) => returnsRows(q) && q.columns.some((c) => isEnumArray(c, enums)));
   const imports = ['import type { QueryArrayConfig, QueryArrayResult } from "pg";'];
+  if (needsEnumArray) imports.push('import { types } from "pg";');
   if (needsInterval) imports.push('import type { IPostgresInterval } from "postgres-interval";');
   return [
     imports.join('\n'),
     ['interface Client {', `${INDENT}query: (config: QueryArrayConfig) => Promise<QueryArrayResult>;`, '}'].join('\n'),
+    ...(needsEnumArray ? [ENUM_ARRAY_HELPER] : []),
   ];
 }
 
@@ -84,11 +105,26 @@ function queryCall(constName: string, params: readonly Parameter[], argNames: re
   ];
 }
 
-function rowObject(colNames: readonly string[]): string[] {
-  return ['return {', ...colNames.map((n, i) => `${INDENT}${n}: row[${i}]${i < colNames.length - 1 ? ',' : ''}`), '};'];
+/** One row object; `parsed[i]` wraps `row[i]` in the enum array parser. */
+function rowObject(colNames: readonly string[], parsed: readonly boolean[]): string[] {
+  return [
+    'return {',
+    ...colNames.map((n, i) => {
+      const value = parsed[i] ? `enumArray(row[${i}])` : `row[${i}]`;
+      return `${INDENT}${n}: ${value}${i < colNames.length - 1 ? ',' : ''}`;
+    }),
+    '};',
+  ];
 }
 
-function functionDecl(query: Query, argsIface: string | undefined, argNames: string[], colNames: string[]): string {
+function functionDecl(
+  query: Query,
+  argsIface: string | undefined,
+  argNames: string[],
+  colNames: string[],
+  enums: EnumIndex,
+): string {
+  const parsed = query.columns.map((c) => isEnumArray(c, enums));
   const fn = functionName(query.name);
   const constName = queryConstName(query.name);
   const signatureArgs = argsIface === undefined ? 'client: Client' : `client: Client, args: ${argsIface}`;
@@ -117,13 +153,13 @@ function functionDecl(query: Query, argsIface: string | undefined, argNames: str
         '}',
         // noUncheckedIndexedAccess: the length check above makes this safe.
         'const row = result.rows[0] as any[];',
-        ...rowObject(colNames),
+        ...rowObject(colNames, parsed),
       );
       break;
     case ':many':
       returnType = `Promise<${rowIface}[]>`;
       body = [`const result = await ${callFirst}`, ...callRest.slice(0, -1), `${callRest.at(-1)};`];
-      body.push('return result.rows.map(row => {', ...rowObject(colNames).map((l) => INDENT + l), '});');
+      body.push('return result.rows.map(row => {', ...rowObject(colNames, parsed).map((l) => INDENT + l), '});');
       break;
     default:
       throw new Error(`unreachable: ${query.cmd}`);
@@ -145,8 +181,11 @@ function checkQuery(query: Query): void {
   }
 }
 
-/** All declarations for one query: SQL constant, Args/Row interfaces, function. */
-export function queryDecls(query: Query): string[] {
+/**
+ * All declarations for one query: SQL constant, Args/Row interfaces, function.
+ * `enums` (from the request's catalog) types enum columns and parameters.
+ */
+export function queryDecls(query: Query, enums: EnumIndex = NO_ENUMS): string[] {
   checkQuery(query);
   const decls: string[] = [];
   const constName = queryConstName(query.name);
@@ -160,7 +199,7 @@ export function queryDecls(query: Query): string[] {
     decls.push(
       interfaceDecl(
         argsIface,
-        query.params.map((p, i): [string, string] => [argNames[i] as string, columnTsType(p.column)]),
+        query.params.map((p, i): [string, string] => [argNames[i] as string, columnTsType(p.column, enums)]),
       ),
     );
   }
@@ -171,18 +210,18 @@ export function queryDecls(query: Query): string[] {
     decls.push(
       interfaceDecl(
         rowInterfaceName(query.name),
-        query.columns.map((c: Column, i): [string, string] => [colNames[i] as string, columnTsType(c)]),
+        query.columns.map((c: Column, i): [string, string] => [colNames[i] as string, columnTsType(c, enums)]),
       ),
     );
   }
 
-  decls.push(functionDecl(query, argsIface, argNames, colNames));
+  decls.push(functionDecl(query, argsIface, argNames, colNames, enums));
   return decls;
 }
 
 /** The contents of one generated file for the queries of one .sql file. */
-export function renderFile(queries: readonly Query[]): string {
-  const decls = [HEADER, ...preamble(queries), ...queries.flatMap(queryDecls)];
+export function renderFile(queries: readonly Query[], enums: EnumIndex = NO_ENUMS): string {
+  const decls = [HEADER, ...preamble(queries, enums), ...queries.flatMap((q) => queryDecls(q, enums))];
   return `${decls.join('\n\n')}\n`;
 }
 
@@ -192,6 +231,7 @@ export function generate(request: GenerateRequest): GeneratedFile[] {
     throw new Error(`unsupported driver: ${options.driver ?? '(none)'}; this plugin only generates for driver: pg`);
   }
 
+  const enums = enumIndex(request.catalog);
   const byFile = new Map<string, Query[]>();
   for (const query of request.queries) {
     const queries = byFile.get(query.filename) ?? [];
@@ -201,6 +241,6 @@ export function generate(request: GenerateRequest): GeneratedFile[] {
 
   return [...byFile].map(([filename, queries]) => ({
     name: outputFileName(filename),
-    contents: renderFile(queries),
+    contents: renderFile(queries, enums),
   }));
 }

@@ -34,10 +34,30 @@ export interface Query {
   comments: string[];
 }
 
+/** A PostgreSQL enum type: `CREATE TYPE <schema>.<name> AS ENUM (<values>)`. */
+export interface EnumType {
+  name: string;
+  /** Labels in declaration order (sqlc's `vals`, after any ALTER TYPE ... ADD VALUE). */
+  values: string[];
+}
+
+export interface Schema {
+  name: string;
+  enums: EnumType[];
+}
+
+/** The parts of sqlc's catalog the plugin reads: the enums of each schema. */
+export interface Catalog {
+  /** The schema unqualified names resolve to (sqlc: `public` for PostgreSQL). */
+  defaultSchema: string;
+  schemas: Schema[];
+}
+
 export interface GenerateRequest {
   sqlcVersion: string;
   /** Raw JSON text of the codegen `options` block (decoded from base64 bytes). */
   pluginOptions: string;
+  catalog: Catalog;
   queries: Query[];
 }
 
@@ -128,6 +148,24 @@ function parseQuery(value: unknown): Query {
   };
 }
 
+function parseCatalog(value: unknown): Catalog {
+  if (value === undefined) return { defaultSchema: '', schemas: [] };
+  if (!isObject(value)) throw new Error('catalog is not an object');
+  return {
+    defaultSchema: str(value, 'default_schema', 'defaultSchema'),
+    schemas: list(value, 'schemas').map((s) => {
+      if (!isObject(s)) throw new Error('schema is not an object');
+      return {
+        name: str(s, 'name'),
+        enums: list(s, 'enums').map((e) => {
+          if (!isObject(e)) throw new Error('enum is not an object');
+          return { name: str(e, 'name'), values: list(e, 'vals').map((v) => String(v)) };
+        }),
+      };
+    }),
+  };
+}
+
 /** Reads a GenerateRequest from the JSON text sqlc writes to the plugin's stdin. */
 export function parseGenerateRequest(text: string): GenerateRequest {
   const root: unknown = JSON.parse(text);
@@ -135,6 +173,7 @@ export function parseGenerateRequest(text: string): GenerateRequest {
   return {
     sqlcVersion: str(root, 'sqlc_version', 'sqlcVersion'),
     pluginOptions: bytesAsText(root, 'plugin_options', 'pluginOptions'),
+    catalog: parseCatalog(field(root, 'catalog')),
     queries: list(root, 'queries').map(parseQuery),
   };
 }

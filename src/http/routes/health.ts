@@ -1,16 +1,6 @@
 import { Router } from 'express';
 import { withTimeout } from '../../lib/with-timeout.ts';
-
-/**
- * A named readiness check resolves to a short state ("ok", "dry-run",
- * "disabled", …) or throws/rejects when the dependency is down. Critical
- * checks turn the answer into 503 "degraded"; the others are only reported.
- */
-export interface HealthCheck {
-  name: string;
-  critical: boolean;
-  check(): Promise<string>;
-}
+import type { HealthCheck } from '../../observability/health.ts';
 
 const checkTimeoutMs = 2_000;
 

@@ -1,9 +1,9 @@
 import type { Pool } from '../db/pool.ts';
 import { finishJobRun, renewJobLease } from '../db/sqlc/jobs_sql.ts';
-import type { RunRequest } from '../jobs/run-queue.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { HandlerFactory } from './handler-factory.ts';
+import type { RunRequest } from './run-queue.ts';
 
 export type RunOutcome = 'ok' | 'error' | 'unknown_handler' | 'stale';
 

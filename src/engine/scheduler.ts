@@ -6,7 +6,7 @@ import { withTransaction } from '../db/transaction.ts';
 import type { Logger } from '../observability/logger.ts';
 import { enqueueRun, type RunRequest } from './run-queue.ts';
 
-export interface FetcherSettings {
+export interface SchedulerSettings {
   instanceId: string;
   /** The safety-net poll, even when nothing asked for a wake-up. */
   fetchIntervalMs: number;
@@ -15,23 +15,24 @@ export interface FetcherSettings {
   maxJobsPerClaim?: number;
 }
 
-export interface FetcherEvents {
+export interface SchedulerEvents {
   onClaimed?(runs: RunRequest[]): void;
   onError?(error: unknown): void;
 }
 
 /**
- * Turns due jobs into queued runs. It sleeps until the earliest moment
+ * The scheduler (DESIGN.md and the original service call it "the fetcher"):
+ * turns due jobs into queued runs. It sleeps until the earliest moment
  * something can be due (next_run_at or an expiring lease, on the database
  * clock), never longer than the poll interval, and wakes at once on a
  * NOTIFY from any pod that started or changed a job.
  */
-export class Fetcher {
+export class Scheduler {
   readonly #pool: Pool;
   readonly #boss: PgBoss;
   readonly #logger: Logger;
-  readonly #events: FetcherEvents;
-  #settings: FetcherSettings;
+  readonly #events: SchedulerEvents;
+  #settings: SchedulerSettings;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
@@ -39,11 +40,11 @@ export class Fetcher {
   #listener: pg.Client | undefined;
   #consecutiveErrors = 0;
 
-  constructor(pool: Pool, boss: PgBoss, settings: FetcherSettings, logger: Logger, events: FetcherEvents = {}) {
+  constructor(pool: Pool, boss: PgBoss, settings: SchedulerSettings, logger: Logger, events: SchedulerEvents = {}) {
     this.#pool = pool;
     this.#boss = boss;
     this.#settings = settings;
-    this.#logger = logger.child({ component: 'fetcher' });
+    this.#logger = logger.child({ component: 'scheduler' });
     this.#events = events;
   }
 
@@ -81,6 +82,14 @@ export class Fetcher {
     await this.#running;
     await this.#listener?.end().catch(() => {});
     this.#listener = undefined;
+  }
+
+  /**
+   * One claim-and-enqueue transaction outside the timer loop (the engine's
+   * `runOnce`); returns the runs it queued.
+   */
+  claimOnce(maxJobs = this.#settings.maxJobsPerClaim ?? 100): Promise<RunRequest[]> {
+    return this.#claim(maxJobs);
   }
 
   async #round(): Promise<void> {

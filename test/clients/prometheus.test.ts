@@ -1,0 +1,182 @@
+// Every Grafana dashboard query, evaluated by a real Prometheus (Debian's
+// `prometheus` binary, our own config on a free loopback port, its own
+// storage) that scrapes a real service process and itself. A query that
+// errors, or one over a job_manager_* metric that returns no series, fails;
+// "Replicas" must count the one service instance and not Prometheus.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect } from 'chai';
+import { parse, stringify } from 'yaml';
+import { findFreePort } from '../../src/db/embedded.ts';
+import { useTestDatabase } from '../support/postgres.ts';
+import { type RealProcess, type RunningService, root, startService } from './support.ts';
+
+interface Target {
+  expr?: string;
+  datasource?: { type: string; uid: string };
+}
+interface Panel {
+  title: string;
+  datasource?: { type: string; uid: string };
+  targets?: Target[];
+  panels?: Panel[];
+}
+
+const dashboardsDir = join(root, 'deploy/grafana/dashboards');
+const queries = readdirSync(dashboardsDir)
+  .filter((file) => file.endsWith('.json'))
+  .flatMap((file) => {
+    const json = JSON.parse(readFileSync(join(dashboardsDir, file), 'utf8'));
+    const panels = (list: Panel[]): Panel[] => list.flatMap((p) => [p, ...panels(p.panels ?? [])]);
+    return panels(json.panels).flatMap((panel) =>
+      (panel.targets ?? [])
+        .filter((target) => (target.datasource ?? panel.datasource)?.type === 'prometheus' && target.expr)
+        .map((target) => ({ file, panel: panel.title, expr: target.expr! })),
+    );
+  });
+
+/**
+ * Grafana's variables as Grafana would fill them for this scrape interval:
+ * $__rate_interval is at least four scrape intervals; a dashboard variable
+ * ($instance, ${route}) means "all", which Grafana sends as a regex.
+ */
+function substituteGrafanaVariables(expr: string): string {
+  return expr
+    .replaceAll('$__rate_interval', '1m')
+    .replaceAll('$__interval', '15s')
+    .replaceAll('$__range', '5m')
+    .replace(/(\w+)\s*=\s*"\$\{?\w+\}?"/g, '$1=~".*"')
+    .replace(/\$\{?\w+\}?/g, '.*');
+}
+
+async function query(
+  base: string,
+  expr: string,
+): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> {
+  const response = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(expr)}`);
+  return (await response.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe('Grafana dashboard queries in a real Prometheus', function () {
+  this.timeout(180_000);
+  const db = useTestDatabase();
+  let service: RunningService;
+  let prometheus: RealProcess & { base: string; storage: string };
+
+  before(async () => {
+    service = await startService({ DATABASE_URL: db().url });
+    const port = await findFreePort();
+    const storage = mkdtempSync(join(tmpdir(), 'jm-prometheus-'));
+    // The scrape job exactly as deploy/prometheus/prometheus.yml declares it, with the
+    // running service as a static target instead of Docker's DNS; Prometheus scrapes itself too.
+    const deployed = parse(readFileSync(join(root, 'deploy/prometheus/prometheus.yml'), 'utf8'));
+    const serviceJob = {
+      ...deployed.scrape_configs.find((job: { job_name: string }) => job.job_name === 'job-manager'),
+    };
+    delete serviceJob.dns_sd_configs;
+    serviceJob.static_configs = [{ targets: [new URL(service.url).host] }];
+    const config = {
+      global: { scrape_interval: '1s', evaluation_interval: '1s' },
+      scrape_configs: [serviceJob, { job_name: 'prometheus', static_configs: [{ targets: [`127.0.0.1:${port}`] }] }],
+    };
+    writeFileSync(join(storage, 'prometheus.yml'), stringify(config));
+    const child = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(storage, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(storage, 'data')}`,
+        `--web.listen-address=127.0.0.1:${port}`,
+        '--log.level=warn',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const chunks: string[] = [];
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    prometheus = {
+      child,
+      exited,
+      output: () => chunks.join(''),
+      base: `http://127.0.0.1:${port}`,
+      storage,
+      async stop() {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+        return exited;
+      },
+    };
+    await until('Prometheus ready', async () => ((await fetch(`${prometheus.base}/-/ready`)).ok ? true : undefined));
+    // Enough scrapes of both targets for rate() over the substituted $__rate_interval.
+    await until(
+      'three scrapes of the service and of Prometheus',
+      async () => {
+        const result = await query(prometheus.base, 'min by (job) (count_over_time(up[1m])) >= 3');
+        return (result.data?.result.length ?? 0) >= 2 ? true : undefined;
+      },
+      90_000,
+    );
+  });
+
+  after(async () => {
+    await prometheus?.stop();
+    if (prometheus) rmSync(prometheus.storage, { recursive: true, force: true });
+    await service?.stop();
+  });
+
+  it('has queries to evaluate', () => {
+    expect(queries.length).to.be.above(10);
+  });
+
+  it('substitutes Grafana variables the way Grafana would', () => {
+    expect(substituteGrafanaVariables('rate(x{job="job-manager", instance="$instance"}[$__rate_interval])')).to.equal(
+      'rate(x{job="job-manager", instance=~".*"}[1m])',
+    );
+  });
+
+  for (const { file, panel, expr } of queries) {
+    it(`${file} "${panel}": ${expr}`, async () => {
+      const result = await query(prometheus.base, substituteGrafanaVariables(expr));
+      expect(result.error, 'Prometheus error').to.equal(undefined);
+      expect(result.status).to.equal('success');
+      if (/job_manager_\w+/.test(expr)) {
+        expect(result.data?.result ?? [], 'series (labelled counters start at 0)').to.not.be.empty;
+      }
+    });
+  }
+
+  it('counts one replica with one service instance, while Prometheus scrapes itself too', async () => {
+    const replicas = queries.find((q) => q.panel === 'Replicas');
+    expect(replicas, 'a "Replicas" panel').to.not.equal(undefined);
+    const self = await query(prometheus.base, 'up{job="prometheus"}');
+    expect(self.data?.result, 'Prometheus scrapes itself').to.have.length(1);
+    const result = await query(prometheus.base, substituteGrafanaVariables(replicas!.expr));
+    const samples = result.data?.result as Array<{ value: [number, string] }>;
+    expect(samples).to.have.length(1);
+    expect(Number(samples[0]!.value[1])).to.equal(1);
+  });
+
+  it('plots memory and CPU of the service only', async () => {
+    for (const title of ['Resident memory', 'CPU']) {
+      const panel = queries.find((q) => q.panel === title);
+      expect(panel, title).to.not.equal(undefined);
+      const result = await query(prometheus.base, substituteGrafanaVariables(panel!.expr));
+      const series = result.data?.result as Array<{ metric: Record<string, string> }>;
+      expect(
+        series.map((s) => s.metric.job),
+        title,
+      ).to.deep.equal(['job-manager']);
+    }
+  });
+});
