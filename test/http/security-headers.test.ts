@@ -32,7 +32,8 @@ describe('security headers (issue 10, point 9)', () => {
       const { headers } = await rawRequest(service.url, method, path);
       const where = `${method} ${path}`;
       expect(headers.get('x-content-type-options'), where).to.equal('nosniff');
-      expect(headers.get('x-frame-options'), where).to.equal('DENY');
+      // The API is never framed; the Swagger page's own helmet (src/http/swagger.ts) allows its origin.
+      expect(headers.get('x-frame-options'), where).to.equal(path.startsWith('/swagger') ? 'SAMEORIGIN' : 'DENY');
       expect(headers.get('strict-transport-security'), where).to.match(/max-age=\d+/);
       expect(headers.get('referrer-policy'), where).to.equal('no-referrer');
       expect(headers.get('cross-origin-opener-policy'), where).to.equal('same-origin');
@@ -41,13 +42,22 @@ describe('security headers (issue 10, point 9)', () => {
     }
   });
 
+  it('gives API answers a policy that allows nothing but this origin and no framing', async () => {
+    const { headers } = await rawRequest(service.url, 'GET', '/jobs');
+    const csp = directives(headers.get('content-security-policy')!);
+    expect(csp['default-src']).to.deep.equal(["'self'"]);
+    expect(csp['script-src']).to.deep.equal(["'self'"]);
+    expect(csp['object-src']).to.deep.equal(["'none'"]);
+    expect(csp['frame-ancestors']).to.deep.equal(["'none'"]);
+    expect(csp).to.not.have.property('upgrade-insecure-requests');
+  });
+
   it('allows only this origin for scripts, so every script of the Swagger UI page must be a file it serves', async () => {
     const page = await rawRequest(service.url, 'GET', '/swagger/index.html');
     const csp = directives(page.headers.get('content-security-policy')!);
     expect(csp['script-src']).to.deep.equal(["'self'"]);
     expect(csp['default-src']).to.deep.equal(["'self'"]);
     expect(csp['img-src']).to.include.members(["'self'", 'data:']);
-    expect(csp['frame-ancestors']).to.deep.equal(["'none'"]);
     expect(csp).to.not.have.property('upgrade-insecure-requests');
     const scripts = [...page.text.matchAll(/<script\b([^>]*)>([\s\S]*?)<\/script>/gi)];
     expect(scripts.length).to.be.greaterThan(0);
