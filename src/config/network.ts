@@ -1,9 +1,9 @@
 import { isIP } from 'node:net';
 
 /**
- * Network settings that decide who can reach the service and whose address
- * the service believes: the listen address (HOST) and which proxies'
- * X-Forwarded-For it trusts (TRUST_PROXY).
+ * Helpers for the network settings (declared in settings.ts): who can reach
+ * the service (the listen address) and whose address the service believes
+ * (the proxies whose X-Forwarded-For it trusts).
  */
 
 /**
@@ -42,7 +42,7 @@ export type TrustProxy = boolean | number | string[];
 const proxyPresets = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /**
- * Parses TRUST_PROXY: unset or `false` -> false; `true` -> true; a whole number
+ * Parses the trusted-proxy setting: unset or `false` -> false; `true` -> true; a whole number
  * -> hop count; otherwise comma-separated IPs, CIDRs (`10.0.0.0/8`,
  * `fd00::/8`) or preset names. Throws Error with the reason for anything else.
  */
@@ -71,25 +71,7 @@ export function parseTrustProxy(value: string | undefined): TrustProxy {
   return entries;
 }
 
-/** The address to listen on: HOST, else 127.0.0.1 without API keys and 0.0.0.0 with them. */
+/** The address to listen on: the configured host, else 127.0.0.1 without API keys and 0.0.0.0 with them. */
 export function listenHost(config: { host: string | undefined; apiKeys: readonly string[] }): string {
   return config.host ?? (config.apiKeys.length > 0 ? '0.0.0.0' : '127.0.0.1');
-}
-
-/**
- * Why this configuration would serve the API without authentication to the
- * network, or undefined when it does not: a listen address that is not
- * loopback with no API_KEYS and no ALLOW_UNAUTHENTICATED=true.
- */
-export function unauthenticatedExposure(config: {
-  host: string | undefined;
-  apiKeys: readonly string[];
-  allowUnauthenticated: boolean;
-}): string | undefined {
-  const host = listenHost(config);
-  if (config.apiKeys.length > 0 || config.allowUnauthenticated || isLoopbackHost(host)) return undefined;
-  return (
-    `is ${host}, which is reachable from the network, but API_KEYS is not set: anyone could send messages. ` +
-    'Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose'
-  );
 }

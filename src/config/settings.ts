@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { hostProblem, parseTrustProxy, type TrustProxy, unauthenticatedExposure } from './network.ts';
+import { hostProblem, isLoopbackHost, listenHost, parseTrustProxy, type TrustProxy } from './network.ts';
 
 /**
  * THE settings table: every setting the service reads, declared once, by its
@@ -259,8 +259,14 @@ export const crossSettingRules: Array<(config: Config) => { key: string; reason:
       : undefined,
   // No API_KEYS means no authentication: then only this machine may reach the API.
   (c) => {
-    const exposure = unauthenticatedExposure(c);
-    return exposure ? { key: 'HOST', reason: exposure } : undefined;
+    const host = listenHost(c);
+    if (c.apiKeys.length > 0 || c.allowUnauthenticated || isLoopbackHost(host)) return undefined;
+    return {
+      key: 'HOST',
+      reason:
+        `is ${host}, which is reachable from the network, but API_KEYS is not set: anyone could send messages. ` +
+        'Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose',
+    };
   },
   (c) =>
     Boolean(c.webhook.authHeader) !== Boolean(c.webhook.authValue)
