@@ -3,14 +3,23 @@
 // 1. intake    – POST /messages (single, 16 concurrent clients) and POST /messages/batch (1,000 a request)
 // 2. dispatch  – N service processes drain the backlog to the project's webhook sink; every
 //                message must arrive exactly once (checked by Idempotency-Key)
-// 3. scale     – the claim and read queries with 1,000,000 messages in the table
+// 3. scale     – the claim and read queries with 1,000,000 messages in the table (one in ten
+//                scheduled a day ahead with sendAt), the claim's plan, a backlog that is almost
+//                all scheduled, and retry-failed over 100,000 failed messages
 //
 // Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded PostgreSQL.
 // A fresh database is created and dropped. Sizes: BENCH_MESSAGES (20000), BENCH_PODS (2),
 // BENCH_SCALE_ROWS (1000000), BENCH_SENDER_JOBS (4: send-messages jobs, 1 s, batch 10,000).
 import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
-import { claimMessages, countPendingMessages, listSentMessages } from '../src/db/sqlc/messages_sql.ts';
+import {
+  claimMessages,
+  claimMessagesQuery,
+  countPendingMessages,
+  listMessages,
+  listSentMessages,
+} from '../src/db/sqlc/messages_sql.ts';
+import { MessageService } from '../src/messages/message-service.ts';
 import { startSink } from '../src/sink/server.ts';
 import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/support/postgres.ts';
 
@@ -109,8 +118,10 @@ try {
 
   // 3. scale
   await database.pool.query(
-    `INSERT INTO messages (recipient, content, created_at)
-     SELECT '+905551111111', 'scale ' || g, now() - make_interval(secs => $1 - g)
+    `INSERT INTO messages (recipient, content, created_at, send_at, next_attempt_at)
+     SELECT '+9055511' || lpad((g % 10000)::text, 5, '0'), 'scale ' || g, now() - make_interval(secs => $1 - g),
+            CASE WHEN g % 10 = 0 THEN now() + interval '1 day' END,
+            CASE WHEN g % 10 = 0 THEN now() + interval '1 day' ELSE now() END
      FROM generate_series(1, $1) AS g`,
     [scaleRows],
   );
@@ -132,9 +143,68 @@ try {
       [claimed.map((row) => row.id)],
     );
   });
+  const claimPlan = async () => {
+    const plan = await database.pool.query({
+      text: `EXPLAIN (FORMAT JSON) ${claimMessagesQuery}`,
+      values: [60, 'bench', 50],
+    });
+    const names: string[] = [];
+    const walk = (node: { 'Node Type': string; 'Index Name'?: string; Plans?: unknown[] }) => {
+      if (node['Index Name'] && node['Index Name'] !== 'messages_pkey')
+        names.push(`${node['Node Type']} on ${node['Index Name']}`);
+      if (node['Node Type'] === 'Sort') names.push('Sort');
+      for (const child of (node.Plans ?? []) as (typeof node)[]) walk(child);
+    };
+    walk(plan.rows[0]['QUERY PLAN'][0].Plan);
+    return names.join(', ');
+  };
+  record('ClaimMessages plan (10% of the backlog scheduled ahead)', await claimPlan());
   await time('CountPendingMessages (metrics gauge)', () => countPendingMessages(database.pool), 5);
   await time('ListSentMessages first page of 20', () =>
     listSentMessages(database.pool, { afterSentAt: null, afterId: null, maxRows: 20 }),
+  );
+  const page = { afterCreatedAt: null, afterId: null, maxRows: 20 };
+  await time('GET /messages first page of 20 (ListMessages, no filter)', () =>
+    listMessages(database.pool, { status: null, recipient: null, ...page }),
+  );
+  await time('GET /messages?to= first page of 20 (100 messages per recipient)', () =>
+    listMessages(database.pool, { status: null, recipient: '+905551100042', ...page }),
+  );
+  await time('GET /messages?status=pending&to= first page of 20', () =>
+    listMessages(database.pool, { status: 'pending', recipient: '+905551100042', ...page }),
+  );
+
+  // Almost everything scheduled for tomorrow, 50 due now at the end of the order.
+  await database.pool.query(
+    "UPDATE messages SET send_at = now() + interval '1 day', next_attempt_at = now() + interval '1 day' WHERE status = 'pending'",
+  );
+  await database.pool.query(
+    `UPDATE messages SET send_at = NULL, next_attempt_at = now()
+     WHERE id IN (SELECT id FROM messages WHERE status = 'pending' ORDER BY created_at DESC LIMIT 50)`,
+  );
+  await database.pool.query('VACUUM ANALYZE messages');
+  record('ClaimMessages plan (all but 50 scheduled ahead)', await claimPlan());
+  await time(`ClaimMessages batch 50 (${scaleRows} pending, all but 50 scheduled ahead)`, async () => {
+    const claimed = await claimMessages(database.pool, { leaseSeconds: 60, owner: 'bench', maxMessages: 50 });
+    await database.pool.query(
+      "UPDATE messages SET status = 'pending', lease_until = NULL, locked_by = NULL WHERE id = ANY($1)",
+      [claimed.map((row) => row.id)],
+    );
+  });
+
+  const failedRows = Math.min(100_000, scaleRows);
+  await database.pool.query(
+    `UPDATE messages SET status = 'failed', last_error = 'bench'
+     WHERE id IN (SELECT id FROM messages WHERE status = 'pending' LIMIT $1)`,
+    [failedRows],
+  );
+  await database.pool.query('VACUUM ANALYZE messages');
+  const retryStarted = performance.now();
+  const retried = await new MessageService(database.pool, 160).retryFailed();
+  const retryMs = performance.now() - retryStarted;
+  record(
+    `POST /messages/retry-failed (${failedRows} failed, statements of 1,000)`,
+    `${retried} retried in ${(retryMs / 1000).toFixed(1)} s (${ms(retryMs / Math.ceil(retried / 1000))} per statement)`,
   );
 
   console.log(

@@ -9,8 +9,11 @@ import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { createApp } from './http/app.ts';
 import { JobService } from './jobs/job-service.ts';
 import type { DispatchSettings } from './messages/dispatch.ts';
+import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
+import { createSharedDeliveryGate } from './messages/outbound-rate-limit.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
+import { createWebhookSigner } from './messages/signing.ts';
 import { createDryRunClient, createWebhookClient, type DeliveryClient } from './messages/webhook-client.ts';
 import type { HealthCheck } from './observability/health.ts';
 import type { Logger } from './observability/logger.ts';
@@ -65,6 +68,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
       : disabledSentCache;
     cleanup.push(() => cache.close());
+    const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => config.webhook.rateLimitPerSecond });
 
     const engine = await createEngine(config, {
       pool,
@@ -72,7 +76,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       handlers: {
         'send-messages': sendMessagesHandler(() => ({
           settings: dispatchSettings(config),
-          deps: { pool, delivery, cache, metrics },
+          deps: { pool, delivery, cache, metrics, gate },
         })),
         ...options.handlers,
       },
@@ -84,10 +88,14 @@ export async function startService(initial: Config, logger: Logger, options: Ser
 
     const jobs = new JobService(pool, engine.handlers);
     const messages = new MessageService(pool, config.messageMaxLength);
+    const idempotency = new IdempotencyStore(pool);
+    const purge = startIdempotencyKeyPurge(pool, logger);
+    cleanup.push(() => purge.stop());
     metrics.setCollectors({
       pendingMessages: () => messages.countPending(),
       jobsByStatus: () => jobs.countByStatus(),
       jobNames: async () => (await jobs.list()).map((job) => job.name),
+      deliveryPauseMs: () => gate.pauseRemainingMs(),
     });
 
     const builtIn: HealthCheck[] = [
@@ -106,6 +114,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     const app = createApp({
       jobs,
       messages,
+      idempotency,
       health,
       metrics,
       logger,
@@ -123,6 +132,8 @@ export async function startService(initial: Config, logger: Logger, options: Ser
         port,
         workers: config.workerCount,
         delivery: delivery.mode,
+        signed: config.webhook.signingSecrets.length > 0,
+        webhookRateLimitPerSecond: config.webhook.rateLimitPerSecond,
         database: database.embedded ? 'embedded' : 'external',
       },
       'job-manager is up',
@@ -191,6 +202,7 @@ function createDelivery(config: Config, logger: Logger): DeliveryClient {
     authHeader: config.webhook.authHeader,
     authValue: config.webhook.authValue,
     timeoutMs: config.webhook.timeoutMs,
+    signer: config.webhook.signingSecrets.length > 0 ? createWebhookSigner(config.webhook.signingSecrets) : undefined,
   });
 }
 

@@ -1,24 +1,29 @@
 -- Messages: intake, the sender's claims and outcomes, and the read side.
 
 -- name: InsertMessage :one
-INSERT INTO messages (recipient, content)
-VALUES ($1, $2)
+-- send_at null: at once. A send time in the past is kept as asked and is due now.
+INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+VALUES (sqlc.arg(recipient), sqlc.arg(content), sqlc.narg(send_at)::timestamptz,
+        greatest(now(), sqlc.narg(send_at)::timestamptz))
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
-          created_at, sent_at;
+          send_at, created_at, sent_at;
 
 -- name: InsertMessages :many
 -- A whole batch in one statement; WITH ORDINALITY keeps the request's order.
-INSERT INTO messages (recipient, content)
-SELECT m.recipient, m.content
-FROM ROWS FROM (unnest(sqlc.arg(recipients)::text[]), unnest(sqlc.arg(contents)::text[]))
-     WITH ORDINALITY AS m(recipient, content, position)
+-- An empty string in send_ats stands for "at once".
+INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
+       greatest(now(), nullif(m.send_at, '')::timestamptz)
+FROM ROWS FROM (unnest(sqlc.arg(recipients)::text[]), unnest(sqlc.arg(contents)::text[]),
+                unnest(sqlc.arg(send_ats)::text[]))
+     WITH ORDINALITY AS m(recipient, content, send_at, position)
 ORDER BY m.position
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
-          created_at, sent_at;
+          send_at, created_at, sent_at;
 
 -- name: GetMessage :one
 SELECT id, recipient, content, status, attempts, external_message_id, last_error,
-       created_at, sent_at
+       send_at, created_at, sent_at
 FROM messages
 WHERE id = $1;
 
@@ -80,7 +85,7 @@ RETURNING m.id;
 -- Newest sent first. The cursor is the last row's (sent_at, id); sent_at
 -- travels as text so no microsecond is lost on the way through JavaScript.
 SELECT id, recipient, content, status, attempts, external_message_id, last_error,
-       created_at, sent_at, sent_at::text AS sent_at_cursor
+       send_at, created_at, sent_at, sent_at::text AS sent_at_cursor
 FROM messages
 WHERE status = 'sent'
   AND (sqlc.narg(after_sent_at)::text IS NULL
@@ -88,12 +93,17 @@ WHERE status = 'sent'
 ORDER BY sent_at DESC, id DESC
 LIMIT sqlc.arg(max_rows)::integer;
 
--- name: ListMessagesByStatus :many
--- Operators' listing of one status, newest first, same keyset scheme.
+-- name: ListMessages :many
+-- Operators' listing, newest first, same keyset scheme; status and recipient
+-- are optional filters (null: any). The driver sends parameters with the
+-- statement, so each call is planned with the filters it has and uses
+-- messages_status_created_idx, messages_recipient_created_idx or
+-- messages_created_idx.
 SELECT id, recipient, content, status, attempts, external_message_id, last_error,
-       created_at, sent_at, created_at::text AS created_at_cursor
+       send_at, created_at, sent_at, created_at::text AS created_at_cursor
 FROM messages
-WHERE status = sqlc.arg(status)
+WHERE (sqlc.narg(status)::text IS NULL OR status = sqlc.narg(status)::text)
+  AND (sqlc.narg(recipient)::text IS NULL OR recipient = sqlc.narg(recipient)::text)
   AND (sqlc.narg(after_created_at)::text IS NULL
        OR (created_at, id) < (sqlc.narg(after_created_at)::text::timestamptz, sqlc.narg(after_id)::uuid))
 ORDER BY created_at DESC, id DESC
@@ -102,3 +112,53 @@ LIMIT sqlc.arg(max_rows)::integer;
 -- name: CountPendingMessages :one
 -- Backlog for the metrics gauge; served by the partial pending index.
 SELECT count(*)::bigint AS total FROM messages WHERE status = 'pending';
+
+-- name: CancelMessage :one
+-- pending or failed -> cancelled. A message a pod has claimed is 'sending'
+-- (the claim holds the row lock until it commits, then this re-reads it), so
+-- a cancel racing a claim is decided by the database: exactly one wins.
+UPDATE messages
+SET status = 'cancelled', updated_at = now()
+WHERE id = sqlc.arg(id) AND status IN ('pending', 'failed')
+RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
+          send_at, created_at, sent_at;
+
+-- name: RetryMessage :one
+-- failed or cancelled -> pending with a fresh attempt budget (attempts 0),
+-- due now, or at its send time if that is still ahead.
+UPDATE messages
+SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), send_at), updated_at = now()
+WHERE id = sqlc.arg(id) AND status IN ('failed', 'cancelled')
+RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
+          send_at, created_at, sent_at;
+
+-- name: RetryFailedMessages :one
+-- One bounded batch of POST /messages/retry-failed: at most max_rows failed
+-- messages that failed in [since, until) back to pending, oldest failure
+-- first. Rows locked by someone else (a concurrent cancel) are skipped; the
+-- caller repeats until a batch comes back short, so no statement ever locks
+-- more than max_rows rows.
+WITH batch AS (
+  SELECT id FROM messages
+  WHERE status = 'failed'
+    AND updated_at >= coalesce(sqlc.narg(since)::timestamptz, '-infinity')
+    AND updated_at < coalesce(sqlc.narg(until)::timestamptz, 'infinity')
+  ORDER BY updated_at, id
+  LIMIT sqlc.arg(max_rows)::integer
+  FOR UPDATE SKIP LOCKED
+), retried AS (
+  UPDATE messages AS m
+  SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at), updated_at = now()
+  FROM batch
+  WHERE m.id = batch.id
+  RETURNING m.id
+)
+SELECT count(*)::integer AS retried FROM retried;
+
+-- name: ReleaseUntriedMessages :many
+-- Claimed messages this run did not try after all (deliveries paused by a
+-- Retry-After): back to pending with the attempt the claim counted given back.
+UPDATE messages
+SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, updated_at = now()
+WHERE id = ANY(sqlc.arg(ids)::uuid[]) AND status = 'sending' AND locked_by = sqlc.arg(owner)::text
+RETURNING id;

@@ -109,9 +109,10 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List messages by status (for operators)
-         * @description Messages with the given status, newest first, paged with an opaque
-         *     cursor. Meant for operators looking at the queue or at failures.
+         * Find messages by status and/or recipient (for operators)
+         * @description Messages newest first (by `createdAt`, then id), paged with an opaque
+         *     cursor. Without filters: every message. Meant for operators looking at
+         *     the queue, at failures, or at what one phone number was sent.
          */
         get: operations["listMessages"];
         put?: never;
@@ -122,6 +123,13 @@ export interface paths {
          *     counted as Unicode code points; control characters other than newline
          *     are rejected. An invalid message is answered with 400 and an error
          *     message naming the field; nothing is stored.
+         *
+         *     `sendAt` (RFC 3339, with an offset) holds the message back: it is
+         *     never claimed before then. Absent, null or in the past: at once.
+         *
+         *     With an `Idempotency-Key` header a repeat of the same request within
+         *     24 hours stores nothing and answers the first answer again, with
+         *     `Idempotent-Replayed: true`.
          */
         post: operations["createMessage"];
         delete?: never;
@@ -144,7 +152,8 @@ export interface paths {
          * @description Every message is validated as in `POST /messages`; if any one is
          *     invalid the answer is 400 with the index and field in the error
          *     message (for example `messages[3].to`) and nothing is stored. Otherwise
-         *     all are stored in one transaction, in the given order.
+         *     all are stored in one transaction, in the given order. Each item may
+         *     have its own `sendAt`. `Idempotency-Key` works as on `POST /messages`.
          */
         post: operations["createMessageBatch"];
         delete?: never;
@@ -187,6 +196,78 @@ export interface paths {
         get: operations["getMessage"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a message that has not been sent
+         * @description A `pending` or `failed` message becomes `cancelled` and is never sent
+         *     (unless retried). Cancelling a cancelled message answers it unchanged.
+         *     A message a pod has already claimed (`sending`) or `sent` cannot be
+         *     cancelled: 409 `not_cancellable`. A cancel racing a claim is decided
+         *     by the database; exactly one of them wins.
+         */
+        post: operations["cancelMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a failed or cancelled message again
+         * @description A `failed` or `cancelled` message goes back to `pending` with a fresh
+         *     attempt budget (`attempts` back to 0, `WEBHOOK_MAX_ATTEMPTS` more
+         *     tries), due at once, or at its `sendAt` if that is still ahead. It
+         *     keeps its id, so the webhook sees the same `Idempotency-Key`. Any
+         *     other status: 409 `not_retryable`.
+         */
+        post: operations["retryMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/messages/retry-failed": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send every failed message again
+         * @description Every `failed` message that failed at or after `since` and before
+         *     `until` (both optional; no body: every failed message) goes back to
+         *     `pending` with a fresh attempt budget, as `POST /messages/{id}/retry`
+         *     does. Works in statements of at most 1,000 rows, so even a million
+         *     failed messages never lock the table.
+         */
+        post: operations["retryFailedMessages"];
         delete?: never;
         options?: never;
         head?: never;
@@ -349,12 +430,13 @@ export interface components {
             batchSize?: number;
         };
         /**
-         * @description `pending`: waiting to be sent (or to be retried). `sending`: claimed by
-         *     a worker. `sent`: the webhook accepted it. `failed`: rejected
-         *     permanently or out of attempts; see `lastError`.
+         * @description `pending`: waiting to be sent (or to be retried, or for its `sendAt`).
+         *     `sending`: claimed by a worker. `sent`: the webhook accepted it.
+         *     `failed`: rejected permanently or out of attempts; see `lastError`.
+         *     `cancelled`: an operator cancelled it before it was sent.
          * @enum {string}
          */
-        MessageStatus: "pending" | "sending" | "sent" | "failed";
+        MessageStatus: "pending" | "sending" | "sent" | "failed" | "cancelled";
         /**
          * @description The service itself checks the E.164 format of `to` and the length of
          *     `content` (in code points, up to `MESSAGE_MAX_LENGTH`) so that the
@@ -371,6 +453,13 @@ export interface components {
              * @example Your order has shipped.
              */
             content: string;
+            /**
+             * Format: date-time
+             * @description RFC 3339 date-time with an offset (`2026-12-01T09:00:00+03:00`); the
+             *     message is not sent before then. Absent, null or past: at once.
+             * @example 2026-12-01T09:00:00Z
+             */
+            sendAt?: string | null;
         };
         NewMessageBatch: {
             messages: components["schemas"]["NewMessage"][];
@@ -384,6 +473,7 @@ export interface components {
          *       "attempts": 1,
          *       "externalMessageId": "67f2f8a8-ea58-4ed0-a6f9-ff217df4d849",
          *       "lastError": null,
+         *       "sendAt": null,
          *       "createdAt": "2025-01-01T12:00:00.000Z",
          *       "sentAt": "2025-01-01T12:02:00.150Z"
          *     }
@@ -403,10 +493,35 @@ export interface components {
             externalMessageId: string | null;
             /** @description Why the last attempt failed, e.g. `HTTP 503: upstream busy`. */
             lastError: string | null;
+            /**
+             * Format: date-time
+             * @description The earliest send time asked for at intake; `null` means at once.
+             */
+            sendAt: string | null;
             /** Format: date-time */
             createdAt: string;
             /** Format: date-time */
             sentAt: string | null;
+        };
+        /** @description When the messages failed; `since` inclusive, `until` exclusive, each optional. */
+        RetryFailedRange: {
+            /**
+             * Format: date-time
+             * @example 2026-12-01T08:00:00Z
+             */
+            since?: string;
+            /**
+             * Format: date-time
+             * @example 2026-12-01T09:00:00Z
+             */
+            until?: string;
+        };
+        RetryFailedResult: {
+            /**
+             * @description Messages that went back to `pending`.
+             * @example 1250
+             */
+            retried: number;
         };
         MessageList: {
             items: components["schemas"]["Message"][];
@@ -444,6 +559,7 @@ export interface components {
          *     (a raw non-ASCII byte or a malformed percent-escape), `malformed_json`,
          *     `missing_body`, `invalid_cursor`, `invalid_content_encoding` (a body
          *     that is not the gzip/deflate/br/zstd it claims to be), `unknown_handler`,
+         *     `invalid_send_at`, `invalid_range`, `invalid_idempotency_key`,
          *     `invalid_input` (a value the database refused).
          */
         BadRequest: {
@@ -558,6 +674,53 @@ export interface components {
                 "application/json": components["schemas"]["Error"];
             };
         };
+        /**
+         * @description `idempotency_key_reused`: this `Idempotency-Key` was used in the last 24
+         *     hours with a different request. `idempotency_key_in_use`: a request with
+         *     this key is still being processed; retry when it has finished.
+         */
+        IdempotencyConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `not_cancellable`: the message is `sending` (claimed by a pod) or `sent`. */
+        NotCancellable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "not_cancellable",
+                 *         "message": "message \"0f8fad5b-d9cb-469f-a165-70867728950e\" is sent; only pending or failed messages can be cancelled"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description `not_retryable`: only `failed` or `cancelled` messages can be retried. */
+        NotRetryable: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "not_retryable",
+                 *         "message": "message \"0f8fad5b-d9cb-469f-a165-70867728950e\" is pending; only failed or cancelled messages can be retried"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
         /** @description The request body is larger than the service accepts. */
         PayloadTooLarge: {
             headers: {
@@ -641,6 +804,22 @@ export interface components {
     };
     parameters: {
         /**
+         * @description The message id (also the Idempotency-Key and `webhook-id` sent to the webhook).
+         * @example 0f8fad5b-d9cb-469f-a165-70867728950e
+         */
+        MessageId: string;
+        /**
+         * @description Makes the request safe to repeat (Stripe's semantics), scoped to the
+         *     API key that sends it. A repeat with the same key and the same body
+         *     within 24 hours stores nothing and gets the first answer again with
+         *     `Idempotent-Replayed: true`. The same key with another body: 409
+         *     `idempotency_key_reused`; while the first request with the key is still
+         *     being processed: 409 `idempotency_key_in_use`. A request that failed
+         *     (400, 500) records nothing, so it can be repeated with the same key.
+         * @example order-8841-shipped
+         */
+        IdempotencyKey: string;
+        /**
          * @description The job's unique name.
          * @example message-sender
          */
@@ -651,7 +830,10 @@ export interface components {
         Cursor: string;
     };
     requestBodies: never;
-    headers: never;
+    headers: {
+        /** @description `true` when this is the stored answer to an earlier request with the same `Idempotency-Key`; absent otherwise. */
+        IdempotentReplayed: "true";
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
@@ -860,10 +1042,16 @@ export interface operations {
         parameters: {
             query?: {
                 /**
-                 * @description Which messages to list.
+                 * @description Only messages in this status; absent means any status.
                  * @example failed
                  */
-                status?: "pending" | "sending" | "sent" | "failed";
+                status?: components["schemas"]["MessageStatus"];
+                /**
+                 * @description Only messages to this exact E.164 number. Encode the `+` as `%2B`;
+                 *     an unencoded `+` (which arrives as a space) is read as `+` too.
+                 * @example +905551111111
+                 */
+                to?: string;
                 /** @description Page size. */
                 limit?: components["parameters"]["Limit"];
                 /** @description Opaque cursor from a previous page's `nextCursor`. */
@@ -894,25 +1082,32 @@ export interface operations {
     createMessage: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to repeat (Stripe's semantics), scoped to the
+                 *     API key that sends it. A repeat with the same key and the same body
+                 *     within 24 hours stores nothing and gets the first answer again with
+                 *     `Idempotent-Replayed: true`. The same key with another body: 409
+                 *     `idempotency_key_reused`; while the first request with the key is still
+                 *     being processed: 409 `idempotency_key_in_use`. A request that failed
+                 *     (400, 500) records nothing, so it can be repeated with the same key.
+                 * @example order-8841-shipped
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
         requestBody: {
             content: {
-                /**
-                 * @example {
-                 *       "to": "+905551111111",
-                 *       "content": "Your order has shipped."
-                 *     }
-                 */
                 "application/json": components["schemas"]["NewMessage"];
             };
         };
         responses: {
-            /** @description The queued message (status `pending`). */
+            /** @description The queued message (status `pending`), or the stored answer of an earlier request with the same `Idempotency-Key`. */
             201: {
                 headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -922,6 +1117,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             405: components["responses"]["MethodNotAllowed"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
@@ -932,7 +1128,19 @@ export interface operations {
     createMessageBatch: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /**
+                 * @description Makes the request safe to repeat (Stripe's semantics), scoped to the
+                 *     API key that sends it. A repeat with the same key and the same body
+                 *     within 24 hours stores nothing and gets the first answer again with
+                 *     `Idempotent-Replayed: true`. The same key with another body: 409
+                 *     `idempotency_key_reused`; while the first request with the key is still
+                 *     being processed: 409 `idempotency_key_in_use`. A request that failed
+                 *     (400, 500) records nothing, so it can be repeated with the same key.
+                 * @example order-8841-shipped
+                 */
+                "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+            };
             path?: never;
             cookie?: never;
         };
@@ -947,7 +1155,8 @@ export interface operations {
                  *         },
                  *         {
                  *           "to": "+905552222222",
-                 *           "content": "Second message"
+                 *           "content": "Second message",
+                 *           "sendAt": "2026-12-01T09:00:00Z"
                  *         }
                  *       ]
                  *     }
@@ -956,9 +1165,10 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The queued messages, in request order. */
+            /** @description The queued messages, in request order (or the stored answer of an earlier request with the same `Idempotency-Key`). */
             201: {
                 headers: {
+                    "Idempotent-Replayed": components["headers"]["IdempotentReplayed"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -968,6 +1178,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             405: components["responses"]["MethodNotAllowed"];
+            409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
@@ -1011,10 +1222,10 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The message id (also the Idempotency-Key sent to the webhook).
+                 * @description The message id (also the Idempotency-Key and `webhook-id` sent to the webhook).
                  * @example 0f8fad5b-d9cb-469f-a165-70867728950e
                  */
-                id: string;
+                id: components["parameters"]["MessageId"];
             };
             cookie?: never;
         };
@@ -1033,6 +1244,103 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    cancelMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The message id (also the Idempotency-Key and `webhook-id` sent to the webhook).
+                 * @example 0f8fad5b-d9cb-469f-a165-70867728950e
+                 */
+                id: components["parameters"]["MessageId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The message, now (or already) `cancelled`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            409: components["responses"]["NotCancellable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    retryMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /**
+                 * @description The message id (also the Idempotency-Key and `webhook-id` sent to the webhook).
+                 * @example 0f8fad5b-d9cb-469f-a165-70867728950e
+                 */
+                id: components["parameters"]["MessageId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The message, now `pending`. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            409: components["responses"]["NotRetryable"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    retryFailedMessages: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["RetryFailedRange"];
+            };
+        };
+        responses: {
+            /** @description How many messages went back to pending. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RetryFailedResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };

@@ -101,6 +101,9 @@ function list(env: string, d: Declaration): Setting<string[]> {
   return setting(env, schema as z.ZodType<string[]>, undefined, d);
 }
 
+/** `whsec_` and standard base64 of at least one byte (the Standard Webhooks secret format). */
+const whsecFormat = /^whsec_(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})$/;
+
 const live = (doc: string, secret = false): Declaration => ({ apply: 'live', doc, secret });
 const restart = (doc: string, secret = false): Declaration => ({ apply: 'restart', doc, secret });
 
@@ -145,6 +148,37 @@ export const settingsTable = {
     concurrency: int('WEBHOOK_CONCURRENCY', 1, 256, 10, live('deliveries in flight per run')),
     retryBaseMs: int('WEBHOOK_RETRY_BASE_MS', 1, 3_600_000, 1_000, live('first retry delay ceiling (full jitter)')),
     retryMaxMs: int('WEBHOOK_RETRY_MAX_MS', 1, 86_400_000, 300_000, live('retry delay ceiling')),
+    signingSecrets: setting(
+      'WEBHOOK_SIGNING_SECRET',
+      z.preprocess(
+        blankAsUnset,
+        z
+          .string()
+          .optional()
+          .superRefine((value, ctx) => {
+            if (value === undefined) return;
+            const secrets = value.split(/\s+/).filter(Boolean);
+            if (secrets.length === 0) ctx.addIssue({ code: 'custom', message: 'must hold at least one whsec_ secret' });
+            for (const [index, secret] of secrets.entries()) {
+              if (!whsecFormat.test(secret))
+                ctx.addIssue({
+                  code: 'custom',
+                  message: `secret ${index + 1} of ${secrets.length} must be "whsec_" followed by base64`,
+                });
+            }
+          })
+          .transform((value) => (value ?? '').split(/\s+/).filter(Boolean)),
+      ) as z.ZodType<string[]>,
+      undefined,
+      live('space-separated `whsec_<base64>` secrets; set: every delivery is signed (Standard Webhooks)', true),
+    ),
+    rateLimitPerSecond: int(
+      'WEBHOOK_RATE_LIMIT_PER_SECOND',
+      0,
+      100_000,
+      0,
+      live('deliveries per second across all pods together (shared through PostgreSQL); 0: no limit'),
+    ),
   },
   redis: {
     url: url('REDIS_URL', ['redis:', 'rediss:'], restart('sent-message cache; unset: none', true)),

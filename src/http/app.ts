@@ -6,6 +6,7 @@ import { parse } from 'yaml';
 import type { TrustProxy } from '../config/network.ts';
 import { AppError, ValidationError } from '../errors.ts';
 import type { JobService } from '../jobs/job-service.ts';
+import type { IdempotencyStore } from '../messages/idempotency.ts';
 import type { MessageService } from '../messages/message-service.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
@@ -27,6 +28,8 @@ export const openApiPath = new URL('../../openapi.yaml', import.meta.url).pathna
 export interface AppDependencies {
   jobs: JobService;
   messages: MessageService;
+  /** Idempotency-Key records of message intake. */
+  idempotency: IdempotencyStore;
   health: HealthCheck[];
   metrics: Metrics;
   logger: Logger;
@@ -93,7 +96,7 @@ export function createApp(deps: AppDependencies): Express {
     }),
   );
   app.use(jobRoutes(deps.jobs));
-  app.use(messageRoutes(deps.messages));
+  app.use(messageRoutes(deps.messages, deps.idempotency, deps.apiKeys));
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;

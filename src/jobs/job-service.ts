@@ -1,9 +1,9 @@
 import type { components } from '../api/openapi.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
+import type { JobRow } from '../db/rows.ts';
 import {
   countJobsByStatus,
   createJob,
-  type GetJobByNameRow,
   getJobByName,
   listJobs,
   notifyJobsChanged,
@@ -113,7 +113,7 @@ export class JobService {
   }
 }
 
-export function toJobView(row: GetJobByNameRow): JobView {
+export function toJobView(row: JobRow): JobView {
   return {
     name: row.name,
     handler: row.handler,

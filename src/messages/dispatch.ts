@@ -10,10 +10,16 @@
  * stops between chunks.
  */
 import type { Pool } from '../db/pool.ts';
-import { claimMessages, recordDeliveryOutcomes, releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
+import {
+  claimMessages,
+  recordDeliveryOutcomes,
+  releaseExpiredMessageLeases,
+  releaseUntriedMessages,
+} from '../db/sqlc/messages_sql.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { type BackoffOptions, decideOutcome } from './retry-policy.ts';
+import type { DeliveryGate } from './outbound-rate-limit.ts';
+import { type BackoffOptions, type DeliveryDecision, decideOutcome } from './retry-policy.ts';
 import type { SentCache } from './sent-cache.ts';
 import type { DeliveryClient, DeliveryResult } from './webhook-client.ts';
 
@@ -39,6 +45,8 @@ export interface DispatchDependencies {
   cache: SentCache;
   metrics: Metrics;
   logger: Logger;
+  /** The outbound rate limit and Retry-After pause shared by every pod; unset: neither. */
+  gate?: DeliveryGate;
 }
 
 export interface DispatchRequest {
@@ -70,22 +78,25 @@ export async function dispatchMessages(
   settings: DispatchSettings,
   deps: DispatchDependencies,
 ): Promise<DispatchSummary> {
-  const { pool, delivery, cache, metrics, logger } = deps;
+  const { pool, delivery, cache, metrics, logger, gate } = deps;
   const summary: DispatchSummary = { claimed: 0, sent: 0, retried: 0, failed: 0, recovered: 0 };
   summary.recovered = (await releaseExpiredMessageLeases(pool)).length;
   const owner = `${settings.instanceId}/${request.runId}`;
   let remaining = request.batchSize;
   while (remaining > 0 && !request.signal.aborted) {
-    const chunk = await claimMessages(pool, {
-      leaseSeconds: settings.messageLeaseSeconds,
-      owner,
-      maxMessages: Math.min(remaining, dispatchChunkSize(settings)),
-    });
+    let wanted = Math.min(remaining, dispatchChunkSize(settings));
+    const permit = gate ? await gate.acquire(wanted, request.signal) : undefined;
+    if (permit) wanted = permit.granted;
+    if (wanted === 0) break;
+    const chunk = await claimMessages(pool, { leaseSeconds: settings.messageLeaseSeconds, owner, maxMessages: wanted });
     if (chunk.length === 0) break;
+    if (permit?.heldBackBy) metrics.deliveriesHeldBack.inc({ reason: permit.heldBackBy }, chunk.length);
     remaining -= chunk.length;
     summary.claimed += chunk.length;
     chunk.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
-    const results = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
+    const tried = await mapWithConcurrency(chunk, settings.concurrency, async (message) => {
+      // Paused by a Retry-After (ours or, seen at this chunk's start, another pod's): send no more.
+      if (gate?.paused()) return undefined;
       const started = performance.now();
       // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
       const result: DeliveryResult = await delivery
@@ -95,8 +106,15 @@ export async function dispatchMessages(
         { status_class: statusClass(result.httpStatus) },
         (performance.now() - started) / 1000,
       );
+      if (gate && result.outcome === 'transient' && result.retryAfterMs !== undefined) {
+        if (result.httpStatus === 429 || result.httpStatus === 503) await gate.pause(result.retryAfterMs);
+      }
       return decideOutcome(result, message.attempts, settings.maxAttempts, settings.backoff);
     });
+    const untried = chunk.filter((_, index) => tried[index] === undefined).map((message) => message.id);
+    if (untried.length > 0) await releaseUntriedMessages(pool, { ids: untried, owner });
+    const results = tried.filter((outcome): outcome is DeliveryDecision => outcome !== undefined);
+    chunk.splice(0, chunk.length, ...chunk.filter((_, index) => tried[index] !== undefined));
     await recordDeliveryOutcomes(pool, {
       ids: chunk.map((message) => message.id),
       statuses: results.map((outcome) => outcome.status),

@@ -1,17 +1,20 @@
 import type { components } from '../api/openapi.ts';
-import type { Pool } from '../db/pool.ts';
+import type { Pool, PoolClient } from '../db/pool.ts';
+import type { MessageRow } from '../db/rows.ts';
 import {
+  cancelMessage,
   countPendingMessages,
-  type GetMessageRow,
   getMessage,
   insertMessage,
   insertMessages,
-  listMessagesByStatus,
+  listMessages,
   listSentMessages,
+  retryFailedMessages,
+  retryMessage,
 } from '../db/sqlc/messages_sql.ts';
-import { NotFoundError } from '../errors.ts';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { decodeCursor, encodeCursor, uuidPattern } from './cursor.ts';
-import { type MessageInput, validateMessage } from './message-validation.ts';
+import { type MessageInput, parseRfc3339, validateMessage } from './message-validation.ts';
 
 /** A message as the API shows it: openapi.yaml's `Message` schema. */
 export type MessageView = components['schemas']['Message'];
@@ -22,7 +25,26 @@ export type MessagePage = components['schemas']['MessagePage'];
 /** A message status: openapi.yaml's `MessageStatus` schema. */
 export type MessageStatus = components['schemas']['MessageStatus'];
 
-export const messageStatuses = ['pending', 'sending', 'sent', 'failed'] as const satisfies readonly MessageStatus[];
+export const messageStatuses = [
+  'pending',
+  'sending',
+  'sent',
+  'failed',
+  'cancelled',
+] as const satisfies readonly MessageStatus[];
+
+/** Where intake writes: the pool, or the connection of an open transaction (idempotent intake). */
+export type Queryable = Pool | PoolClient;
+
+/** Filters of the operators' listing; each is optional. */
+export interface MessageFilter {
+  status?: MessageStatus;
+  /** Exact E.164 recipient. */
+  to?: string;
+}
+
+/** Failed messages per statement of `retryFailed`, so no statement locks more rows than this. */
+export const RETRY_FAILED_BATCH_ROWS = 1000;
 
 export class MessageService {
   readonly #pool: Pool;
@@ -38,21 +60,79 @@ export class MessageService {
     this.#maxLength = maxLength;
   }
 
-  async create(input: MessageInput): Promise<MessageView> {
+  /**
+   * Validates and stores one message (pending; due at `sendAt`, or at once).
+   * @param db where to write; an idempotent intake passes its transaction
+   * @throws ValidationError (400) naming the field
+   */
+  async create(input: MessageInput, db: Queryable = this.#pool): Promise<MessageView> {
     const message = validateMessage(input, this.#maxLength);
-    const row = await insertMessage(this.#pool, { recipient: message.to, content: message.content });
+    const row = await insertMessage(db, { recipient: message.to, content: message.content, sendAt: message.sendAt });
     if (!row) throw new Error('insert returned no row');
     return toMessageView(row);
   }
 
   /** All or nothing: every message is validated before one insert statement stores them all. */
-  async createBatch(inputs: MessageInput[]): Promise<MessageView[]> {
+  async createBatch(inputs: MessageInput[], db: Queryable = this.#pool): Promise<MessageView[]> {
     const messages = inputs.map((input, index) => validateMessage(input, this.#maxLength, `messages[${index}].`));
-    const rows = await insertMessages(this.#pool, {
+    const rows = await insertMessages(db, {
       recipients: messages.map((message) => message.to),
       contents: messages.map((message) => message.content),
+      sendAts: messages.map((message) => message.sendAt?.toISOString() ?? ''),
     });
     return rows.map(toMessageView);
+  }
+
+  /**
+   * pending or failed -> cancelled; a cancelled message is answered unchanged.
+   * @throws NotFoundError (404) unknown id; ConflictError (409 `not_cancellable`) sending or sent
+   */
+  async cancel(id: string): Promise<MessageView> {
+    const cancelled = uuidPattern.test(id) ? await cancelMessage(this.#pool, { id }) : null;
+    if (cancelled) return toMessageView(cancelled);
+    const current = await this.get(id);
+    if (current.status === 'cancelled') return current;
+    throw new ConflictError(
+      'not_cancellable',
+      `message "${id}" is ${current.status}; only pending or failed messages can be cancelled`,
+    );
+  }
+
+  /**
+   * failed or cancelled -> pending with a fresh attempt budget, due now (or at
+   * its sendAt if that is still ahead).
+   * @throws NotFoundError (404) unknown id; ConflictError (409 `not_retryable`) any other status
+   */
+  async retry(id: string): Promise<MessageView> {
+    const retried = uuidPattern.test(id) ? await retryMessage(this.#pool, { id }) : null;
+    if (retried) return toMessageView(retried);
+    const current = await this.get(id);
+    throw new ConflictError(
+      'not_retryable',
+      `message "${id}" is ${current.status}; only failed or cancelled messages can be retried`,
+    );
+  }
+
+  /**
+   * Every failed message that failed in [since, until) back to pending with a
+   * fresh attempt budget, in statements of at most RETRY_FAILED_BATCH_ROWS rows.
+   * @param range RFC 3339 bounds, each optional
+   * @returns how many messages went back to pending
+   * @throws ValidationError (400) unreadable bound or since after until
+   */
+  async retryFailed(range: { since?: string; until?: string } = {}): Promise<number> {
+    const since = boundOf(range.since, 'since');
+    const until = boundOf(range.until, 'until');
+    if (since && until && since > until) {
+      throw new ValidationError('invalid_range', 'since must not be after until');
+    }
+    let total = 0;
+    for (;;) {
+      const batch = await retryFailedMessages(this.#pool, { since, until, maxRows: RETRY_FAILED_BATCH_ROWS });
+      const retried = batch?.retried ?? 0;
+      total += retried;
+      if (retried < RETRY_FAILED_BATCH_ROWS) return total;
+    }
   }
 
   /** Messages waiting to be sent, for the `job_manager_messages_pending` gauge. */
@@ -81,11 +161,15 @@ export class MessageService {
     };
   }
 
-  /** Operators' view of one status, newest first. */
-  async listByStatus(status: MessageStatus, limit: number, cursor?: string): Promise<MessagePage> {
+  /** Operators' listing, newest first, optionally of one status and/or one recipient. */
+  async list(filter: MessageFilter, limit: number, cursor?: string): Promise<MessagePage> {
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    const rows = await listMessagesByStatus(this.#pool, {
-      status,
+    if (filter.to !== undefined && !/^\+[1-9][0-9]{7,14}$/.test(filter.to)) {
+      throw new ValidationError('invalid_phone_number', 'to must be an E.164 phone number, e.g. +905551111111');
+    }
+    const rows = await listMessages(this.#pool, {
+      status: filter.status ?? null,
+      recipient: filter.to ?? null,
       afterCreatedAt: after?.at ?? null,
       afterId: after?.id ?? null,
       maxRows: limit,
@@ -98,7 +182,7 @@ export class MessageService {
   }
 }
 
-export function toMessageView(row: GetMessageRow): MessageView {
+export function toMessageView(row: MessageRow): MessageView {
   return {
     id: row.id,
     to: row.recipient,
@@ -108,7 +192,16 @@ export function toMessageView(row: GetMessageRow): MessageView {
     attempts: row.attempts,
     externalMessageId: row.externalMessageId,
     lastError: row.lastError,
+    sendAt: row.sendAt ? row.sendAt.toISOString() : null,
     createdAt: row.createdAt.toISOString(),
     sentAt: row.sentAt ? row.sentAt.toISOString() : null,
   };
+}
+
+function boundOf(value: string | undefined, name: string): Date | null {
+  if (value === undefined) return null;
+  const parsed = parseRfc3339(value);
+  if (!parsed)
+    throw new ValidationError('invalid_range', `${name} must be an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z`);
+  return parsed;
 }

@@ -9,6 +9,39 @@ const forbiddenControl = /[^\P{Cc}\n]/u;
 /** One message to queue: openapi.yaml's `NewMessage` schema (the body of `POST /messages`). */
 export type MessageInput = components['schemas']['NewMessage'];
 
+/** A validated message: `sendAt` is the parsed time, or null for "at once". */
+export interface ValidMessage {
+  to: string;
+  content: string;
+  sendAt: Date | null;
+}
+
+/** RFC 3339 date-time: date, "T" (or t, or space), time, optional fraction, and Z or an offset. */
+const rfc3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?([Zz]|[+-](\d{2}):(\d{2}))$/;
+
+/**
+ * Parses an RFC 3339 date-time (e.g. `2026-12-01T09:00:00+03:00`). Returns
+ * undefined for anything else, including impossible dates (February 30,
+ * hour 24) and a missing offset. Leap seconds are not accepted.
+ */
+export function parseRfc3339(text: string): Date | undefined {
+  const match = rfc3339.exec(text);
+  if (!match) return undefined;
+  const [, year, month, day, hour, minute, second, , , offsetHours, offsetMinutes] = match.map(Number);
+  if (month! < 1 || month! > 12 || hour! > 23 || minute! > 59 || second! > 59) return undefined;
+  if (offsetHours !== undefined && !Number.isNaN(offsetHours) && (offsetHours > 23 || offsetMinutes! > 59))
+    return undefined;
+  const daysInMonth = new Date(Date.UTC(year!, month!, 0)).getUTCDate();
+  if (day! < 1 || day! > daysInMonth) return undefined;
+  // Date.parse reads ISO 8601 with T, Z and milliseconds; finer fractions are cut to milliseconds.
+  const iso = text
+    .replace(/^(.{10})[Tt ]/, '$1T')
+    .replace(/[Zz]$/, 'Z')
+    .replace(/(\.\d{3})\d+/, '$1');
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
 /**
  * Checks one message; `field` prefixes the field names in errors (for a
  * batch: `messages[3].`). Length is counted in Unicode code points, so an
@@ -16,7 +49,7 @@ export type MessageInput = components['schemas']['NewMessage'];
  * Unicode (no lone surrogate), 1..maxLength code points, no control character
  * but newline. Throws ValidationError `invalid_phone_number` or `invalid_content`.
  */
-export function validateMessage(input: MessageInput, maxLength: number, field = ''): MessageInput {
+export function validateMessage(input: MessageInput, maxLength: number, field = ''): ValidMessage {
   if (typeof input.to !== 'string' || !e164.test(input.to)) {
     throw new ValidationError(
       'invalid_phone_number',
@@ -45,5 +78,16 @@ export function validateMessage(input: MessageInput, maxLength: number, field = 
       `${field}content must not contain control characters other than newline`,
     );
   }
-  return { to: input.to, content: input.content };
+  let sendAt: Date | null = null;
+  if (input.sendAt !== undefined && input.sendAt !== null) {
+    const parsed = typeof input.sendAt === 'string' ? parseRfc3339(input.sendAt) : undefined;
+    if (!parsed) {
+      throw new ValidationError(
+        'invalid_send_at',
+        `${field}sendAt must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z`,
+      );
+    }
+    sendAt = parsed;
+  }
+  return { to: input.to, content: input.content, sendAt };
 }

@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
+import type { WebhookSigner } from './signing.ts';
 
 export interface OutboundMessage {
   id: string;
@@ -41,6 +42,8 @@ export interface WebhookClientOptions {
   timeoutMs: number;
   /** Response bodies are read up to this many bytes; default 64 KiB. */
   maxResponseBytes?: number;
+  /** Adds the Standard Webhooks headers (WEBHOOK_SIGNING_SECRET); unset: unsigned. */
+  signer?: WebhookSigner;
 }
 
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
@@ -66,18 +69,20 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(), timeoutMs);
     try {
+      const body = JSON.stringify({ to: message.to, content: message.content });
+      const signature = options.signer?.headers(message.id, body) ?? {};
       const response = await request(url, {
         method: 'POST',
         dispatcher: agent,
         signal: timeout.signal,
-        headers: { ...fixedHeaders, 'idempotency-key': message.id },
-        body: JSON.stringify({ to: message.to, content: message.content }),
+        headers: { ...fixedHeaders, 'idempotency-key': message.id, ...signature },
+        body,
       });
-      const body = await readCapped(response.body, maxResponseBytes);
+      const answer = await readCapped(response.body, maxResponseBytes);
       const result = classifyResponse(
         response.statusCode,
         firstHeader(response.headers['retry-after']),
-        body,
+        answer,
         maxResponseBytes,
       );
       return result.outcome === 'sent' ? result : { ...result, error: redact(result.error) };

@@ -10,6 +10,8 @@ export interface MetricsCollectors {
   jobsByStatus(): Promise<Record<string, number>>;
   /** Names of every job in the table: their per-job series start at 0 before the first run. */
   jobNames(): Promise<string[]>;
+  /** Milliseconds left of the shared delivery pause (Retry-After); 0: none. */
+  deliveryPauseMs?(): Promise<number>;
 }
 
 /**
@@ -85,6 +87,12 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     }),
+    deliveriesHeldBack: new Counter({
+      name: 'job_manager_webhook_deliveries_held_back_total',
+      help: 'Deliveries that waited before being claimed, by reason: rate_limit (WEBHOOK_RATE_LIMIT_PER_SECOND, shared by all pods) or paused (a 429/503 Retry-After).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
     workersBusy: new Gauge({
       name: 'job_manager_workers_busy',
       help: 'Job runs executing now on this pod.',
@@ -130,6 +138,15 @@ export function createMetrics() {
       for (const status of ['active', 'inactive', 'in_progress']) this.set({ status }, counts[status] ?? 0);
     },
   });
+  new Gauge({
+    name: 'job_manager_webhook_pause_seconds',
+    help: "Seconds left of the pause every pod's deliveries are in after a 429 or 503 with Retry-After (read from the database); 0: none.",
+    registers,
+    async collect() {
+      if (collectors?.deliveryPauseMs) this.set((await collectors.deliveryPauseMs()) / 1000);
+    },
+  });
+  for (const reason of ['rate_limit', 'paused']) metrics.deliveriesHeldBack.inc({ reason }, 0);
   return metrics;
 }
 

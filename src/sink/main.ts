@@ -12,6 +12,7 @@ const usage = `Usage: npm run sink -- [flags]
   --latency-ms N      delay before every reply               SINK_LATENCY_MS (0)
   --failure-rate F    fraction 0..1 of deliveries given 503  SINK_FAILURE_RATE (0)
   --status-code N     answer every valid delivery with N     SINK_STATUS_CODE
+  --retry-after S     Retry-After seconds on a forced 429/503 SINK_RETRY_AFTER
   --auth-header NAME  require this header ...                SINK_AUTH_HEADER
   --auth-value VALUE  ... to carry this value, else 401      SINK_AUTH_VALUE
   --verbose           print one line per delivery            SINK_VERBOSE=1
@@ -25,6 +26,7 @@ const flags = {
   'latency-ms': { type: 'string', env: 'SINK_LATENCY_MS' },
   'failure-rate': { type: 'string', env: 'SINK_FAILURE_RATE' },
   'status-code': { type: 'string', env: 'SINK_STATUS_CODE' },
+  'retry-after': { type: 'string', env: 'SINK_RETRY_AFTER' },
   'auth-header': { type: 'string', env: 'SINK_AUTH_HEADER' },
   'auth-value': { type: 'string', env: 'SINK_AUTH_VALUE' },
 } as const;
@@ -56,6 +58,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): { options: SinkOpt
     latencyMs: numberFlag('latency-ms', 0, isInt(0, 600_000), 'an integer 0..600000'),
     failureRate: numberFlag('failure-rate', 0, (n) => n >= 0 && n <= 1, 'a number 0..1'),
     statusCode: numberFlag('status-code', undefined, isInt(100, 599), 'an HTTP status 100..599'),
+    retryAfterSeconds: numberFlag('retry-after', undefined, isInt(0, 86_400), 'an integer 0..86400'),
     authHeader: raw('auth-header'),
     authValue: raw('auth-value'),
   };

@@ -29,6 +29,8 @@ export interface SinkBehaviour {
   failureRate: number;
   /** Answer every valid delivery with this status (a 2xx still carries a messageId). */
   statusCode: number | undefined;
+  /** Sent as Retry-After (seconds) with a forced 429 or 503; unset: no Retry-After. */
+  retryAfterSeconds: number | undefined;
 }
 
 export interface SinkOptions extends Partial<SinkBehaviour> {
@@ -56,6 +58,10 @@ export interface ReceivedItem {
   status: number;
   /** The messageId answered, for accepted deliveries. */
   messageId: string | null;
+  /** The Standard Webhooks headers, when the delivery was signed (WEBHOOK_SIGNING_SECRET). */
+  webhook: { id: string; timestamp: string; signature: string } | null;
+  /** The raw request body as received (what a signature covers). */
+  body: string | null;
 }
 
 export interface ReceivedReport {
@@ -84,6 +90,7 @@ interface Reply {
   status: number;
   body: Record<string, string>;
   messageId?: string;
+  headers?: Record<string, string>;
 }
 
 const DEFAULT_MAX_BODY_BYTES = 1024 * 1024;
@@ -96,6 +103,7 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
     latencyMs: options.latencyMs ?? 0,
     failureRate: options.failureRate ?? 0,
     statusCode: options.statusCode,
+    retryAfterSeconds: options.retryAfterSeconds,
   };
   const authHeader = options.authHeader?.toLowerCase();
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
@@ -113,7 +121,10 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
     if (key === null) return { status: 400, body: { message: 'missing Idempotency-Key header' } };
     const forced = behaviour.statusCode;
     if (forced !== undefined && (forced < 200 || forced > 299)) {
-      return { status: forced, body: { message: `forced status ${forced}` } };
+      const retryAfter = behaviour.retryAfterSeconds;
+      const headers: Record<string, string> =
+        retryAfter !== undefined && (forced === 429 || forced === 503) ? { 'retry-after': String(retryAfter) } : {};
+      return { status: forced, body: { message: `forced status ${forced}` }, headers };
     }
     if (random() < behaviour.failureRate) return { status: 503, body: { message: 'injected failure' } };
     const messageId = record.messageIdFor(key);
@@ -133,11 +144,13 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
       receivedAt,
       status: reply.status,
       messageId: reply.messageId ?? null,
+      webhook: webhookHeadersOf(request),
+      body: body === undefined ? null : body.toString('utf8'),
     };
     record.add(item);
     options.onDelivery?.(item);
     if (behaviour.latencyMs > 0) await sleep(behaviour.latencyMs);
-    sendJson(response, reply.status, reply.body);
+    sendJson(response, reply.status, reply.body, reply.headers);
   }
 
   function handle(request: IncomingMessage, response: ServerResponse): Promise<void> | void {
@@ -234,6 +247,12 @@ function parseMessage(body: Buffer): ParsedBody {
   return { to, content };
 }
 
+function webhookHeadersOf(request: IncomingMessage): ReceivedItem['webhook'] {
+  const { 'webhook-id': id, 'webhook-timestamp': timestamp, 'webhook-signature': signature } = request.headers;
+  if (typeof id !== 'string' || typeof timestamp !== 'string' || typeof signature !== 'string') return null;
+  return { id, timestamp, signature };
+}
+
 function idempotencyKeyOf(request: IncomingMessage): string | null {
   const key = request.headers['idempotency-key'];
   return typeof key === 'string' && key !== '' ? key : null;
@@ -250,9 +269,13 @@ async function readBody(request: IncomingMessage, maxBytes: number): Promise<Buf
   return size > maxBytes ? undefined : Buffer.concat(chunks);
 }
 
-function sendJson(response: ServerResponse, status: number, body: unknown): void {
+function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body);
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  response.writeHead(status, {
+    ...headers,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
   response.end(text);
 }
 

@@ -4,6 +4,7 @@ import { parse } from 'yaml';
 import { HandlerFactory } from '../../src/engine/handler-factory.ts';
 import { createApp, openApiPath } from '../../src/http/app.ts';
 import { JobService } from '../../src/jobs/job-service.ts';
+import { IdempotencyStore } from '../../src/messages/idempotency.ts';
 import { MessageService } from '../../src/messages/message-service.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
@@ -14,6 +15,7 @@ describe('routes and openapi.yaml agree', () => {
   const app = createApp({
     jobs: new JobService(unusedPool, new HandlerFactory({})),
     messages: new MessageService(unusedPool, 160),
+    idempotency: new IdempotencyStore(unusedPool),
     health: [],
     metrics: createMetrics(),
     logger: silentLogger(),

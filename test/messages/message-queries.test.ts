@@ -6,7 +6,7 @@ import {
   getMessage,
   insertMessage,
   insertMessages,
-  listMessagesByStatus,
+  listMessages,
   recordDeliveryOutcomes,
   releaseExpiredMessageLeases,
 } from '../../src/db/sqlc/messages_sql.ts';
@@ -22,6 +22,7 @@ describe('message queries', () => {
     insertMessages(pool(), {
       recipients: Array.from({ length: count }, () => '+905551111111'),
       contents: Array.from({ length: count }, (_, index) => `m${index}`),
+      sendAts: Array.from({ length: count }, () => ''),
     });
 
   beforeEach(async () => {
@@ -42,7 +43,7 @@ describe('message queries', () => {
       ['905551111111', 'x', 'messages_recipient_e164'],
       ['+905551111111', '', 'messages_content_not_empty'],
     ] as const) {
-      const error = await insertMessage(pool(), { recipient, content }).catch((failure) => failure);
+      const error = await insertMessage(pool(), { recipient, content, sendAt: null }).catch((failure) => failure);
       expect(error.constraint).to.equal(constraint);
     }
     const [row] = await seed(1);
@@ -133,8 +134,9 @@ describe('message queries', () => {
 
   it('lists by status newest first', async () => {
     const rows = await seed(5);
-    const page = await listMessagesByStatus(pool(), {
+    const page = await listMessages(pool(), {
       status: 'pending',
+      recipient: null,
       afterCreatedAt: null,
       afterId: null,
       maxRows: 3,
@@ -146,8 +148,9 @@ describe('message queries', () => {
         .map((row) => row.id),
     );
     const last = page.at(-1)!;
-    const next = await listMessagesByStatus(pool(), {
+    const next = await listMessages(pool(), {
       status: 'pending',
+      recipient: null,
       afterCreatedAt: last.createdAtCursor,
       afterId: last.id,
       maxRows: 3,

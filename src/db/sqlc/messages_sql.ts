@@ -8,14 +8,16 @@ interface Client {
 
 export const insertMessageQuery = `-- name: InsertMessage :one
 
-INSERT INTO messages (recipient, content)
-VALUES ($1, $2)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+VALUES ($1, $2, $3::timestamptz,
+        greatest(now(), $3::timestamptz))
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
-          created_at, sent_at`;
+          send_at, created_at, sent_at`;
 
 export interface InsertMessageArgs {
     recipient: string;
     content: string;
+    sendAt: Date | null;
 }
 
 export interface InsertMessageRow {
@@ -26,6 +28,7 @@ export interface InsertMessageRow {
     attempts: number;
     externalMessageId: string | null;
     lastError: string | null;
+    sendAt: Date | null;
     createdAt: Date;
     sentAt: Date | null;
 }
@@ -33,7 +36,7 @@ export interface InsertMessageRow {
 export async function insertMessage(client: Client, args: InsertMessageArgs): Promise<InsertMessageRow | null> {
     const result = await client.query({
         text: insertMessageQuery,
-        values: [args.recipient, args.content],
+        values: [args.recipient, args.content, args.sendAt],
         rowMode: "array"
     });
     if (result.rows.length !== 1) {
@@ -48,23 +51,27 @@ export async function insertMessage(client: Client, args: InsertMessageArgs): Pr
         attempts: row[4],
         externalMessageId: row[5],
         lastError: row[6],
-        createdAt: row[7],
-        sentAt: row[8]
+        sendAt: row[7],
+        createdAt: row[8],
+        sentAt: row[9]
     };
 }
 
 export const insertMessagesQuery = `-- name: InsertMessages :many
-INSERT INTO messages (recipient, content)
-SELECT m.recipient, m.content
-FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]))
-     WITH ORDINALITY AS m(recipient, content, position)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
+       greatest(now(), nullif(m.send_at, '')::timestamptz)
+FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]),
+                unnest($3::text[]))
+     WITH ORDINALITY AS m(recipient, content, send_at, position)
 ORDER BY m.position
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
-          created_at, sent_at`;
+          send_at, created_at, sent_at`;
 
 export interface InsertMessagesArgs {
     recipients: string[];
     contents: string[];
+    sendAts: string[];
 }
 
 export interface InsertMessagesRow {
@@ -75,6 +82,7 @@ export interface InsertMessagesRow {
     attempts: number;
     externalMessageId: string | null;
     lastError: string | null;
+    sendAt: Date | null;
     createdAt: Date;
     sentAt: Date | null;
 }
@@ -82,7 +90,7 @@ export interface InsertMessagesRow {
 export async function insertMessages(client: Client, args: InsertMessagesArgs): Promise<InsertMessagesRow[]> {
     const result = await client.query({
         text: insertMessagesQuery,
-        values: [args.recipients, args.contents],
+        values: [args.recipients, args.contents, args.sendAts],
         rowMode: "array"
     });
     return result.rows.map(row => {
@@ -94,15 +102,16 @@ export async function insertMessages(client: Client, args: InsertMessagesArgs): 
             attempts: row[4],
             externalMessageId: row[5],
             lastError: row[6],
-            createdAt: row[7],
-            sentAt: row[8]
+            sendAt: row[7],
+            createdAt: row[8],
+            sentAt: row[9]
         };
     });
 }
 
 export const getMessageQuery = `-- name: GetMessage :one
 SELECT id, recipient, content, status, attempts, external_message_id, last_error,
-       created_at, sent_at
+       send_at, created_at, sent_at
 FROM messages
 WHERE id = $1`;
 
@@ -118,6 +127,7 @@ export interface GetMessageRow {
     attempts: number;
     externalMessageId: string | null;
     lastError: string | null;
+    sendAt: Date | null;
     createdAt: Date;
     sentAt: Date | null;
 }
@@ -140,8 +150,9 @@ export async function getMessage(client: Client, args: GetMessageArgs): Promise<
         attempts: row[4],
         externalMessageId: row[5],
         lastError: row[6],
-        createdAt: row[7],
-        sentAt: row[8]
+        sendAt: row[7],
+        createdAt: row[8],
+        sentAt: row[9]
     };
 }
 
@@ -268,7 +279,7 @@ export async function recordDeliveryOutcomes(client: Client, args: RecordDeliver
 
 export const listSentMessagesQuery = `-- name: ListSentMessages :many
 SELECT id, recipient, content, status, attempts, external_message_id, last_error,
-       created_at, sent_at, sent_at::text AS sent_at_cursor
+       send_at, created_at, sent_at, sent_at::text AS sent_at_cursor
 FROM messages
 WHERE status = 'sent'
   AND ($1::text IS NULL
@@ -290,6 +301,7 @@ export interface ListSentMessagesRow {
     attempts: number;
     externalMessageId: string | null;
     lastError: string | null;
+    sendAt: Date | null;
     createdAt: Date;
     sentAt: Date | null;
     sentAtCursor: string;
@@ -310,31 +322,34 @@ export async function listSentMessages(client: Client, args: ListSentMessagesArg
             attempts: row[4],
             externalMessageId: row[5],
             lastError: row[6],
-            createdAt: row[7],
-            sentAt: row[8],
-            sentAtCursor: row[9]
+            sendAt: row[7],
+            createdAt: row[8],
+            sentAt: row[9],
+            sentAtCursor: row[10]
         };
     });
 }
 
-export const listMessagesByStatusQuery = `-- name: ListMessagesByStatus :many
+export const listMessagesQuery = `-- name: ListMessages :many
 SELECT id, recipient, content, status, attempts, external_message_id, last_error,
-       created_at, sent_at, created_at::text AS created_at_cursor
+       send_at, created_at, sent_at, created_at::text AS created_at_cursor
 FROM messages
-WHERE status = $1
-  AND ($2::text IS NULL
-       OR (created_at, id) < ($2::text::timestamptz, $3::uuid))
+WHERE ($1::text IS NULL OR status = $1::text)
+  AND ($2::text IS NULL OR recipient = $2::text)
+  AND ($3::text IS NULL
+       OR (created_at, id) < ($3::text::timestamptz, $4::uuid))
 ORDER BY created_at DESC, id DESC
-LIMIT $4::integer`;
+LIMIT $5::integer`;
 
-export interface ListMessagesByStatusArgs {
-    status: string;
+export interface ListMessagesArgs {
+    status: string | null;
+    recipient: string | null;
     afterCreatedAt: string | null;
     afterId: string | null;
     maxRows: number;
 }
 
-export interface ListMessagesByStatusRow {
+export interface ListMessagesRow {
     id: string;
     recipient: string;
     content: string;
@@ -342,15 +357,16 @@ export interface ListMessagesByStatusRow {
     attempts: number;
     externalMessageId: string | null;
     lastError: string | null;
+    sendAt: Date | null;
     createdAt: Date;
     sentAt: Date | null;
     createdAtCursor: string;
 }
 
-export async function listMessagesByStatus(client: Client, args: ListMessagesByStatusArgs): Promise<ListMessagesByStatusRow[]> {
+export async function listMessages(client: Client, args: ListMessagesArgs): Promise<ListMessagesRow[]> {
     const result = await client.query({
-        text: listMessagesByStatusQuery,
-        values: [args.status, args.afterCreatedAt, args.afterId, args.maxRows],
+        text: listMessagesQuery,
+        values: [args.status, args.recipient, args.afterCreatedAt, args.afterId, args.maxRows],
         rowMode: "array"
     });
     return result.rows.map(row => {
@@ -362,9 +378,10 @@ export async function listMessagesByStatus(client: Client, args: ListMessagesByS
             attempts: row[4],
             externalMessageId: row[5],
             lastError: row[6],
-            createdAt: row[7],
-            sentAt: row[8],
-            createdAtCursor: row[9]
+            sendAt: row[7],
+            createdAt: row[8],
+            sentAt: row[9],
+            createdAtCursor: row[10]
         };
     });
 }
@@ -389,4 +406,171 @@ export async function countPendingMessages(client: Client): Promise<CountPending
     return {
         total: row[0]
     };
+}
+
+export const cancelMessageQuery = `-- name: CancelMessage :one
+UPDATE messages
+SET status = 'cancelled', updated_at = now()
+WHERE id = $1 AND status IN ('pending', 'failed')
+RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
+          send_at, created_at, sent_at`;
+
+export interface CancelMessageArgs {
+    id: string;
+}
+
+export interface CancelMessageRow {
+    id: string;
+    recipient: string;
+    content: string;
+    status: string;
+    attempts: number;
+    externalMessageId: string | null;
+    lastError: string | null;
+    sendAt: Date | null;
+    createdAt: Date;
+    sentAt: Date | null;
+}
+
+export async function cancelMessage(client: Client, args: CancelMessageArgs): Promise<CancelMessageRow | null> {
+    const result = await client.query({
+        text: cancelMessageQuery,
+        values: [args.id],
+        rowMode: "array"
+    });
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        id: row[0],
+        recipient: row[1],
+        content: row[2],
+        status: row[3],
+        attempts: row[4],
+        externalMessageId: row[5],
+        lastError: row[6],
+        sendAt: row[7],
+        createdAt: row[8],
+        sentAt: row[9]
+    };
+}
+
+export const retryMessageQuery = `-- name: RetryMessage :one
+UPDATE messages
+SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), send_at), updated_at = now()
+WHERE id = $1 AND status IN ('failed', 'cancelled')
+RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
+          send_at, created_at, sent_at`;
+
+export interface RetryMessageArgs {
+    id: string;
+}
+
+export interface RetryMessageRow {
+    id: string;
+    recipient: string;
+    content: string;
+    status: string;
+    attempts: number;
+    externalMessageId: string | null;
+    lastError: string | null;
+    sendAt: Date | null;
+    createdAt: Date;
+    sentAt: Date | null;
+}
+
+export async function retryMessage(client: Client, args: RetryMessageArgs): Promise<RetryMessageRow | null> {
+    const result = await client.query({
+        text: retryMessageQuery,
+        values: [args.id],
+        rowMode: "array"
+    });
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        id: row[0],
+        recipient: row[1],
+        content: row[2],
+        status: row[3],
+        attempts: row[4],
+        externalMessageId: row[5],
+        lastError: row[6],
+        sendAt: row[7],
+        createdAt: row[8],
+        sentAt: row[9]
+    };
+}
+
+export const retryFailedMessagesQuery = `-- name: RetryFailedMessages :one
+WITH batch AS (
+  SELECT id FROM messages
+  WHERE status = 'failed'
+    AND updated_at >= coalesce($1::timestamptz, '-infinity')
+    AND updated_at < coalesce($2::timestamptz, 'infinity')
+  ORDER BY updated_at, id
+  LIMIT $3::integer
+  FOR UPDATE SKIP LOCKED
+), retried AS (
+  UPDATE messages AS m
+  SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at), updated_at = now()
+  FROM batch
+  WHERE m.id = batch.id
+  RETURNING m.id
+)
+SELECT count(*)::integer AS retried FROM retried`;
+
+export interface RetryFailedMessagesArgs {
+    since: Date | null;
+    until: Date | null;
+    maxRows: number;
+}
+
+export interface RetryFailedMessagesRow {
+    retried: number;
+}
+
+export async function retryFailedMessages(client: Client, args: RetryFailedMessagesArgs): Promise<RetryFailedMessagesRow | null> {
+    const result = await client.query({
+        text: retryFailedMessagesQuery,
+        values: [args.since, args.until, args.maxRows],
+        rowMode: "array"
+    });
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        retried: row[0]
+    };
+}
+
+export const releaseUntriedMessagesQuery = `-- name: ReleaseUntriedMessages :many
+UPDATE messages
+SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, updated_at = now()
+WHERE id = ANY($1::uuid[]) AND status = 'sending' AND locked_by = $2::text
+RETURNING id`;
+
+export interface ReleaseUntriedMessagesArgs {
+    ids: string[];
+    owner: string;
+}
+
+export interface ReleaseUntriedMessagesRow {
+    id: string;
+}
+
+export async function releaseUntriedMessages(client: Client, args: ReleaseUntriedMessagesArgs): Promise<ReleaseUntriedMessagesRow[]> {
+    const result = await client.query({
+        text: releaseUntriedMessagesQuery,
+        values: [args.ids, args.owner],
+        rowMode: "array"
+    });
+    return result.rows.map(row => {
+        return {
+            id: row[0]
+        };
+    });
 }

@@ -1,24 +1,47 @@
 import { Router } from 'express';
 import { ValidationError } from '../../errors.ts';
+import type { IdempotencyStore } from '../../messages/idempotency.ts';
 import type { MessageService, MessageStatus } from '../../messages/message-service.ts';
+import { idempotent } from '../idempotency.ts';
 
-export function messageRoutes(messages: MessageService): Router {
+export function messageRoutes(
+  messages: MessageService,
+  idempotency: IdempotencyStore,
+  apiKeys: () => string[],
+): Router {
   const router = Router();
-  router.post('/messages', async (req, res) => {
-    res.status(201).json(await messages.create(req.body));
-  });
-  router.post('/messages/batch', async (req, res) => {
-    res.status(201).json({ items: await messages.createBatch(req.body.messages) });
+  router.post(
+    '/messages',
+    idempotent(idempotency, apiKeys, async (req, db) => ({ status: 201, body: await messages.create(req.body, db) })),
+  );
+  router.post(
+    '/messages/batch',
+    idempotent(idempotency, apiKeys, async (req, db) => ({
+      status: 201,
+      body: { items: await messages.createBatch(req.body.messages, db) },
+    })),
+  );
+  router.post('/messages/retry-failed', async (req, res) => {
+    const range = (req.body ?? {}) as { since?: string; until?: string };
+    res.json({ retried: await messages.retryFailed({ since: range.since, until: range.until }) });
   });
   router.get('/messages/sent', async (req, res) => {
     res.json(await messages.listSent(limitOf(req.query.limit), cursorOf(req.query.cursor)));
   });
   router.get('/messages', async (req, res) => {
-    const status = (req.query.status as MessageStatus | undefined) ?? 'pending';
-    res.json(await messages.listByStatus(status, limitOf(req.query.limit), cursorOf(req.query.cursor)));
+    const status = req.query.status as MessageStatus | undefined;
+    // An unencoded "+" in a query string arrives as a space (`?to=+90555…`); read it as the "+" it was.
+    const to = typeof req.query.to === 'string' ? req.query.to.replace(/^ (?=\d)/, '+') : undefined;
+    res.json(await messages.list({ status, to }, limitOf(req.query.limit), cursorOf(req.query.cursor)));
   });
   router.get('/messages/:id', async (req, res) => {
     res.json(await messages.get(req.params.id));
+  });
+  router.post('/messages/:id/cancel', async (req, res) => {
+    res.json(await messages.cancel(req.params.id));
+  });
+  router.post('/messages/:id/retry', async (req, res) => {
+    res.json(await messages.retry(req.params.id));
   });
   return router;
 }
