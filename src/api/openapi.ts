@@ -585,7 +585,7 @@ export interface components {
         Unauthorized: {
             headers: {
                 /** @description `Bearer realm="job-manager"` (with `error="invalid_token"` when a wrong key was sent). */
-                "WWW-Authenticate"?: string;
+                "WWW-Authenticate": string;
                 [name: string]: unknown;
             };
             content: {
@@ -604,7 +604,7 @@ export interface components {
         MethodNotAllowed: {
             headers: {
                 /** @description The methods of this path, e.g. `GET, POST, HEAD`. */
-                Allow?: string;
+                Allow: string;
                 [name: string]: unknown;
             };
             content: {
@@ -746,11 +746,11 @@ export interface components {
         TooManyRequests: {
             headers: {
                 /** @description Seconds to wait before retrying. */
-                "Retry-After"?: number;
+                "Retry-After": number;
                 /** @description IETF draft-7 rate limit state, e.g. `limit=60, remaining=0, reset=42`. */
-                RateLimit?: string;
+                RateLimit: string;
                 /** @description The policy, e.g. `60;w=60`. */
-                "RateLimit-Policy"?: string;
+                "RateLimit-Policy": string;
                 [name: string]: unknown;
             };
             content: {
@@ -786,7 +786,7 @@ export interface components {
         ServiceUnavailable: {
             headers: {
                 /** @description Seconds to wait before retrying. */
-                "Retry-After"?: number;
+                "Retry-After": number;
                 [name: string]: unknown;
             };
             content: {

@@ -6,7 +6,7 @@
 // match the spec (Ajv), and a 4xx changed nothing in the database.
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { bodies, pathValue, queryString } from '../support/openapi-arbitraries.ts';
+import { bodies, headerParameters, pathValue, queryString } from '../support/openapi-arbitraries.ts';
 import { type Operation, operations, operationsOn, responseProblems } from '../support/openapi-contract.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
@@ -42,7 +42,14 @@ function requestFor(operation: Operation) {
       ),
     );
   const method = operation.method === 'GET' ? fc.constantFrom('GET', 'GET', 'HEAD') : fc.constant(operation.method);
-  return fc.record({ method, path, query: queryString(operation), auth: authHeaders, body: bodies(operation) });
+  return fc.record({
+    method,
+    path,
+    query: queryString(operation),
+    auth: authHeaders,
+    headers: headerParameters(operation),
+    body: bodies(operation),
+  });
 }
 
 describe('openapi.yaml-driven fuzzing over HTTP (fast-check)', function () {
@@ -81,7 +88,7 @@ describe('openapi.yaml-driven fuzzing over HTTP (fast-check)', function () {
         fc.asyncProperty(requestFor(operation), async (request) => {
           const before = await snapshot();
           const response = await rawRequest(service.url, request.method, `${request.path}${request.query}`, {
-            headers: { ...request.auth, ...request.body?.headers },
+            headers: { ...request.auth, ...request.headers, ...request.body?.headers },
             body: request.body?.bytes,
           });
           statuses.add(response.status);

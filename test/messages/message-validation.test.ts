@@ -31,7 +31,7 @@ describe('message validation', () => {
   it('accepts every E.164 number with any valid content, unchanged', () => {
     fc.assert(
       fc.property(e164, text(160), (to, content) => {
-        expect(validateMessage({ to, content }, 160)).to.deep.equal({ to, content });
+        expect(validateMessage({ to, content }, 160)).to.include({ to, content });
       }),
       { numRuns: 300 },
     );

@@ -225,3 +225,24 @@ export function queryString(operation: Operation): fc.Arbitrary<string> {
       return parts.length > 0 ? `?${parts.join('&')}` : '';
     });
 }
+
+/** Header parameters the operation declares (e.g. Idempotency-Key): absent, valid, or out of bounds. */
+export function headerParameters(operation: Operation): fc.Arbitrary<Record<string, string>> {
+  const headers = operation.parameters.filter((parameter) => parameter.in === 'header');
+  const printable = fc.string({ unit: fc.constantFrom(...'abcXYZ019-_.:/ '.split('')), minLength: 1, maxLength: 40 });
+  const entries = headers.map((parameter) =>
+    fc
+      .oneof(
+        { arbitrary: fc.constant(undefined), weight: 2 },
+        { arbitrary: fc.constantFrom('key-1', 'key-2', 'key-3'), weight: 2 },
+        { arbitrary: printable, weight: 1 },
+        { arbitrary: fc.constantFrom('', 'x'.repeat(256), 'caf\u00e9'), weight: 1 },
+      )
+      .map((value) => [String(parameter.name), value] as const),
+  );
+  return fc
+    .tuple(...entries)
+    .map((pairs) =>
+      Object.fromEntries(pairs.filter((pair): pair is readonly [string, string] => pair[1] !== undefined)),
+    );
+}

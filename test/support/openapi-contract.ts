@@ -94,7 +94,7 @@ function validatorFor(schema: JsonObject): ValidateFunction {
 /**
  * Problems with a response to `operation` (empty when it conforms): the
  * status must be documented, a JSON body must match the documented schema,
- * and the headers the documented response names must be present.
+ * and the headers the documented response marks `required` must be present.
  */
 export function responseProblems(
   operation: Operation,
@@ -106,8 +106,10 @@ export function responseProblems(
   if (!documented) return [`${where}: status not documented (documented: ${operation.statuses.join(', ')})`];
   const shape = deref(documented);
   const problems: string[] = [];
-  for (const header of Object.keys((shape.headers as JsonObject) ?? {})) {
-    if (!response.headers.has(header)) problems.push(`${where}: documented header ${header} missing`);
+  for (const [header, declared] of Object.entries((shape.headers as JsonObject) ?? {})) {
+    if (deref(declared).required === true && !response.headers.has(header)) {
+      problems.push(`${where}: required header ${header} missing`);
+    }
   }
   if (options.head) {
     if (response.text !== '') problems.push(`${where}: HEAD answered with a body`);
