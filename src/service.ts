@@ -33,6 +33,8 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
+  /** Refuses a live change this running process cannot take (LiveConfig calls it before applying). @throws ConfigError */
+  checkConfig(next: Config): void;
   /**
    * Applies a configuration that LiveConfig validated (restart-only settings
    * already pinned at their running values): log level, message limit,
@@ -150,8 +152,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       metrics,
       database,
       engine,
-      async applyConfig(next) {
-        const previous = config;
+      checkConfig(next) {
         // Emptying API_KEYS while listening beyond loopback would open the API to the network.
         if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
           throw new ConfigError(
@@ -159,6 +160,9 @@ export async function startService(initial: Config, logger: Logger, options: Ser
             `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
           );
         }
+      },
+      async applyConfig(next) {
+        const previous = config;
         config = next;
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);

@@ -1,7 +1,8 @@
 // Issue 10, point 2: API keys as Bearer tokens or X-API-Key, declared in
 // openapi.yaml so Swagger's Authorize sends them, and a 401 that says how.
 import { expect } from 'chai';
-import { ConfigError, resolveConfig } from '../../src/config/config.ts';
+import { ConfigError } from '../../src/config/config.ts';
+import { LiveConfig } from '../../src/config/live-config.ts';
 import { operations, responseProblems, spec } from '../support/openapi-contract.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
@@ -82,15 +83,19 @@ describe('API keys (issue 10, point 2)', () => {
   });
 
   it('refuses a live change that would empty API_KEYS while listening on 0.0.0.0', async () => {
-    const open = resolveConfig({ DATABASE_URL: db().url, LOG_LEVEL: 'silent', HOST: '127.0.0.1' });
+    // Wired as main.ts wires it: the service guards the change before anything applies.
+    const live = new LiveConfig({ DATABASE_URL: db().url, API_KEYS: 'first-key, second-key' });
+    live.addGuard((next) => service.checkConfig(next));
+    live.onChange((next) => service.applyConfig(next));
     let refusal: unknown;
-    await service.applyConfig(open).catch((error) => {
+    await live.update({ API_KEYS: '' }).catch((error) => {
       refusal = error;
     });
     expect(refusal).to.be.instanceOf(ConfigError);
     expect((refusal as ConfigError).message).to.include(
       'API_KEYS cannot be emptied while the service listens on 0.0.0.0',
     );
+    expect(live.current.apiKeys, 'the running configuration is kept').to.deep.equal(['first-key', 'second-key']);
     expect((await get('/jobs')).status, 'keys still apply').to.equal(401);
   });
 });
