@@ -77,6 +77,7 @@ const service = await startService(config, logger, { healthChecks: [vaultHealthC
     process.exit(1);
   },
 );
+live.addGuard((next) => service.checkConfig(next));
 live.onChange((next) => service.applyConfig(next));
 watcher?.start();
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Config } from './config/config.ts';
+import { type Config, ConfigError } from './config/config.ts';
+import { isLoopbackHost, listenHost } from './config/network.ts';
 import { type Database, openDatabase, resizePool } from './db/database.ts';
 import { migrate } from './db/migrator.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
@@ -34,6 +35,8 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
+  /** Refuses a live change this running process cannot take (LiveConfig calls it before applying). @throws ConfigError */
+  checkConfig(next: Config): void;
   /**
    * Applies a configuration that LiveConfig validated (restart-only settings
    * already pinned at their running values): log level, message limit,
@@ -150,12 +153,15 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       logger,
       apiKeys: () => config.apiKeys,
       intakePerMinute: () => config.intakeRateLimitPerMinute,
+      trustProxy: config.trustProxy,
     });
-    const server = await listen(app, config.port);
+    const host = listenHost(config);
+    const server = await listen(app, config.port, host);
     cleanup.push((deadline) => closeServer(server, deadline));
     const port = (server.address() as AddressInfo).port;
     logger.info(
       {
+        host,
         port,
         workers: config.workerCount,
         delivery: delivery.mode,
@@ -165,12 +171,27 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       },
       'job-manager is up',
     );
+    if (config.apiKeys.length === 0) {
+      logger.warn(
+        { host, port },
+        `no API_KEYS: the API needs no key; listening on ${host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
+      );
+    }
 
     return {
       port,
       metrics,
       database,
       engine,
+      checkConfig(next) {
+        // Emptying API_KEYS while listening beyond loopback would open the API to the network.
+        if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
+          throw new ConfigError(
+            'API_KEYS',
+            `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
+          );
+        }
+      },
       async applyConfig(next) {
         const previous = config;
         config = next;
@@ -221,9 +242,9 @@ function createDelivery(config: Config, logger: Logger): DeliveryClient {
   });
 }
 
-function listen(app: ReturnType<typeof createApp>, port: number): Promise<Server> {
+function listen(app: ReturnType<typeof createApp>, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, (error?: Error) => (error ? reject(error) : resolve(server)));
+    const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
     server.keepAliveTimeout = 65_000;
   });
 }

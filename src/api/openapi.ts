@@ -550,7 +550,18 @@ export interface components {
         };
     };
     responses: {
-        /** @description The request is invalid (malformed JSON, a missing or invalid field). */
+        /**
+         * @description The request is invalid; nothing was changed. `code` says why:
+         *     `validation_failed` (a field of the wrong type, out of range, missing
+         *     or unknown; JSON types are never coerced), `invalid_phone_number`,
+         *     `invalid_content` (also content that is not valid Unicode),
+         *     `invalid_unicode` (other text that is not valid Unicode), `invalid_url`
+         *     (a raw non-ASCII byte or a malformed percent-escape), `malformed_json`,
+         *     `missing_body`, `invalid_cursor`, `invalid_content_encoding` (a body
+         *     that is not the gzip/deflate/br/zstd it claims to be), `unknown_handler`,
+         *     `invalid_send_at`, `invalid_range`, `invalid_idempotency_key`,
+         *     `invalid_input` (a value the database refused).
+         */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -559,17 +570,22 @@ export interface components {
                 /**
                  * @example {
                  *       "error": {
-                 *         "code": "validation_error",
-                 *         "message": "messages[3].to must be an E.164 phone number such as +905551111111"
+                 *         "code": "invalid_phone_number",
+                 *         "message": "messages[3].to must be an E.164 phone number: \"+\" and 8 to 15 digits, e.g. +905551111111"
                  *       }
                  *     }
                  */
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description `API_KEYS` is set and the `X-API-Key` header is missing or not one of them. */
+        /**
+         * @description `API_KEYS` is set and the request carries no key, or not one of them,
+         *     in `Authorization: Bearer <key>` or `X-API-Key: <key>`.
+         */
         Unauthorized: {
             headers: {
+                /** @description `Bearer realm="job-manager"` (with `error="invalid_token"` when a wrong key was sent). */
+                "WWW-Authenticate": string;
                 [name: string]: unknown;
             };
             content: {
@@ -577,7 +593,47 @@ export interface components {
                  * @example {
                  *       "error": {
                  *         "code": "unauthorized",
-                 *         "message": "missing or invalid X-API-Key header"
+                 *         "message": "an API key is required: send \"Authorization: Bearer <key>\" or \"X-API-Key: <key>\""
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /** @description The path exists but not with this method. `Allow` lists the methods it has (HEAD wherever GET is). */
+        MethodNotAllowed: {
+            headers: {
+                /** @description The methods of this path, e.g. `GET, POST, HEAD`. */
+                Allow: string;
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "method_not_allowed",
+                 *         "message": "DELETE is not allowed on /jobs"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["Error"];
+            };
+        };
+        /**
+         * @description The body is not `application/json` in UTF-8 (`unsupported_media_type`,
+         *     `unsupported_charset`), or its `Content-Encoding` is not one of gzip,
+         *     deflate, br, zstd (`unsupported_content_encoding`).
+         */
+        UnsupportedMediaType: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "error": {
+                 *         "code": "unsupported_media_type",
+                 *         "message": "Content-Type must be application/json (got \"text/plain\")"
                  *       }
                  *     }
                  */
@@ -675,18 +731,26 @@ export interface components {
                  * @example {
                  *       "error": {
                  *         "code": "payload_too_large",
-                 *         "message": "request body is larger than 2097152 bytes"
+                 *         "message": "request body is larger than 2097152 bytes (after decompression)"
                  *       }
                  *     }
                  */
                 "application/json": components["schemas"]["Error"];
             };
         };
-        /** @description Too many requests; retry after the number of seconds in `Retry-After`. */
+        /**
+         * @description More message intake requests in a minute than `RATE_LIMIT_PER_MINUTE`
+         *     from this client (its API key, else its address); retry after the
+         *     number of seconds in `Retry-After`.
+         */
         TooManyRequests: {
             headers: {
                 /** @description Seconds to wait before retrying. */
-                "Retry-After"?: number;
+                "Retry-After": number;
+                /** @description IETF draft-7 rate limit state, e.g. `limit=60, remaining=0, reset=42`. */
+                RateLimit: string;
+                /** @description The policy, e.g. `60;w=60`. */
+                "RateLimit-Policy": string;
                 [name: string]: unknown;
             };
             content: {
@@ -721,6 +785,8 @@ export interface components {
         /** @description A required dependency (the database) is unavailable, or the instance is shutting down. */
         ServiceUnavailable: {
             headers: {
+                /** @description Seconds to wait before retrying. */
+                "Retry-After": number;
                 [name: string]: unknown;
             };
             content: {
@@ -797,7 +863,9 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -827,7 +895,9 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -850,7 +920,9 @@ export interface operations {
                     "application/json": components["schemas"]["JobList"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -888,8 +960,10 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -921,6 +995,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -956,7 +1031,9 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -997,6 +1074,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -1038,8 +1116,10 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
@@ -1097,8 +1177,10 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["IdempotencyConflict"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
@@ -1129,6 +1211,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -1160,6 +1243,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -1191,6 +1275,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["NotCancellable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
@@ -1223,6 +1308,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
             409: components["responses"]["NotRetryable"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
@@ -1252,7 +1338,9 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            405: components["responses"]["MethodNotAllowed"];
             413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
         };
@@ -1283,6 +1371,8 @@ export interface operations {
                     };
                 };
             };
+            400: components["responses"]["BadRequest"];
+            405: components["responses"]["MethodNotAllowed"];
         };
     };
     healthCheck: {
@@ -1315,6 +1405,8 @@ export interface operations {
                     "application/json": components["schemas"]["HealthReport"];
                 };
             };
+            400: components["responses"]["BadRequest"];
+            405: components["responses"]["MethodNotAllowed"];
             /** @description Not ready; `checks` says which dependency is down. */
             503: {
                 headers: {
@@ -1361,6 +1453,10 @@ export interface operations {
                     "text/plain": string;
                 };
             };
+            400: components["responses"]["BadRequest"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
         };
     };
 }

@@ -13,6 +13,9 @@ export interface ConfigChange {
 
 export type ConfigListener = (config: Config) => Promise<void> | void;
 
+/** Refuses a configuration the running process cannot take (throws ConfigError); called before anything applies. */
+export type ConfigGuard = (next: Config, running: Config) => void;
+
 const restartOnly = allSettings.filter((s) => s.apply === 'restart').map((s) => s.env);
 
 /**
@@ -28,6 +31,7 @@ export class LiveConfig {
   readonly #env: RawSettings;
   readonly #source: string;
   readonly #listeners: ConfigListener[] = [];
+  readonly #guards: ConfigGuard[] = [];
   #running: Record<string, string>;
   #current: Config;
 
@@ -50,10 +54,16 @@ export class LiveConfig {
     this.#listeners.push(listener);
   }
 
-  /** Validates a new top layer without applying it. @throws ConfigError naming the key */
+  /** Adds a check that can refuse a change the running process cannot take (e.g. what it listens on). */
+  addGuard(guard: ConfigGuard): void {
+    this.#guards.push(guard);
+  }
+
+  /** Validates a new top layer without applying it (the guards included). @throws ConfigError naming the key */
   propose(vault: RawSettings): ConfigChange {
     const proposed = this.#merge(vault);
     const config = this.#validate(this.#pinned(vault), vault);
+    for (const guard of this.#guards) guard(config, this.#current);
     const differs = (name: string) => proposed[name] !== this.#running[name];
     return {
       config,

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { hostProblem, isLoopbackHost, listenHost, parseTrustProxy, type TrustProxy } from './network.ts';
 
 /**
  * THE settings table: every setting the service reads, declared once, by its
@@ -219,6 +220,54 @@ export const settingsTable = {
     restart('`json` or `pretty`; unset: pretty (pino-pretty) when stdout is a terminal, JSON otherwise'),
   ),
   apiKeys: list('API_KEYS', live('comma-separated keys for the API; unset: no auth, loopback only', true)),
+  host: setting(
+    'HOST',
+    z.preprocess(
+      blankAsUnset,
+      z
+        .string()
+        .superRefine((value, ctx) => {
+          const problem = hostProblem(value);
+          if (problem) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional(),
+    ) as z.ZodType<string | undefined>,
+    undefined,
+    restart(
+      'listen address; unset: `127.0.0.1` without `API_KEYS`, `0.0.0.0` with them. Not loopback without keys: refused (exit 78)',
+    ),
+  ),
+  allowUnauthenticated: setting(
+    'ALLOW_UNAUTHENTICATED',
+    z.preprocess(
+      blankAsUnset,
+      z
+        .enum(['true', 'false'], { message: 'must be true or false' })
+        .default('false')
+        .transform((value) => value === 'true'),
+    ) as z.ZodType<boolean>,
+    'false',
+    restart('`true`: a non-loopback `HOST` may serve the API without `API_KEYS`'),
+  ),
+  trustProxy: setting(
+    'TRUST_PROXY',
+    z.preprocess(
+      blankAsUnset,
+      z
+        .string()
+        .optional()
+        .transform((value, ctx) => {
+          try {
+            return parseTrustProxy(value);
+          } catch (error) {
+            ctx.addIssue({ code: 'custom', message: (error as Error).message });
+            return z.NEVER;
+          }
+        }),
+    ) as z.ZodType<TrustProxy>,
+    'false',
+    restart('proxies whose `X-Forwarded-For` names the client (rate limit, logs): `false`, a hop count, or IPs/CIDRs'),
+  ),
   intakeRateLimitPerMinute: int(
     'RATE_LIMIT_PER_MINUTE',
     0,
@@ -274,6 +323,17 @@ export const crossSettingRules: Array<(config: Config) => { key: string; reason:
           reason: `must be at least twice WEBHOOK_TIMEOUT_MS (${c.messageLeaseSeconds} s < 2 × ${c.webhook.timeoutMs} ms)`,
         }
       : undefined,
+  // No API_KEYS means no authentication: then only this machine may reach the API.
+  (c) => {
+    const host = listenHost(c);
+    if (c.apiKeys.length > 0 || c.allowUnauthenticated || isLoopbackHost(host)) return undefined;
+    return {
+      key: 'HOST',
+      reason:
+        `is ${host}, which is reachable from the network, but API_KEYS is not set: anyone could send messages. ` +
+        'Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose',
+    };
+  },
   (c) =>
     Boolean(c.webhook.authHeader) !== Boolean(c.webhook.authValue)
       ? { key: 'WEBHOOK_AUTH_HEADER', reason: 'and WEBHOOK_AUTH_VALUE must be set together' }

@@ -7,6 +7,7 @@ import {
   type StoredResponse,
 } from '../messages/idempotency.ts';
 import type { Queryable } from '../messages/message-service.ts';
+import { authenticatedKeyId } from './auth.ts';
 
 /** Header names of idempotent intake (DESIGN.md "HTTP API"). */
 export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
@@ -47,9 +48,11 @@ export function idempotent(
   };
 }
 
-/** The API key the request authenticated with; only counts when keys are configured (else one shared scope). */
+/**
+ * The API key the request authenticated with (auth.ts: a digest, whichever
+ * header carried it, so a wrong key in the other header cannot pick the
+ * scope); without configured keys every client shares one scope.
+ */
 function presentedApiKey(req: Request, keys: string[]): string | undefined {
-  if (keys.length === 0) return undefined;
-  const bearer = /^Bearer\s+(.+)$/i.exec(req.get('authorization') ?? '')?.[1];
-  return req.get('x-api-key') ?? bearer;
+  return keys.length === 0 ? undefined : authenticatedKeyId(req);
 }

@@ -13,6 +13,7 @@ import {
   retryMessage,
 } from '../db/sqlc/messages_sql.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
+import { decodeCursor, encodeCursor, uuidPattern } from './cursor.ts';
 import { type MessageInput, parseRfc3339, validateMessage } from './message-validation.ts';
 
 /** A message as the API shows it: openapi.yaml's `Message` schema. */
@@ -44,8 +45,6 @@ export interface MessageFilter {
 
 /** Failed messages per statement of `retryFailed`, so no statement locks more rows than this. */
 export const RETRY_FAILED_BATCH_ROWS = 1000;
-
-const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class MessageService {
   readonly #pool: Pool;
@@ -149,7 +148,7 @@ export class MessageService {
 
   /** Newest sent first; the cursor is opaque to clients. */
   async listSent(limit: number, cursor?: string): Promise<MessagePage> {
-    const after = decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
     const rows = await listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
       afterId: after?.id ?? null,
@@ -158,13 +157,13 @@ export class MessageService {
     const last = rows.at(-1);
     return {
       items: rows.map(toMessageView),
-      nextCursor: rows.length === limit && last ? encodeCursor(last.sentAtCursor ?? '', last.id) : null,
+      nextCursor: rows.length === limit && last ? encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }) : null,
     };
   }
 
   /** Operators' listing, newest first, optionally of one status and/or one recipient. */
   async list(filter: MessageFilter, limit: number, cursor?: string): Promise<MessagePage> {
-    const after = decodeCursor(cursor);
+    const after = cursor === undefined ? undefined : decodeCursor(cursor);
     if (filter.to !== undefined && !/^\+[1-9][0-9]{7,14}$/.test(filter.to)) {
       throw new ValidationError('invalid_phone_number', 'to must be an E.164 phone number, e.g. +905551111111');
     }
@@ -178,7 +177,7 @@ export class MessageService {
     const last = rows.at(-1);
     return {
       items: rows.map(toMessageView),
-      nextCursor: rows.length === limit && last ? encodeCursor(last.createdAtCursor ?? '', last.id) : null,
+      nextCursor: rows.length === limit && last ? encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }) : null,
     };
   }
 }
@@ -205,24 +204,4 @@ function boundOf(value: string | undefined, name: string): Date | null {
   if (!parsed)
     throw new ValidationError('invalid_range', `${name} must be an RFC 3339 date-time, e.g. 2026-12-01T00:00:00Z`);
   return parsed;
-}
-
-function encodeCursor(at: string, id: string): string {
-  return Buffer.from(JSON.stringify([at, id])).toString('base64url');
-}
-
-/** The cursor carries the database's own timestamp text, so no microsecond is lost. */
-const timestampText = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?([+-]\d{2}(:\d{2})?)?$/;
-
-function decodeCursor(cursor: string | undefined): { at: string; id: string } | undefined {
-  if (cursor === undefined) return undefined;
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown[];
-    if (typeof at === 'string' && typeof id === 'string' && timestampText.test(at) && uuidPattern.test(id)) {
-      return { at, id };
-    }
-  } catch {
-    // fall through
-  }
-  throw new ValidationError('invalid_cursor', 'cursor is not one this API returned');
 }

@@ -45,7 +45,9 @@ export function parseRfc3339(text: string): Date | undefined {
 /**
  * Checks one message; `field` prefixes the field names in errors (for a
  * batch: `messages[3].`). Length is counted in Unicode code points, so an
- * emoji is one character, as a person counts it.
+ * emoji is one character, as a person counts it. Content must be well-formed
+ * Unicode (no lone surrogate), 1..maxLength code points, no control character
+ * but newline. Throws ValidationError `invalid_phone_number` or `invalid_content`.
  */
 export function validateMessage(input: MessageInput, maxLength: number, field = ''): ValidMessage {
   if (typeof input.to !== 'string' || !e164.test(input.to)) {
@@ -56,6 +58,12 @@ export function validateMessage(input: MessageInput, maxLength: number, field = 
   }
   if (typeof input.content !== 'string') {
     throw new ValidationError('invalid_content', `${field}content must be a string`);
+  }
+  if (!input.content.isWellFormed()) {
+    throw new ValidationError(
+      'invalid_content',
+      `${field}content is not valid Unicode: it contains a lone surrogate (an unpaired \\uD800-\\uDFFF)`,
+    );
   }
   const length = [...input.content].length;
   if (length < 1 || length > maxLength) {

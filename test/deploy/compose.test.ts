@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { parse } from 'yaml';
 import { resolveConfig } from '../../src/config/config.ts';
+import { listenHost } from '../../src/config/network.ts';
 import { settingNames } from '../../src/config/settings.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -87,6 +88,15 @@ describe('docker-compose.yml', () => {
     }
     const config = resolveConfig(appEnv);
     expect(config.databaseUrl).to.match(/^postgres:\/\/.*@postgres:5432\//);
+  });
+
+  it('protects the API reachable through lb with keys, and trusts exactly the one proxy in front', () => {
+    const config = resolveConfig(appEnv);
+    expect(config.apiKeys, 'API_KEYS').to.not.be.empty;
+    expect(listenHost(config), 'listens beyond loopback for lb and Prometheus').to.equal('0.0.0.0');
+    expect(config.allowUnauthenticated).to.equal(false);
+    expect(config.trustProxy, 'TRUST_PROXY: one hop, nginx').to.equal(1);
+    expect(read('deploy/nginx/nginx.conf')).to.include('proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;');
   });
 
   it('runs two app replicas from the Dockerfile, reached through the load balancer', () => {

@@ -31,14 +31,14 @@ describe('health, metrics and Swagger UI over HTTP', () => {
     expect(headers.get('x-request-id')).to.equal('abc-123');
   });
 
-  it('serves Prometheus metrics with route templates, not raw paths', async () => {
+  it('serves Prometheus metrics labelled with OpenAPI path templates, not raw paths', async () => {
     await api(service.url, 'GET', '/jobs/no-such-job');
     const { status, body, headers } = await api(service.url, 'GET', '/metrics');
     expect(status).to.equal(200);
     expect(headers.get('content-type')).to.match(/^text\/plain/);
     expect(body).to.match(/job_manager_messages_pending \d+/);
     expect(body).to.match(/job_manager_jobs\{status="active"\} \d/);
-    expect(body).to.include('route="/jobs/:name"');
+    expect(body).to.include('route="/jobs/{name}"');
     expect(body).to.not.include('no-such-job');
   });
 

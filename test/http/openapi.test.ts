@@ -234,7 +234,7 @@ describe('openapi.yaml', () => {
       ['PUT', '/jobs/stop', {}, 200, 'stop with an empty body'],
       ['PUT', '/jobs/start', { name: 'Not A Name' }, 400, 'job name outside the pattern'],
       ['PUT', '/jobs/stop', { name: 'x', force: true }, 400, 'unknown property in a selector'],
-      ['GET', '/jobs', undefined, 200, 'list jobs, no API key needed by the spec'],
+      ['GET', '/jobs', undefined, 200, "list jobs (keys are the app's to check)"],
       ['GET', '/jobs/message-sender', undefined, 200, 'read one job'],
       [
         'POST',

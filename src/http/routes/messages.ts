@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { ValidationError } from '../../errors.ts';
 import type { IdempotencyStore } from '../../messages/idempotency.ts';
 import type { MessageService, MessageStatus } from '../../messages/message-service.ts';
 import { idempotent } from '../idempotency.ts';
@@ -45,9 +46,14 @@ export function messageRoutes(
   return router;
 }
 
-// The OpenAPI validator has already checked range and type (and coerced).
+/** Page size; the validator has checked it, and this refuses anything that is still not 1..100. */
 function limitOf(value: unknown): number {
-  return value === undefined ? 20 : Number(value);
+  if (value === undefined) return 20;
+  const limit = Number(value);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 100) {
+    throw new ValidationError('validation_failed', 'limit: must be a whole number from 1 to 100');
+  }
+  return limit;
 }
 
 function cursorOf(value: unknown): string | undefined {

@@ -1,0 +1,79 @@
+import { ValidationError } from '../errors.ts';
+
+/**
+ * The keyset-pagination cursor of message listings: base64url of the JSON
+ * array `[timestamp, id]`, where `timestamp` is the database's own text of the
+ * last row's sort time (`2025-01-01 12:00:00.123456+00`, so no microsecond is
+ * lost) and `id` its uuid. Opaque to clients; a cursor that does not decode
+ * to a real instant and a uuid is refused before any query runs.
+ */
+export interface Cursor {
+  /** PostgreSQL timestamptz text, checked to be a real date and time. */
+  at: string;
+  id: string;
+}
+
+export const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** YYYY-MM-DD HH:MM:SS[.ffffff][±HH[:MM]] as PostgreSQL prints timestamptz under DateStyle ISO. */
+const timestampText = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:([+-])(\d{2})(?::(\d{2}))?)?$/;
+
+export function encodeCursor(cursor: Cursor): string {
+  return Buffer.from(JSON.stringify([cursor.at, cursor.id])).toString('base64url');
+}
+
+/**
+ * Decodes a cursor. Throws ValidationError `invalid_cursor` (400) unless it is
+ * base64url of `[timestamp, uuid]` whose timestamp is a real instant: year
+ * 0001-9999, month 1-12, a day that month has (leap years counted), hour
+ * 0-23, minute and second 0-59, UTC offset at most ±15:59.
+ */
+export function decodeCursor(cursor: string): Cursor {
+  const invalid = () => new ValidationError('invalid_cursor', 'cursor is not one this API returned');
+  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(cursor, 'base64url')));
+  } catch {
+    throw invalid();
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 2) throw invalid();
+  const [at, id] = decoded;
+  if (typeof at !== 'string' || typeof id !== 'string' || !uuidPattern.test(id) || !isRealTimestamp(at)) {
+    throw invalid();
+  }
+  return { at, id };
+}
+
+/** Whether `text` is PostgreSQL timestamptz text naming an instant that exists. */
+export function isRealTimestamp(text: string): boolean {
+  const parts = timestampText.exec(text);
+  if (!parts) return false;
+  const [year, month, day, hour, minute, second] = parts.slice(1, 7).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const offsetHours = parts[8] === undefined ? 0 : Number(parts[8]);
+  const offsetMinutes = parts[9] === undefined ? 0 : Number(parts[9]);
+  return (
+    year >= 1 &&
+    month >= 1 &&
+    month <= 12 &&
+    day >= 1 &&
+    day <= daysInMonth(year, month) &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    offsetHours <= 15 &&
+    offsetMinutes <= 59
+  );
+}
+
+function daysInMonth(year: number, month: number): number {
+  if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
+  return [4, 6, 9, 11].includes(month) ? 30 : 31;
+}

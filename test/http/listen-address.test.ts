@@ -1,0 +1,126 @@
+// Issue 10, point 1: closed by default. `npm start`'s entry point (src/main.ts)
+// as a real process: without API_KEYS it listens on 127.0.0.1 only and says
+// so; a non-loopback HOST without keys refuses to start (exit 78) unless
+// ALLOW_UNAUTHENTICATED=true; with keys it listens on every interface.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { networkInterfaces } from 'node:os';
+import { expect } from 'chai';
+import { useTestDatabase } from '../support/postgres.ts';
+
+const mainEntry = new URL('../../src/main.ts', import.meta.url).pathname;
+
+interface Started {
+  child: ChildProcess;
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+function run(env: Record<string, string>): Started {
+  const child = spawn(process.execPath, [mainEntry], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PORT: '0',
+      LOG_LEVEL: 'info',
+      FETCH_INTERVAL_MS: '3600000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output: string[] = [];
+  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output, exited };
+}
+
+/** Waits for the "job-manager is up" log line; returns its host and port. */
+async function upLine(started: Started): Promise<{ host: string; port: number }> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    for (const line of started.output.join('').split('\n')) {
+      if (!line.includes('job-manager is up')) continue;
+      const entry = JSON.parse(line);
+      return { host: entry.host, port: entry.port };
+    }
+    if (started.child.exitCode !== null) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`service did not come up:\n${started.output.join('')}`);
+}
+
+async function stop(started: Started): Promise<void> {
+  if (started.child.exitCode === null) started.child.kill('SIGTERM');
+  await started.exited;
+}
+
+/** An IPv4 address of this machine that is not loopback, when it has one. */
+const externalAddress = Object.values(networkInterfaces())
+  .flat()
+  .find((info) => info && info.family === 'IPv4' && !info.internal)?.address;
+
+async function reachable(host: string, port: number): Promise<number | string> {
+  try {
+    const response = await fetch(`http://${host}:${port}/jobs`, { signal: AbortSignal.timeout(5_000) });
+    await response.arrayBuffer();
+    return response.status;
+  } catch (error) {
+    return String((error as { cause?: { code?: string } }).cause?.code ?? error);
+  }
+}
+
+describe('listen address: closed by default (issue 10, point 1)', function () {
+  this.timeout(120_000);
+  const db = useTestDatabase();
+
+  it('without API_KEYS listens on 127.0.0.1 only and says so at start', async () => {
+    const started = run({ DATABASE_URL: db().url });
+    try {
+      const { host, port } = await upLine(started);
+      expect(host).to.equal('127.0.0.1');
+      const log = started.output.join('');
+      expect(log).to.include(`no API_KEYS: the API needs no key; listening on 127.0.0.1:${port} only`);
+      expect(await reachable('127.0.0.1', port)).to.equal(200);
+      if (externalAddress) expect(await reachable(externalAddress, port)).to.equal('ECONNREFUSED');
+    } finally {
+      await stop(started);
+    }
+  });
+
+  it('refuses HOST=0.0.0.0 without API_KEYS: exit 78 with a message naming HOST', async () => {
+    for (const host of ['0.0.0.0', '::', externalAddress ?? '192.0.2.10']) {
+      const started = run({ DATABASE_URL: db().url, HOST: host });
+      const code = await started.exited;
+      expect(code, host).to.equal(78);
+      const output = started.output.join('');
+      expect(output, host).to.include(`Invalid configuration: HOST is ${host}, which is reachable from the network`);
+      expect(output, host).to.include('API_KEYS is not set');
+      expect(output, host).to.include('ALLOW_UNAUTHENTICATED=true');
+    }
+  });
+
+  it('starts open on 0.0.0.0 when ALLOW_UNAUTHENTICATED=true says so on purpose', async () => {
+    const started = run({ DATABASE_URL: db().url, HOST: '0.0.0.0', ALLOW_UNAUTHENTICATED: 'true' });
+    try {
+      const { host, port } = await upLine(started);
+      expect(host).to.equal('0.0.0.0');
+      expect(started.output.join('')).to.include('(ALLOW_UNAUTHENTICATED=true)');
+      expect(await reachable('127.0.0.1', port)).to.equal(200);
+      if (externalAddress) expect(await reachable(externalAddress, port)).to.equal(200);
+    } finally {
+      await stop(started);
+    }
+  });
+
+  it('with API_KEYS listens on every interface by default, and every caller needs a key', async () => {
+    const started = run({ DATABASE_URL: db().url, API_KEYS: 'a-key' });
+    try {
+      const { host, port } = await upLine(started);
+      expect(host).to.equal('0.0.0.0');
+      expect(started.output.join('')).to.not.include('no API_KEYS');
+      expect(await reachable('127.0.0.1', port)).to.equal(401);
+      if (externalAddress) expect(await reachable(externalAddress, port)).to.equal(401);
+    } finally {
+      await stop(started);
+    }
+  });
+});
