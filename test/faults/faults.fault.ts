@@ -380,7 +380,6 @@ describe('fault injection', function () {
       s.note = `parked ${parked!.wait.toFixed(0)} s`;
       // Backdate instead of waiting the minute out.
       await s.query(`UPDATE messages SET next_attempt_at = now() WHERE id = '${refused}'`);
-      s.faultEnded();
       await s.finish();
       if (redis) {
         const client = createClient({ url: redis.url });
