@@ -111,9 +111,8 @@ async function importWithoutExitHooks(): Promise<new (options: object) => Embedd
  */
 export async function stopLeftoverServer(clusterDir: string, logger: Logger): Promise<void> {
   const pidFile = join(clusterDir, 'postmaster.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number.parseInt((await readFile(pidFile, 'utf8')).split('\n')[0] ?? '', 10);
-  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return; // stale: postgres cleans it up itself
+  const pid = (await readPostmasterPid(clusterDir))?.pid;
+  if (pid === undefined) return; // none, or stale: postgres cleans it up itself
   const identity = await postmasterIdentity(pid, clusterDir);
   if (identity !== 'this') {
     logger.warn(
@@ -133,6 +132,23 @@ export async function stopLeftoverServer(clusterDir: string, logger: Logger): Pr
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+/**
+ * The pid and port a cluster's `postmaster.pid` names (its lines 1 and 4, as
+ * PostgreSQL writes them) when that process is alive; undefined when there is
+ * no file or it is stale. Whether the live process really is this cluster's
+ * server is `postmasterIdentity`'s question.
+ */
+export async function readPostmasterPid(clusterDir: string): Promise<{ pid: number; port: number } | undefined> {
+  const lines = await readFile(join(clusterDir, 'postmaster.pid'), 'utf8').then(
+    (text) => text.split('\n'),
+    () => [],
+  );
+  const pid = Number.parseInt(lines[0] ?? '', 10);
+  const port = Number.parseInt(lines[3] ?? '', 10);
+  if (!Number.isInteger(pid) || pid <= 0 || !isAlive(pid)) return undefined;
+  return { pid, port };
 }
 
 /**

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { PgBoss } from 'pg-boss';
-import { type EmbeddedDatabase, findFreePort, startEmbeddedDatabase } from '../db/embedded.ts';
+import { type EmbeddedDatabase, findFreePort, readPostmasterPid, startEmbeddedDatabase } from '../db/embedded.ts';
 import type { Logger } from '../observability/logger.ts';
 import { withoutCredentials } from '../observability/safe-url.ts';
 
@@ -170,12 +170,12 @@ async function relayToEmbedded(dataDir: string, logger: Logger): Promise<Relay> 
   let own: { server: EmbeddedDatabase; pid: number | undefined } | undefined;
   let starting: Promise<number> | undefined;
   const currentPort = async (): Promise<number> => {
-    const running = await runningPostmaster(clusterDir);
+    const running = await readPostmasterPid(clusterDir);
     if (running) return running.port;
     starting ??= (async () => {
       logger.info({ dataDir: clusterDir }, 'the embedded PostgreSQL is not running; starting it for the dashboard');
       const server = await startEmbeddedDatabase(dataDir, logger);
-      own = { server, pid: (await runningPostmaster(clusterDir))?.pid };
+      own = { server, pid: (await readPostmasterPid(clusterDir))?.pid };
       return Number(new URL(server.url).port);
     })().finally(() => {
       starting = undefined;
@@ -217,32 +217,11 @@ async function relayToEmbedded(dataDir: string, logger: Logger): Promise<Relay> 
         for (const socket of sockets) socket.destroy();
       });
       // Stop the server we started, unless a service has taken the data directory over since.
-      if (own && own.pid !== undefined && (await runningPostmaster(clusterDir))?.pid === own.pid) {
+      if (own && own.pid !== undefined && (await readPostmasterPid(clusterDir))?.pid === own.pid) {
         await own.server.stop();
       }
     },
   };
-}
-
-/** The live postmaster of a cluster, from its postmaster.pid (line 1: pid, line 4: port). */
-async function runningPostmaster(clusterDir: string): Promise<{ pid: number; port: number } | undefined> {
-  const lines = await readFile(join(clusterDir, 'postmaster.pid'), 'utf8').then(
-    (text) => text.split('\n'),
-    () => [],
-  );
-  const pid = Number.parseInt(lines[0] ?? '', 10);
-  const port = Number.parseInt(lines[3] ?? '', 10);
-  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || !isAlive(pid)) return undefined;
-  return { pid, port };
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 async function portOrFree(host: string, preferred: number): Promise<number> {
