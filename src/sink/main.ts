@@ -8,7 +8,7 @@ import { type SinkOptions, startSink } from './server.ts';
 const usage = `Usage: npm run sink -- [flags]
 
   --port N            listen port; 0 picks a free one        SINK_PORT (3999)
-  --host H            listen address                         SINK_HOST (0.0.0.0)
+  --host H            listen address; 0.0.0.0 for all        SINK_HOST (127.0.0.1)
   --latency-ms N      delay before every reply               SINK_LATENCY_MS (0)
   --failure-rate F    fraction 0..1 of deliveries given 503  SINK_FAILURE_RATE (0)
   --status-code N     answer every valid delivery with N     SINK_STATUS_CODE
@@ -54,7 +54,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): { options: SinkOpt
 
   const options: SinkOptions = {
     port: numberFlag('port', 3999, isInt(0, 65535), 'an integer 0..65535'),
-    host: raw('host') ?? '0.0.0.0',
+    host: raw('host') ?? '127.0.0.1',
     latencyMs: numberFlag('latency-ms', 0, isInt(0, 600_000), 'an integer 0..600000'),
     failureRate: numberFlag('failure-rate', 0, (n) => n >= 0 && n <= 1, 'a number 0..1'),
     statusCode: numberFlag('status-code', undefined, isInt(100, 599), 'an HTTP status 100..599'),
@@ -100,6 +100,7 @@ async function main(): Promise<void> {
     options.statusCode ? `forced status ${options.statusCode}` : '',
     options.authHeader ? `auth header ${options.authHeader}` : '',
   ].filter(Boolean);
+  if (sink.url !== `http://${sink.boundTo}`) behaviour.unshift(`bound to ${sink.boundTo}`);
   console.log(`webhook sink listening on ${sink.url}${behaviour.length ? ` (${behaviour.join(', ')})` : ''}`);
   console.log(`  POST ${sink.url}/ to deliver; GET ${sink.url}/received to see what arrived`);
 

@@ -77,8 +77,10 @@ export interface ReceivedReport {
 }
 
 export interface RunningSink {
-  /** Base URL without a trailing slash, e.g. http://127.0.0.1:3999 */
+  /** Base URL without a trailing slash, e.g. http://127.0.0.1:3999 (127.0.0.1 when bound to all interfaces) */
   url: string;
+  /** The address and port actually bound, e.g. `0.0.0.0:3999` or `[::1]:3999`. */
+  boundTo: string;
   port: number;
   received(): ReceivedReport;
   clear(): void;
@@ -180,6 +182,7 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
   const address = server.address() as AddressInfo;
   return {
     url: `http://${displayHost(address.address)}:${address.port}`,
+    boundTo: `${bracketed(address.address)}:${address.port}`,
     port: address.port,
     received: () => record.report(),
     clear: () => void record.clear(),
@@ -281,5 +284,9 @@ function sendJson(response: ServerResponse, status: number, body: unknown, heade
 
 function displayHost(address: string): string {
   if (address === '0.0.0.0' || address === '::') return '127.0.0.1';
+  return bracketed(address);
+}
+
+function bracketed(address: string): string {
   return address.includes(':') ? `[${address}]` : address;
 }

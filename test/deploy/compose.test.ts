@@ -138,7 +138,8 @@ describe('docker-compose.yml', () => {
   it('runs the webhook sink from the same image on the port the seeded WEBHOOK_URL names', () => {
     const sink = services.sink!;
     expect(sink.build).to.deep.equal(app.build);
-    expect(sink.command).to.deep.equal(['node', 'src/sink/main.ts', '--port', '3999']);
+    // The sink binds 127.0.0.1 by default; in its container the app reaches it from another one.
+    expect(sink.command).to.deep.equal(['node', 'src/sink/main.ts', '--port', '3999', '--host', '0.0.0.0']);
     expect(new URL(seededSecret().WEBHOOK_URL!).port).to.equal('3999');
   });
 

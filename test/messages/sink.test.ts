@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
@@ -197,6 +198,57 @@ describe('webhook sink', () => {
         expect(output).to.match(/sink stopped on SIGTERM: 1 received, 0 accepted/);
       } finally {
         if (child.exitCode === null) child.kill('SIGKILL');
+      }
+    });
+
+    /** Starts main.ts with `args`, resolves with its first stdout line and the child. */
+    async function startMain(args: string[]) {
+      const child = spawn(process.execPath, [mainPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      const line = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          output += chunk;
+          if (output.includes('\n')) resolve(output.split('\n')[0]!);
+        });
+        child.once('exit', (code) => reject(new Error(`sink exited with ${code}: ${output}`)));
+      });
+      return { child, line };
+    }
+
+    /** Whether a TCP connection to host:port is accepted. 127.0.0.2 is loopback too, but only a wildcard bind answers it. */
+    function accepts(host: string, port: number): Promise<boolean> {
+      return new Promise((resolve) => {
+        const socket = connect({ host, port }, () => {
+          socket.destroy();
+          resolve(true);
+        });
+        socket.once('error', () => resolve(false));
+      });
+    }
+
+    it('binds 127.0.0.1 by default, the address it prints', async () => {
+      const { child, line } = await startMain(['--port', '0']);
+      try {
+        const match = /^webhook sink listening on http:\/\/127\.0\.0\.1:(\d+)$/.exec(line);
+        expect(match, line).to.not.equal(null);
+        const port = Number(match![1]);
+        expect(await accepts('127.0.0.1', port)).to.equal(true);
+        expect(await accepts('127.0.0.2', port), 'reachable beyond 127.0.0.1').to.equal(false);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+
+    it('binds all interfaces with --host 0.0.0.0 (compose) and says so', async () => {
+      const { child, line } = await startMain(['--port', '0', '--host', '0.0.0.0']);
+      try {
+        const match = /^webhook sink listening on http:\/\/127\.0\.0\.1:(\d+) \(bound to 0\.0\.0\.0:(\d+)\)$/.exec(
+          line,
+        );
+        expect(match, line).to.not.equal(null);
+        expect(await accepts('127.0.0.2', Number(match![1]))).to.equal(true);
+      } finally {
+        child.kill('SIGKILL');
       }
     });
 
