@@ -7,6 +7,7 @@ import { migrate } from './db/migrator.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { createApp } from './http/app.ts';
+import { createHttpServer } from './http/server.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { CircuitBreaker } from './messages/circuit-breaker.ts';
@@ -156,7 +157,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       trustProxy: config.trustProxy,
     });
     const host = listenHost(config);
-    const server = await listen(app, config.port, host);
+    const server = await listen(createHttpServer(app, logger), config.port, host);
     cleanup.push((deadline) => closeServer(server, deadline));
     const port = (server.address() as AddressInfo).port;
     logger.info(
@@ -242,10 +243,14 @@ function createDelivery(config: Config, logger: Logger): DeliveryClient {
   });
 }
 
-function listen(app: ReturnType<typeof createApp>, port: number, host: string): Promise<Server> {
+function listen(server: Server, port: number, host: string): Promise<Server> {
   return new Promise((resolve, reject) => {
-    const server = app.listen(port, host, (error?: Error) => (error ? reject(error) : resolve(server)));
     server.keepAliveTimeout = 65_000;
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server);
+    });
   });
 }
 

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import net from 'node:net';
 
 export interface RawResponse {
   status: number;
@@ -44,5 +45,38 @@ export function rawRequest(
     );
     request.on('error', reject);
     request.end(body);
+  });
+}
+
+/**
+ * Sends exactly these bytes on a new TCP connection and reads until the
+ * server closes it (or `timeoutMs`): for requests no HTTP client library can
+ * send at all (a bad request line, a control byte in a header). Resolves the
+ * parsed status line, headers and body; status 0 when the server answered nothing.
+ */
+export function rawExchange(baseUrl: string, bytes: Buffer | string, timeoutMs = 5_000): Promise<RawResponse> {
+  const url = new URL(baseUrl);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const socket = net.connect({ host: url.hostname, port: Number(url.port) }, () => socket.write(bytes));
+    const timer = setTimeout(() => socket.destroy(), timeoutMs);
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (error: NodeJS.ErrnoException) => {
+      // A reset after the answer (the server closes with our request unread) still counts.
+      if (error.code !== 'ECONNRESET' && error.code !== 'EPIPE') reject(error);
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const raw = Buffer.concat(chunks).toString('latin1');
+      const [head = '', ...rest] = raw.split('\r\n\r\n');
+      const [statusLine = '', ...headerLines] = head.split('\r\n');
+      const headers = new Headers();
+      for (const line of headerLines) {
+        const colon = line.indexOf(':');
+        if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+      }
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
+      resolve({ status, headers, text: Buffer.from(rest.join('\r\n\r\n'), 'latin1').toString('utf8') });
+    });
   });
 }

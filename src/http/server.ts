@@ -1,0 +1,151 @@
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from '../observability/logger.ts';
+import { errorBody } from './errors.ts';
+
+/**
+ * The HTTP server around the express app. Two things happen before express
+ * sees a request:
+ *
+ * - A request line in absolute form (`GET http://host/jobs HTTP/1.1`, legal
+ *   HTTP/1.1 that proxies send, RFC 9112 §3.2.2) is served as its path and
+ *   query (`/jobs`), its authority taking the place of the Host header.
+ * - A request Node's HTTP parser refuses (bad Content-Length, a control byte
+ *   in a header, a non-ASCII byte in the path, an unknown method, broken
+ *   chunked encoding, headers over 16 KB) never reaches express; it gets the
+ *   API's error body `{"error": {"code", "message"}}` with the status of
+ *   `clientErrorAnswer` and `Connection: close`, instead of Node's bare 400.
+ */
+export function createHttpServer(app: RequestListener, logger: Logger): Server {
+  // The response in flight on each connection: a parser error in a request body arrives after it began.
+  const inFlight = new WeakMap<Socket, ServerResponse>();
+  const server = createServer((req, res) => {
+    inFlight.set(req.socket, res);
+    res.once('finish', () => inFlight.delete(req.socket));
+    servePathOfAbsoluteForm(req);
+    app(req, res);
+  });
+  server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
+    const answer = clientErrorAnswer(error);
+    if (!answer || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    logger.debug({ code: error.code, status: answer.status, reason: error.message }, 'malformed HTTP request refused');
+    const body = JSON.stringify(errorBody(answer.code, answer.message));
+    const res = inFlight.get(socket);
+    if (res?.headersSent) {
+      socket.destroy(); // part of an answer is out: nothing sensible can follow
+    } else if (res) {
+      // express is still reading this request's body; answer on its response (which carries the security headers).
+      res.shouldKeepAlive = false;
+      res.writeHead(answer.status, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        Connection: 'close',
+      });
+      res.end(body, () => socket.destroy());
+    } else {
+      socket.end(
+        `HTTP/1.1 ${answer.status} ${answer.reason}\r\n` +
+          'Content-Type: application/json; charset=utf-8\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+          'X-Content-Type-Options: nosniff\r\n' +
+          'Connection: close\r\n\r\n' +
+          body,
+        () => socket.destroy(),
+      );
+    }
+  });
+  return server;
+}
+
+/** What a request refused by Node's HTTP parser is answered; undefined for a connection that just failed (reset). */
+export interface ClientErrorAnswer {
+  status: number;
+  /** HTTP reason phrase. */
+  reason: string;
+  code: string;
+  message: string;
+}
+
+/**
+ * Maps a Node `clientError` (`error.code` HPE_* from llhttp,
+ * ERR_HTTP_REQUEST_TIMEOUT) to an answer:
+ * - headers over Node's 16 KB limit: 431 `request_header_fields_too_large`;
+ * - chunk extensions over Node's limit: 413 `payload_too_large`;
+ * - the request not complete within the server's request timeout: 408 `request_timeout`;
+ * - a well-formed request line whose method Node does not know (`FOO /jobs HTTP/1.1`):
+ *   501 `method_not_implemented` (RFC 9110 §9.1);
+ * - any other parse error: 400 with a code naming what was wrong
+ *   (`invalid_content_length`, `invalid_header`, `invalid_url`, `invalid_chunked_encoding`,
+ *   `malformed_request`).
+ */
+export function clientErrorAnswer(error: { code?: string; rawPacket?: Buffer }): ClientErrorAnswer | undefined {
+  const badRequest = (code: string, message: string) => ({ status: 400, reason: 'Bad Request', code, message });
+  switch (error.code) {
+    case 'ECONNRESET':
+    case 'EPIPE':
+      return undefined;
+    case 'HPE_HEADER_OVERFLOW':
+      return {
+        status: 431,
+        reason: 'Request Header Fields Too Large',
+        code: 'request_header_fields_too_large',
+        message: 'the request headers are larger than 16 KB',
+      };
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return {
+        status: 413,
+        reason: 'Content Too Large',
+        code: 'payload_too_large',
+        message: 'the chunk extensions are too large',
+      };
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return {
+        status: 408,
+        reason: 'Request Timeout',
+        code: 'request_timeout',
+        message: 'the request was not complete in time',
+      };
+    case 'HPE_INVALID_METHOD': {
+      const method = /^([!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}) \S+ HTTP\/\d\.\d\r?\n/.exec(
+        error.rawPacket?.toString('latin1') ?? '',
+      )?.[1];
+      if (!method) return badRequest('malformed_request', 'the request line is not valid HTTP/1.1');
+      return {
+        status: 501,
+        reason: 'Not Implemented',
+        code: 'method_not_implemented',
+        message: `method ${method} is not implemented`,
+      };
+    }
+    case 'HPE_INVALID_CONTENT_LENGTH':
+    case 'HPE_UNEXPECTED_CONTENT_LENGTH':
+      return badRequest('invalid_content_length', 'the Content-Length header is not a single decimal number');
+    case 'HPE_INVALID_HEADER_TOKEN':
+    case 'HPE_LF_EXPECTED':
+    case 'HPE_CR_EXPECTED':
+      return badRequest('invalid_header', 'a header name or value has a character HTTP does not allow');
+    case 'HPE_INVALID_URL':
+      return badRequest('invalid_url', 'the request target has a character HTTP does not allow (encode it as %XX)');
+    case 'HPE_INVALID_CHUNK_SIZE':
+    case 'HPE_INVALID_TRANSFER_ENCODING':
+      return badRequest('invalid_chunked_encoding', 'the body is not valid chunked encoding');
+    default:
+      return badRequest('malformed_request', 'the request is not valid HTTP/1.1');
+  }
+}
+
+const absoluteForm = /^https?:\/\/([^/?#]*)/i;
+
+/** `http://host/jobs?x` -> `/jobs?x` (and Host: host), so routing, logs and metrics see the path. */
+function servePathOfAbsoluteForm(req: IncomingMessage): void {
+  const url = req.url ?? '/';
+  const match = absoluteForm.exec(url);
+  if (!match) return;
+  const rest = url.slice(match[0].length);
+  req.url = rest.startsWith('/') ? rest : `/${rest}`;
+  const authority = match[1]!.replace(/^.*@/, '');
+  if (authority) req.headers.host = authority;
+}
