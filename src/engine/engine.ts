@@ -17,7 +17,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { JobHandler } from './handler.ts';
 import { HandlerFactory } from './handler-factory.ts';
 import { RunExecutor, type RunOutcome } from './run-executor.ts';
-import { runQueueName, startRunQueue } from './run-queue.ts';
+import { parseRunRequest, runQueueName, startRunQueue } from './run-queue.ts';
 import { Scheduler } from './scheduler.ts';
 import { WorkerPool } from './worker-pool.ts';
 
@@ -88,7 +88,12 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
   );
   let scheduler: Scheduler | undefined;
   const executor = new RunExecutor(pool, factory, settings, logger, metrics, () => scheduler?.wake());
-  const workers = new WorkerPool(boss, (run, shutdown) => executor.execute(run, shutdown), logger);
+  const workers = new WorkerPool(
+    boss,
+    (run, shutdown) => executor.execute(run, shutdown),
+    logger,
+    () => metrics.runsRejected.inc(),
+  );
   scheduler = new Scheduler(pool, boss, { ...settings, connectionBounds: deps.connectionBounds }, logger, {
     onClaimed: () => workers.notify(),
     onError: () => metrics.fetchErrors.inc(),
@@ -136,11 +141,17 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
     async runOnce() {
       const runs = await theScheduler.claimOnce();
       if (runs.length === 0) return [];
-      const queued = await boss.fetch<(typeof runs)[number]>(runQueueName, { batchSize: runs.length });
+      const queued = await boss.fetch<unknown>(runQueueName, { batchSize: runs.length });
       const shutdown = { stopping: new AbortController().signal, deadline: new AbortController().signal };
       const outcomes: RunOutcome[] = [];
       for (const job of queued) {
-        outcomes.push(await executor.execute(job.data, shutdown));
+        const parsed = parseRunRequest(job.data);
+        if (!parsed.ok) {
+          // Sent by hand, not by the scheduler: failed here (pg-boss may retry it); a running worker pool dead-letters it.
+          await boss.fail(runQueueName, job.id, { error: `not a run: ${parsed.reason}` });
+          continue;
+        }
+        outcomes.push(await executor.execute(parsed.run, shutdown));
         await boss.complete(runQueueName, job.id);
       }
       return outcomes;

@@ -1,4 +1,5 @@
 import { PgBoss } from 'pg-boss';
+import { z } from 'zod';
 import { type ConnectionBounds, connectionSettings, type PoolClient } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 
@@ -19,6 +20,31 @@ export interface RunRequest {
   runId: string;
   /** The slot this run serves (ISO time), for lateness and logs. */
   dueAt: string;
+}
+
+// Unknown fields are ignored: a newer pod's runs stay readable by an older one during a rolling deploy.
+const runRequestSchema = z.object({
+  jobId: z.string().regex(/^[1-9][0-9]{0,18}$/, 'must be a job id (decimal digits)'),
+  jobName: z.string().min(1),
+  handler: z.string().min(1),
+  batchSize: z.int().min(1).max(2_147_483_647),
+  runId: z.uuid(),
+  dueAt: z.iso.datetime({ offset: true }),
+});
+
+/**
+ * Checks a queue message's data before a worker acts on it. Only the
+ * scheduler writes well-formed runs; anything else was put on the queue by
+ * hand (pg-boss dashboard "Send Job", SQL) and would fail in the database
+ * (22P02) or the executor (TypeError) on every retry.
+ * @returns the run, or `reason` naming the first bad field (never the payload itself)
+ */
+export function parseRunRequest(data: unknown): { ok: true; run: RunRequest } | { ok: false; reason: string } {
+  const parsed = runRequestSchema.safeParse(data);
+  if (parsed.success) return { ok: true, run: parsed.data };
+  const issue = parsed.error.issues[0]!;
+  const field = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return { ok: false, reason: `${field}${issue.message.replace(/^Invalid input: /, '')}` };
 }
 
 export interface RunQueueSettings {

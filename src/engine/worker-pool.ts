@@ -1,6 +1,6 @@
-import type { PgBoss } from 'pg-boss';
+import type { JobResult, PgBoss } from 'pg-boss';
 import type { Logger } from '../observability/logger.ts';
-import { type RunRequest, runQueueName } from './run-queue.ts';
+import { deadRunQueueName, parseRunRequest, type RunRequest, runQueueName } from './run-queue.ts';
 
 /** How a pod's shutdown reaches the runs in flight. */
 export interface ShutdownSignals {
@@ -33,10 +33,14 @@ export class WorkerPool {
   #workerId: string | undefined;
   readonly #draining = new Set<Promise<void>>();
 
-  constructor(boss: PgBoss, work: RunWorker, logger: Logger) {
+  readonly #onMalformed: () => void;
+
+  /** `onMalformed` is told about every queue message dead-lettered for a payload that is not a run. */
+  constructor(boss: PgBoss, work: RunWorker, logger: Logger, onMalformed: () => void = () => {}) {
     this.#boss = boss;
     this.#work = work;
     this.#logger = logger.child({ component: 'workers' });
+    this.#onMalformed = onMalformed;
   }
 
   get count(): number {
@@ -99,12 +103,39 @@ export class WorkerPool {
     if (this.#workerId) this.#boss.notifyWorker(this.#workerId);
   }
 
+  /**
+   * One registration of `work()`. Each queue message is settled on its own:
+   * completed with the run's outcome; a thrown error fails it and pg-boss
+   * retries it (the queue's retryLimit); a payload that is not a run (sent by
+   * hand) is logged with its pg-boss id, counted and dead-lettered at once,
+   * since every retry would fail the same way.
+   */
   #register(count: number): Promise<string> {
-    return this.#boss.work<RunRequest>(
+    return this.#boss.work<unknown>(
       runQueueName,
-      { localConcurrency: count, batchSize: 1, pollingIntervalSeconds: 1, notifyPollingIntervalSeconds: 5 },
-      async ([job]) => {
-        if (job) await this.#work(job.data, { stopping: this.#stopping.signal, deadline: this.#deadline.signal });
+      {
+        localConcurrency: count,
+        batchSize: 1,
+        pollingIntervalSeconds: 1,
+        notifyPollingIntervalSeconds: 5,
+        perJobResults: true,
+      },
+      async ([job]): Promise<JobResult[]> => {
+        if (!job) return [];
+        const parsed = parseRunRequest(job.data);
+        if (!parsed.ok) {
+          this.#logger.error(
+            { pgBossJobId: job.id, queue: runQueueName, deadLetter: deadRunQueueName, reason: parsed.reason },
+            `queue message ${job.id} on ${runQueueName} is not a run (${parsed.reason}); moved to ${deadRunQueueName} without retries`,
+          );
+          this.#onMalformed();
+          return [{ id: job.id, status: 'deadletter', output: { error: `not a run: ${parsed.reason}` } }];
+        }
+        const outcome = await this.#work(parsed.run, {
+          stopping: this.#stopping.signal,
+          deadline: this.#deadline.signal,
+        });
+        return [{ id: job.id, status: 'completed', output: { outcome } }];
       },
     );
   }

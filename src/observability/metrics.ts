@@ -63,6 +63,11 @@ export function createMetrics() {
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60],
       registers,
     }),
+    runsRejected: new Counter({
+      name: 'job_manager_job_runs_rejected_total',
+      help: 'Queue messages on job-runs whose payload is not a run (sent by hand); dead-lettered without retries.',
+      registers,
+    }),
     fetchErrors: new Counter({
       name: 'job_manager_fetch_errors_total',
       help: 'Fetcher rounds that failed (they are retried).',
