@@ -11,6 +11,7 @@ import {
   VaultWatcher,
   vaultHealthCheck,
 } from './config/vault.ts';
+import { DatabaseUnreachableError } from './db/database.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { closeLogger, createLogger, logFormatFor } from './observability/logger.ts';
 import { withoutCredentials } from './observability/safe-url.ts';
@@ -71,10 +72,15 @@ const watcher = vault
 
 const service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
   async (error: unknown) => {
-    logger.fatal({ err: error }, 'start-up failed');
+    if (error instanceof DatabaseUnreachableError) {
+      // The reason is the driver's message (host and port, no URL); the stack adds nothing.
+      logger.fatal({ database: error.host, reason: error.message }, `cannot start: ${error.message}`);
+    } else {
+      logger.fatal({ err: error }, 'start-up failed');
+    }
     await watcher?.stop();
     await closeLogger(logger);
-    process.exit(1);
+    process.exit(error instanceof DatabaseUnreachableError ? exitUnavailable : 1);
   },
 );
 live.addGuard((next) => service.checkConfig(next));

@@ -2,8 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Config, ConfigError } from './config/config.ts';
 import { isLoopbackHost, listenHost } from './config/network.ts';
-import { type Database, openDatabase, resizePool } from './db/database.ts';
-import { migrate } from './db/migrator.ts';
+import { type Database, migrateWhenReachable, openDatabase, resizePool } from './db/database.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { createApp } from './http/app.ts';
@@ -69,7 +68,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
   try {
     const database = await openDatabase(config, logger);
     cleanup.push((deadline) => database.close(deadline));
-    await migrate(database.pool, logger);
+    await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
     const { pool } = database;
 
     let delivery = createDelivery(config, logger);

@@ -306,6 +306,13 @@ export const settingsTable = {
       10_000,
       restart('server `statement_timeout`; the client gives up on a reply 2 s later (migrations exempt)'),
     ),
+    startTimeoutMs: int(
+      'DATABASE_START_TIMEOUT_MS',
+      0,
+      600_000,
+      30_000,
+      restart('start-up window to reach the database (retried with backoff); then exit 69'),
+    ),
   },
 } as const;
 

@@ -1,8 +1,11 @@
 import type { Config } from '../config/config.ts';
+import { retryUntilDone } from '../lib/retry.ts';
 import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
+import { databaseErrorKind } from './errors.ts';
+import { type MigrationReport, migrate } from './migrator.ts';
 import { type ConnectionBounds, createPool, defaultConnectionBounds, type Pool } from './pool.ts';
 import { ping } from './sqlc/health_sql.ts';
 
@@ -64,4 +67,71 @@ export async function openDatabase(
       await embedded?.stop();
     },
   };
+}
+
+/** The database could not be reached within the start-up window. `host` is `host:port`, never credentials. */
+export class DatabaseUnreachableError extends Error {
+  override name = 'DatabaseUnreachableError';
+  readonly host: string;
+  constructor(host: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.host = host;
+  }
+}
+
+/** Start-up backoff: the first pause and the longest one (ms). */
+const startRetry = { firstDelayMs: 250, maxDelayMs: 5_000 };
+
+/**
+ * Runs the migrations as soon as the database answers. While it cannot be
+ * reached (connection refused or timed out, starting up, authentication not
+ * yet set up: `databaseErrorKind` 'unavailable') each attempt is logged and
+ * retried after a pause doubling from 250 ms to 5 s, for up to
+ * `startTimeoutMs` (DATABASE_START_TIMEOUT_MS; 0: one attempt). Containers
+ * started together (compose, Kubernetes) usually bring the database up a few
+ * seconds after the service.
+ * @throws DatabaseUnreachableError when the window has passed (names host:port only)
+ * @throws the migration's own error at once when it is anything else (a failing migration)
+ */
+export async function migrateWhenReachable(
+  database: Pick<Database, 'pool' | 'url'>,
+  startTimeoutMs: number,
+  logger: Logger,
+): Promise<MigrationReport> {
+  const host = hostOf(database.url);
+  const started = Date.now();
+  let attempts = 0;
+  try {
+    return await retryUntilDone(
+      () => {
+        attempts += 1;
+        return migrate(database.pool, logger);
+      },
+      {
+        ...startRetry,
+        giveUpAfterMs: startTimeoutMs,
+        retryIf: (error) => databaseErrorKind(error) === 'unavailable',
+        onRetry: (error, attempt, delayMs) =>
+          logger.warn(
+            { database: host, attempt, retryInMs: delayMs, reason: (error as Error).message },
+            `database at ${host} not reachable yet; retrying`,
+          ),
+      },
+    );
+  } catch (error) {
+    if (databaseErrorKind(error) !== 'unavailable') throw error;
+    throw new DatabaseUnreachableError(
+      host,
+      `the database at ${host} is unreachable after ${Date.now() - started} ms (${attempts} attempts, ` +
+        `DATABASE_START_TIMEOUT_MS=${startTimeoutMs}): ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+/** `host:port` of a connection URL; the URL's credentials never appear. */
+function hostOf(url: string): string {
+  if (!URL.canParse(url)) return 'the configured DATABASE_URL';
+  const parsed = new URL(url);
+  return `${parsed.hostname || 'localhost'}:${parsed.port || '5432'}`;
 }
