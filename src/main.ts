@@ -11,6 +11,7 @@ import {
   VaultWatcher,
   vaultHealthCheck,
 } from './config/vault.ts';
+import { DataDirInUseError } from './db/data-dir-lock.ts';
 import { DatabaseUnreachableError } from './db/database.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { closeLogger, createLogger, logFormatFor } from './observability/logger.ts';
@@ -19,6 +20,7 @@ import { startService } from './service.ts';
 
 const exitConfig = 78; // EX_CONFIG
 const exitUnavailable = 69; // EX_UNAVAILABLE
+const exitTempFail = 75; // EX_TEMPFAIL: another job-manager holds DATA_DIR; retry once it has stopped
 const env = process.env;
 
 // 1. How to reach Vault (and how to log until then) comes from the environment alone.
@@ -72,15 +74,20 @@ const watcher = vault
 
 const service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
   async (error: unknown) => {
+    let exitCode = 1;
     if (error instanceof DatabaseUnreachableError) {
       // The reason is the driver's message (host and port, no URL); the stack adds nothing.
       logger.fatal({ database: error.host, reason: error.message }, `cannot start: ${error.message}`);
+      exitCode = exitUnavailable;
+    } else if (error instanceof DataDirInUseError) {
+      logger.fatal({ dataDir: error.dataDir, ownerPid: error.ownerPid }, `cannot start: ${error.message}`);
+      exitCode = exitTempFail;
     } else {
       logger.fatal({ err: error }, 'start-up failed');
     }
     await watcher?.stop();
     await closeLogger(logger);
-    process.exit(error instanceof DatabaseUnreachableError ? exitUnavailable : 1);
+    process.exit(exitCode);
   },
 );
 live.addGuard((next) => service.checkConfig(next));

@@ -5,6 +5,7 @@ import { chmod, mkdir, readFile, readlink, realpath, rm, writeFile } from 'node:
 import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
+import { DataDirInUseError, type DataDirLock, lockDataDir, otherLiveOwner } from './data-dir-lock.ts';
 
 /**
  * The zero-setup database: a real PostgreSQL from the npm package
@@ -28,11 +29,46 @@ export class EmbeddedDatabaseError extends Error {
 
 const signalsHookedByExitHook = ['SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK'] as const;
 
-export async function startEmbeddedDatabase(dataDir: string, logger: Logger): Promise<EmbeddedDatabase> {
+export interface EmbeddedStartOptions {
+  /**
+   * `service` (default): the caller owns the data directory while it runs
+   * (data-dir-lock.ts); a second service on the same folder fails at once.
+   * `tool` (the dashboard, when no server runs): takes no ownership, and
+   * refuses while a live service owns the folder.
+   */
+  owner?: 'service' | 'tool';
+}
+
+/**
+ * Starts (creating on first use) the PostgreSQL cluster in `<dataDir>/pg`.
+ * @throws DataDirInUseError when another live service owns dataDir (its database is left alone)
+ * @throws EmbeddedDatabaseError when initdb or the server fails, with the server's log
+ */
+export async function startEmbeddedDatabase(
+  dataDir: string,
+  logger: Logger,
+  options: EmbeddedStartOptions = {},
+): Promise<EmbeddedDatabase> {
   const root = resolve(dataDir);
+  await mkdir(root, { recursive: true });
+  let lock: DataDirLock | undefined;
+  if ((options.owner ?? 'service') === 'service') {
+    lock = await lockDataDir(root);
+  } else {
+    const owner = await otherLiveOwner(root);
+    if (owner) throw new DataDirInUseError(owner, root);
+  }
+  try {
+    return await startCluster(root, logger, lock);
+  } catch (error) {
+    await lock?.release();
+    throw error;
+  }
+}
+
+async function startCluster(root: string, logger: Logger, lock: DataDirLock | undefined): Promise<EmbeddedDatabase> {
   const clusterDir = join(root, 'pg');
   const isRoot = process.getuid?.() === 0;
-  await mkdir(root, { recursive: true });
   // postgres runs as its own user when we are root and must be able to enter the folder.
   if (isRoot) await chmod(root, 0o755);
 
@@ -76,8 +112,12 @@ export async function startEmbeddedDatabase(dataDir: string, logger: Logger): Pr
   return {
     url,
     async stop() {
-      await server.stop();
-      logger.info('embedded PostgreSQL stopped');
+      try {
+        await server.stop();
+        logger.info('embedded PostgreSQL stopped');
+      } finally {
+        await lock?.release();
+      }
     },
   };
 }
@@ -107,7 +147,10 @@ async function importWithoutExitHooks(): Promise<new (options: object) => Embedd
  * only if the pid in postmaster.pid really is this data directory's
  * postmaster: after a reboot or a SIGKILL of the whole group the number may
  * belong to an unrelated program by now, which must never be signalled. Such
- * a file is stale; postgres replaces it itself.
+ * a file is stale; postgres replaces it itself. Nor is the server of a live
+ * service ever stopped (its lock in the data directory says it runs); the
+ * dashboard tool's own server is, since a service takes the folder over.
+ * @throws DataDirInUseError when a live service other than this process owns the data directory
  */
 export async function stopLeftoverServer(clusterDir: string, logger: Logger): Promise<void> {
   const pidFile = join(clusterDir, 'postmaster.pid');
@@ -123,6 +166,8 @@ export async function stopLeftoverServer(clusterDir: string, logger: Logger): Pr
     if (identity === 'other') await rm(pidFile, { force: true });
     return;
   }
+  const owner = await otherLiveOwner(dirname(clusterDir));
+  if (owner) throw new DataDirInUseError(owner, dirname(clusterDir));
   logger.warn({ pid }, 'a PostgreSQL left running by an earlier process holds the data directory; stopping it');
   process.kill(pid, 'SIGINT'); // fast shutdown: rolls back open transactions, writes a checkpoint
   const deadline = Date.now() + 30_000;

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { PgBoss } from 'pg-boss';
+import { otherLiveOwner } from '../db/data-dir-lock.ts';
 import { type EmbeddedDatabase, findFreePort, readPostmasterPid, startEmbeddedDatabase } from '../db/embedded.ts';
 import type { Logger } from '../observability/logger.ts';
 import { withoutCredentials } from '../observability/safe-url.ts';
@@ -20,7 +21,8 @@ import { withoutCredentials } from '../observability/safe-url.ts';
  * relay on 127.0.0.1 that looks up the current port in the cluster's
  * postmaster.pid for every new connection. The dashboard keeps working across
  * service restarts. With no server running, the tool starts the embedded
- * server itself (a service started later takes it over, and the relay follows).
+ * server itself (a service started later takes it over, and the relay
+ * follows); never while a service owns the folder (db/data-dir-lock.ts).
  *
  * The dashboard's own pg-boss must read the same pg-boss schema version the
  * service's pg-boss writes; package.json pins both (see README, "Operator tools").
@@ -166,15 +168,19 @@ async function relayToEmbedded(dataDir: string, logger: Logger): Promise<Relay> 
   }
   const password = (await readFile(passwordFile, 'utf8')).trim();
 
-  // Our own server, only when none runs; a service starting later stops it and starts its own.
+  // Our own server, only when none runs and no service owns the folder; a
+  // service starting later stops it and starts its own. A service that owns
+  // the folder but has no server up yet (it is starting) is waited for.
   let own: { server: EmbeddedDatabase; pid: number | undefined } | undefined;
   let starting: Promise<number> | undefined;
   const currentPort = async (): Promise<number> => {
     const running = await readPostmasterPid(clusterDir);
     if (running) return running.port;
+    const service = await otherLiveOwner(root);
+    if (service) return waitForServiceDatabase(clusterDir, service.pid);
     starting ??= (async () => {
       logger.info({ dataDir: clusterDir }, 'the embedded PostgreSQL is not running; starting it for the dashboard');
-      const server = await startEmbeddedDatabase(dataDir, logger);
+      const server = await startEmbeddedDatabase(dataDir, logger, { owner: 'tool' });
       own = { server, pid: (await readPostmasterPid(clusterDir))?.pid };
       return Number(new URL(server.url).port);
     })().finally(() => {
@@ -222,6 +228,22 @@ async function relayToEmbedded(dataDir: string, logger: Logger): Promise<Relay> 
       }
     },
   };
+}
+
+/**
+ * The port of the server a starting service (pid `servicePid`) brings up in clusterDir.
+ * @throws Error when none is up within 30 s
+ */
+async function waitForServiceDatabase(clusterDir: string, servicePid: number): Promise<number> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    const running = await readPostmasterPid(clusterDir);
+    if (running) return running.port;
+    await new Promise((done) => setTimeout(done, 200));
+  }
+  throw new Error(
+    `job-manager (pid ${servicePid}) owns ${dirname(clusterDir)} but its PostgreSQL has not come up within 30 s; is it starting or stuck?`,
+  );
 }
 
 async function portOrFree(host: string, preferred: number): Promise<number> {

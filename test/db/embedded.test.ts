@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import pg from 'pg';
+import { lockFileName } from '../../src/db/data-dir-lock.ts';
 import { EmbeddedDatabaseError, postmasterIdentity, startEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 
@@ -55,7 +56,10 @@ describe('embedded PostgreSQL', function () {
     await new Promise((resolve) => holder.once('exit', resolve));
     const leftover = Number((await readFile(join(dir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     expect(() => process.kill(leftover, 0), 'the orphaned postgres is still running').to.not.throw();
+    // The killed service's lock is still there, naming a dead process: stale, taken over.
+    expect(JSON.parse(await readFile(join(dir, lockFileName), 'utf8')).pid).to.equal(holder.pid);
     const database = await startEmbeddedDatabase(dir, silentLogger());
+    expect(JSON.parse(await readFile(join(dir, lockFileName), 'utf8')).pid).to.equal(process.pid);
     expect(await query(database.url, 'SELECT 1 AS ok')).to.deep.equal([{ ok: 1 }]);
     expect(() => process.kill(leftover, 0), 'the orphan was stopped').to.throw();
     await database.stop();

@@ -2,61 +2,11 @@
 // report, point 4): it retries with backoff, logging each retry, and either
 // comes up when the database appears or exits 69 (EX_UNAVAILABLE) naming the
 // host, never the password. Real processes, a real port with nothing behind it.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { findFreePort } from '../../src/db/embedded.ts';
+import { lineMatching, type Running, runMain } from '../support/main-process.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { startTcpForwarder, type TcpForwarder } from '../support/tcp-forwarder.ts';
-
-const mainPath = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
-
-interface Running {
-  child: ChildProcess;
-  lines: Array<Record<string, any>>;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function runMain(env: Record<string, string>): Running {
-  const child = spawn(process.execPath, [mainPath], {
-    env: { PATH: process.env.PATH ?? '', PORT: '0', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let raw = '';
-  let partial = '';
-  const lines: Array<Record<string, any>> = [];
-  const onData = (chunk: Buffer) => {
-    raw += chunk.toString();
-    partial += chunk.toString();
-    const complete = partial.split('\n');
-    partial = complete.pop() ?? '';
-    for (const line of complete) {
-      try {
-        lines.push(JSON.parse(line));
-      } catch {
-        lines.push({ msg: line });
-      }
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, lines, output: () => raw, exited };
-}
-
-/** Resolves with the first log line passing `test` (checked on every line as it arrives). */
-async function lineMatching(run: Running, test: (line: Record<string, any>) => boolean, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = run.lines.find(test);
-    if (found) return found;
-    if (run.child.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`no matching log line; output:\n${run.output().slice(-3000)}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 const isRetry = (line: Record<string, any>) => /not reachable yet; retrying$/.test(line.msg ?? '');
 
