@@ -1,7 +1,8 @@
 // `npm run db:migrate`: applies the migrations and exits.
 import { resolveConfig } from '../config/config.ts';
 import { createLogger, logFormatFor } from '../observability/logger.ts';
-import { openDatabase } from './database.ts';
+import { DataDirInUseError } from './data-dir-lock.ts';
+import { type Database, openDatabase } from './database.ts';
 import { migrate } from './migrator.ts';
 
 const config = resolveConfig(process.env);
@@ -10,7 +11,15 @@ const logger = createLogger({
   instanceId: config.instanceId,
   format: logFormatFor(config.logFormat, process.stdout.isTTY === true),
 });
-const database = await openDatabase(config, logger);
+let database: Database;
+try {
+  database = await openDatabase(config, logger);
+} catch (error) {
+  // The running service has migrated its embedded database at its own start.
+  if (!(error instanceof DataDirInUseError)) throw error;
+  logger.fatal(`cannot migrate: ${error.message}`);
+  process.exit(75); // EX_TEMPFAIL, as `npm start`
+}
 try {
   const report = await migrate(database.pool, logger);
   logger.info({ applied: report.applied.length, changed: report.changed }, 'database is up to date');
