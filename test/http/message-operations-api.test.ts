@@ -329,6 +329,8 @@ describe('message operations over HTTP', () => {
       expect(repeat.status).to.equal(201);
       expect(repeat.headers.get('idempotent-replayed')).to.equal('true');
       expect(repeat.body).to.deep.equal(first.body);
+      // Byte for byte: the same keys in the same order (JSON.parse keeps the order it read).
+      expect(JSON.stringify(repeat.body)).to.equal(JSON.stringify(first.body));
       expect(await count()).to.equal(before);
     });
 
@@ -345,6 +347,7 @@ describe('message operations over HTTP', () => {
       expect(repeat.status).to.equal(201);
       expect(repeat.headers.get('idempotent-replayed')).to.equal('true');
       expect(repeat.body).to.deep.equal(first.body);
+      expect(JSON.stringify(repeat.body)).to.equal(JSON.stringify(first.body));
       expect(await count()).to.equal(before);
     });
 
