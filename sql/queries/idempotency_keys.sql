@@ -20,7 +20,7 @@ WHERE scope = sqlc.arg(scope) AND idempotency_key = sqlc.arg(idempotency_key)
 -- row comes back (the caller rolls back).
 INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, response_status, response_body)
 VALUES (sqlc.arg(scope), sqlc.arg(idempotency_key), sqlc.arg(request_hash), sqlc.arg(response_status),
-        sqlc.arg(response_body)::jsonb)
+        sqlc.arg(response_body)::json)
 ON CONFLICT (scope, idempotency_key) DO UPDATE
 SET request_hash = excluded.request_hash,
     response_status = excluded.response_status,

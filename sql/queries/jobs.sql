@@ -22,9 +22,14 @@ RETURNING id, name, handler, interval_seconds, batch_size, status, next_run_at,
           last_triggered_at, run_count::integer, failure_count::integer, last_error, created_at, updated_at;
 
 -- name: UpdateJobSettings :one
--- A new interval takes effect from the next slot; a null argument keeps the value.
+-- A null argument keeps the value. A shorter interval takes effect at once:
+-- the next run comes no later than one new interval from now (a job at one
+-- day patched to 5 s does not wait out the old day); a longer one from the
+-- next slot on.
 UPDATE jobs
 SET interval_seconds = coalesce(sqlc.narg(interval_seconds), interval_seconds),
+    next_run_at = least(next_run_at,
+                        now() + make_interval(secs => coalesce(sqlc.narg(interval_seconds), interval_seconds))),
     batch_size = coalesce(sqlc.narg(batch_size), batch_size),
     updated_at = now()
 WHERE name = sqlc.arg(name)

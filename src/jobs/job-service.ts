@@ -23,6 +23,9 @@ export type NewJob = components['schemas']['NewJob'];
 /** The body of `PATCH /jobs/{name}`: openapi.yaml's `JobUpdate` schema. */
 export type JobSettingsChange = components['schemas']['JobUpdate'];
 
+/** Names that would collide with the switches `PUT /jobs/start` and `PUT /jobs/stop`. */
+export const reservedJobNames = ['start', 'stop'] as const;
+
 /**
  * The operator's side of jobs. Every change is announced with NOTIFY in the
  * same transaction, so all pods' fetchers see it the moment it commits.
@@ -53,7 +56,18 @@ export class JobService {
     return toJobView(row);
   }
 
+  /**
+   * Creates a job (inactive unless `active`).
+   * @throws ValidationError `reserved_job_name` for `start` or `stop` (their paths are the switches), `unknown_handler`
+   * @throws ConflictError `job_exists`
+   */
   async create(job: NewJob): Promise<JobView> {
+    if ((reservedJobNames as readonly string[]).includes(job.name)) {
+      throw new ValidationError(
+        'reserved_job_name',
+        `"${job.name}" cannot name a job: /jobs/${job.name} is the ${job.name} switch (reserved: ${reservedJobNames.join(', ')})`,
+      );
+    }
     if (!this.#isHandler(job.handler)) {
       throw new ValidationError(
         'unknown_handler',

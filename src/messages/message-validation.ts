@@ -87,6 +87,15 @@ export function validateMessage(input: MessageInput, maxLength: number, field = 
         `${field}sendAt must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z`,
       );
     }
+    // Answered as RFC 3339 in UTC, so the instant must have a four-digit UTC year: an offset can push
+    // 9999-12-31T23:59:59-23:59 into year 10000 (and 0001-01-01T00:00:00+23:59 into year 0).
+    const year = parsed.getUTCFullYear();
+    if (year < 1 || year > 9999) {
+      throw new ValidationError(
+        'invalid_send_at',
+        `${field}sendAt must lie between 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z`,
+      );
+    }
     sendAt = parsed;
   }
   return { to: input.to, content: input.content, sendAt };

@@ -142,7 +142,9 @@ export function createMetrics() {
     help: 'Messages waiting to be sent (read from the database, cached 5 s).',
     registers,
     async collect() {
-      if (collectors) this.set(await cached('pending', () => collectors!.pendingMessages()));
+      if (!collectors) return;
+      const pending = await readOrKeep(() => cached('pending', () => collectors!.pendingMessages()));
+      if (pending !== undefined) this.set(pending);
     },
   });
   new Gauge({
@@ -152,7 +154,8 @@ export function createMetrics() {
     registers,
     async collect() {
       if (!collectors) return;
-      const counts = await cached('jobs', () => collectors!.jobsByStatus());
+      const counts = await readOrKeep(() => cached('jobs', () => collectors!.jobsByStatus()));
+      if (counts === undefined) return;
       for (const status of ['active', 'inactive', 'in_progress']) this.set({ status }, counts[status] ?? 0);
     },
   });
@@ -161,7 +164,9 @@ export function createMetrics() {
     help: "Seconds left of the pause every pod's deliveries are in after a 429 or 503 with Retry-After (read from the database); 0: none.",
     registers,
     async collect() {
-      if (collectors?.deliveryPauseMs) this.set((await collectors.deliveryPauseMs()) / 1000);
+      if (!collectors?.deliveryPauseMs) return;
+      const pauseMs = await readOrKeep(() => collectors!.deliveryPauseMs!());
+      if (pauseMs !== undefined) this.set(pauseMs / 1000);
     },
   });
   for (const reason of ['rate_limit', 'paused']) metrics.deliveriesHeldBack.inc({ reason }, 0);
@@ -197,6 +202,20 @@ function jobRunDurationHistogram(registers: Registry[], knownJobs: () => Promise
     observe(labels, seconds);
   }) as typeof histogram.observe;
   return histogram;
+}
+
+/**
+ * A database-backed gauge read at scrape time. While the database is down
+ * the gauge keeps its last value (undefined here), so `/metrics` still
+ * answers 200 with every other series: Prometheus must not lose the pod
+ * exactly during an outage (readiness says the database is down).
+ */
+async function readOrKeep<T>(load: () => Promise<T | undefined>): Promise<T | undefined> {
+  try {
+    return await load();
+  } catch {
+    return undefined;
+  }
 }
 
 function cacheFor(ms: number) {

@@ -63,6 +63,12 @@ describe('database unavailable: 503 with Retry-After, never 500', function () {
       expect(health.status).to.equal(503);
       expect(JSON.parse(health.text).checks.database).to.equal('down');
       expect((await call('GET', '/health-alive')).status, 'the process stays up').to.equal(200);
+      // Prometheus keeps the pod during the outage: the database gauges keep their last value.
+      const scrape = await call('GET', '/metrics');
+      expect(scrape.status).to.equal(200);
+      expect(scrape.headers.get('content-type')).to.match(/^text\/plain/);
+      expect(scrape.text).to.match(/^job_manager_messages_pending \d+$/m);
+      expect(scrape.text).to.match(/^job_manager_webhook_breaker_state\{state="closed"\} 1$/m);
       await forwarder.open();
       expect((await call('GET', '/jobs')).status).to.equal(200);
       expect((await call('POST', '/messages', message)).status).to.equal(201);
@@ -82,7 +88,8 @@ describe('database unavailable: 503 with Retry-After, never 500', function () {
   describe('when the database is dropped under the service', () => {
     it('answers 503, not 500', async () => {
       const doomed = await createTestDatabase();
-      const service = await startTestService(doomed.url, { FETCH_INTERVAL_MS: '3600000' });
+      // A short shutdown: the database is gone, so stopping waits for nothing that can still answer.
+      const service = await startTestService(doomed.url, { FETCH_INTERVAL_MS: '3600000', SHUTDOWN_TIMEOUT_MS: '1000' });
       try {
         expect((await rawRequest(service.url, 'GET', '/jobs')).status).to.equal(200);
         await dropTestDatabase(doomed); // WITH (FORCE): terminates the service's sessions

@@ -85,6 +85,33 @@ describe('jobs API over HTTP', () => {
     expect((await call('PATCH', '/jobs/ghost', { batchSize: 1 })).status).to.equal(404);
   });
 
+  it('brings the next run forward when the interval gets shorter, and leaves it when it gets longer', async () => {
+    await call('POST', '/jobs', { name: 'daily', handler: 'send-messages', intervalSeconds: 86_400, batchSize: 1 });
+    await call('PUT', '/jobs/start', { name: 'daily' });
+    await call('PUT', '/jobs/stop', { name: 'daily' });
+    await db().pool.query(`UPDATE jobs SET next_run_at = now() + interval '1 day' WHERE name = 'daily'`);
+    const secondsAway = (job: { nextRunAt: string }) => (Date.parse(job.nextRunAt) - Date.now()) / 1000;
+    const shorter = await call('PATCH', '/jobs/daily', { intervalSeconds: 5 });
+    expect(secondsAway(shorter.body), 'no waiting out the old day').to.be.within(0, 6);
+    const longer = await call('PATCH', '/jobs/daily', { intervalSeconds: 3_600 });
+    expect(Date.parse(longer.body.nextRunAt)).to.equal(Date.parse(shorter.body.nextRunAt));
+  });
+
+  it('refuses the job names start and stop, which are the switches', async () => {
+    for (const name of ['start', 'stop']) {
+      const answer = await call('POST', '/jobs', { name, handler: 'send-messages', intervalSeconds: 60, batchSize: 1 });
+      expect(answer.status, name).to.equal(400);
+      expect(answer.body.error.code).to.equal('reserved_job_name');
+    }
+    const { rows } = await db().pool.query(`SELECT count(*)::int AS n FROM jobs WHERE name IN ('start', 'stop')`);
+    expect(rows[0].n).to.equal(0);
+    // The schema holds the same invariant.
+    const direct = await db()
+      .pool.query(`INSERT INTO jobs (name, handler, interval_seconds, batch_size) VALUES ('stop', 'x', 1, 1)`)
+      .catch((error: { constraint?: string }) => error.constraint);
+    expect(direct).to.equal('jobs_name_not_reserved');
+  });
+
   it('answers malformed JSON, unknown routes and wrong methods with the error shape, never a stack', async () => {
     const malformed = await api(service.url, 'POST', '/jobs', '{"name": ', {});
     expect(malformed.status).to.equal(400);

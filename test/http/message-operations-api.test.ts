@@ -87,9 +87,14 @@ describe('message operations over HTTP', () => {
         '2026-12-01T09:00:00',
         '2026-12-01T25:00:00Z',
         1_700_000_000,
+        // Valid text, but the instant has no four-digit UTC year to be answered in.
+        '9999-12-31T23:59:59-23:59',
+        '0001-01-01T00:00:00+23:59',
       ]) {
         const answer = await call('POST', '/messages', { to: '+905551111111', content: 'x', sendAt });
         expect(answer.status, String(sendAt)).to.equal(400);
+        if (String(sendAt).startsWith('9999') || String(sendAt).startsWith('0001'))
+          expect(answer.body.error.code, String(sendAt)).to.equal('invalid_send_at');
         expect(answer.body.error.message, String(sendAt)).to.match(/sendAt/);
       }
       const batch = await call('POST', '/messages/batch', {
@@ -329,6 +334,8 @@ describe('message operations over HTTP', () => {
       expect(repeat.status).to.equal(201);
       expect(repeat.headers.get('idempotent-replayed')).to.equal('true');
       expect(repeat.body).to.deep.equal(first.body);
+      // Byte for byte: the same keys in the same order (JSON.parse keeps the order it read).
+      expect(JSON.stringify(repeat.body)).to.equal(JSON.stringify(first.body));
       expect(await count()).to.equal(before);
     });
 
@@ -345,6 +352,7 @@ describe('message operations over HTTP', () => {
       expect(repeat.status).to.equal(201);
       expect(repeat.headers.get('idempotent-replayed')).to.equal('true');
       expect(repeat.body).to.deep.equal(first.body);
+      expect(JSON.stringify(repeat.body)).to.equal(JSON.stringify(first.body));
       expect(await count()).to.equal(before);
     });
 

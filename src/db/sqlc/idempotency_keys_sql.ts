@@ -73,7 +73,7 @@ export async function getIdempotencyKey(client: Client, args: GetIdempotencyKeyA
 export const saveIdempotencyKeyQuery = `-- name: SaveIdempotencyKey :one
 INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, response_status, response_body)
 VALUES ($1, $2, $3, $4,
-        $5::jsonb)
+        $5::json)
 ON CONFLICT (scope, idempotency_key) DO UPDATE
 SET request_hash = excluded.request_hash,
     response_status = excluded.response_status,

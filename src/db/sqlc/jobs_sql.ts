@@ -168,6 +168,8 @@ export async function createJob(client: Client, args: CreateJobArgs): Promise<Cr
 export const updateJobSettingsQuery = `-- name: UpdateJobSettings :one
 UPDATE jobs
 SET interval_seconds = coalesce($1, interval_seconds),
+    next_run_at = least(next_run_at,
+                        now() + make_interval(secs => coalesce($1, interval_seconds))),
     batch_size = coalesce($2, batch_size),
     updated_at = now()
 WHERE name = $3
