@@ -176,6 +176,12 @@ export function pathValue(parameter: JsonObject): fc.Arbitrary<string> {
 }
 
 /** A query string for the operation's parameters: valid values, forged numbers, repeats, unknown names. */
+/** The parameter's schema, with the parameter's own `example` standing in for the schema's. */
+function withParameterExample(parameter: JsonObject): JsonObject {
+  const schema = parameter.schema as JsonObject;
+  return parameter.example === undefined ? schema : { ...schema, example: parameter.example };
+}
+
 export function queryString(operation: Operation): fc.Arbitrary<string> {
   const query = operation.parameters.filter((parameter) => parameter.in === 'query');
   if (query.length === 0) {
@@ -202,7 +208,10 @@ export function queryString(operation: Operation): fc.Arbitrary<string> {
     fc.oneof(
       { arbitrary: fc.constant(undefined), weight: 2 },
       {
-        arbitrary: valid(parameter.schema).map((value) => `${parameter.name}=${encodeURIComponent(String(value))}`),
+        // A parameter's own `example` counts as the schema's (business rules, like E.164 for `to`, pass too).
+        arbitrary: valid(withParameterExample(parameter)).map(
+          (value) => `${parameter.name}=${encodeURIComponent(String(value))}`,
+        ),
         weight: 3,
       },
       { arbitrary: forged.map((value) => `${parameter.name}=${value}`), weight: 1 },
