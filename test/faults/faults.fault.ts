@@ -288,7 +288,8 @@ describe('fault injection', function () {
         /job_runs_total\{job="sender-0",outcome="stale"\} [1-9]/.test((await http(other.url, 'GET', '/metrics')).body),
       15_000,
     );
-    await sleep(Math.max(0, 25_000 - (Date.now() - frozenAt)));
+    // FAULT_FREEZE_MS=80000 reproduces the 80 s freeze (pg-boss's own heartbeat retry then arrives too).
+    await sleep(Math.max(0, Number(process.env.FAULT_FREEZE_MS ?? 25_000) - (Date.now() - frozenAt)));
     holder.signal('SIGCONT');
     s.faultEnded();
     await until(
