@@ -2,58 +2,12 @@
 // Vault at start, live changes applied, "needs restart" reported, refused
 // values kept out, and the start-up failures' exit codes and messages.
 
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
+import { lineMatching, type Running, runMain } from '../support/main-process.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { VaultStandIn } from '../support/vault-stand-in.ts';
 
-const mainPath = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 const secretPath = 'secret/data/job-manager';
-
-interface Running {
-  child: ChildProcess;
-  lines: Array<Record<string, any>>;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-function runMain(env: Record<string, string>): Running {
-  const child = spawn(process.execPath, [mainPath], {
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let raw = '';
-  const lines: Array<Record<string, any>> = [];
-  let partial = '';
-  const onData = (chunk: Buffer) => {
-    raw += chunk.toString();
-    partial += chunk.toString();
-    const complete = partial.split('\n');
-    partial = complete.pop() ?? '';
-    for (const line of complete) {
-      try {
-        lines.push(JSON.parse(line));
-      } catch {
-        lines.push({ msg: line });
-      }
-    }
-  };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, lines, output: () => raw, exited };
-}
-
-async function lineMatching(run: Running, test: (line: Record<string, any>) => boolean, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = run.lines.find(test);
-    if (found) return found;
-    if (Date.now() > deadline) throw new Error(`no matching log line; output:\n${run.output().slice(-3000)}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('main.ts with Vault', function () {
   this.timeout(60_000);
