@@ -12,7 +12,7 @@ import { api, eventually } from '../support/service.ts';
 describe('message dispatch across processes', function () {
   this.timeout(240_000);
 
-  describe('three pods, 1,000 messages, a 1 s job with batch 50', () => {
+  describe('three pods, 1,000 messages, a 1 s job with batch 100', () => {
     const db = useTestDatabase();
     const pods: Pod[] = [];
     let sink: RunningSink;
@@ -42,7 +42,7 @@ describe('message dispatch across processes', function () {
         name: 'fast-sender',
         handler: 'send-messages',
         intervalSeconds: 1,
-        batchSize: 50,
+        batchSize: 100,
         active: true,
       });
       await eventually(
@@ -57,7 +57,7 @@ describe('message dispatch across processes', function () {
       expect(report.accepted).to.equal(1000);
       const order = report.items.map((item) => item.idempotencyKey!);
       expect(new Set(order)).to.deep.equal(new Set(ids));
-      // Roughly created order: batches of 50 are claimed oldest first, so no
+      // Roughly created order: batches of 100 are claimed oldest first (in chunks of 40), so no
       // message arrives more than one batch (plus concurrency) out of place.
       const displacement = order.map((id, position) => Math.abs(ids.indexOf(id) - position));
       expect(Math.max(...displacement)).to.be.below(150);
@@ -95,7 +95,7 @@ describe('message dispatch across processes', function () {
         MESSAGE_LEASE_SECONDS: '4',
         WEBHOOK_TIMEOUT_MS: '2000',
         JOB_LEASE_SECONDS: '3',
-        WEBHOOK_CONCURRENCY: '5',
+        WEBHOOK_CONCURRENCY: '10',
       };
       pods.push(...(await Promise.all(['crash-a', 'crash-b', 'crash-c'].map((name) => startPod(name, env)))));
     });
@@ -114,7 +114,7 @@ describe('message dispatch across processes', function () {
         name: 'crash-sender',
         handler: 'send-messages',
         intervalSeconds: 1,
-        batchSize: 10,
+        batchSize: 20,
         active: true,
       });
       const inFlight = await eventually(
