@@ -9,7 +9,7 @@ import { createApp } from './http/app.ts';
 import { createHttpServer } from './http/server.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
-import { CircuitBreaker } from './messages/circuit-breaker.ts';
+import { CircuitBreaker, observeBreaker } from './messages/circuit-breaker.ts';
 import type { DispatchSettings } from './messages/dispatch.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
@@ -76,20 +76,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     cleanup.push(() => withTimeout(delivery.close(), 1_000).catch(() => {}));
     const breaker = new CircuitBreaker({
       threshold: config.webhook.breakerThreshold,
-      onChange(state, previous) {
-        for (const known of ['closed', 'open', 'half-open'])
-          metrics.webhookBreaker.set({ state: known }, known === state ? 1 : 0);
-        if (state === 'open' && previous === 'closed') {
-          metrics.webhookBreakerOpened.inc();
-          logger.warn(
-            'webhook circuit breaker open: consecutive transient failures; claiming stops, probing one message at a time',
-          );
-        } else if (state === 'open') {
-          metrics.webhookBreakerOpened.inc();
-        } else if (state === 'closed') {
-          logger.info('webhook circuit breaker closed: the webhook answers again');
-        }
-      },
+      onChange: observeBreaker(metrics, logger),
     });
     const cache: SentCache = config.redis.url
       ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)

@@ -13,6 +13,9 @@
  * the probe's message when the probe fails, go back to pending with their
  * attempt count unchanged, so an outage of the webhook fails no message.
  */
+import type { Logger } from '../observability/logger.ts';
+import type { Metrics } from '../observability/metrics.ts';
+
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /** What the caller may do now: deliver as usual, or deliver exactly one message as the probe. */
@@ -149,4 +152,28 @@ export class CircuitBreaker {
       signal.addEventListener('abort', aborted, { once: true });
     });
   }
+}
+
+/**
+ * The breaker's own observation, as its `onChange`: the state gauge
+ * (`job_manager_webhook_breaker_state{state}`), the opened counter (every move
+ * to open, a failed probe included) and one log line when it opens from
+ * closed and when it closes.
+ */
+export function observeBreaker(
+  metrics: Metrics,
+  logger: Logger,
+): (state: BreakerState, previous: BreakerState) => void {
+  return (state, previous) => {
+    for (const known of ['closed', 'open', 'half-open'] as const)
+      metrics.webhookBreaker.set({ state: known }, known === state ? 1 : 0);
+    if (state === 'open') metrics.webhookBreakerOpened.inc();
+    if (state === 'open' && previous === 'closed') {
+      logger.warn(
+        'webhook circuit breaker open: consecutive transient failures; claiming stops, probing one message at a time',
+      );
+    } else if (state === 'closed') {
+      logger.info('webhook circuit breaker closed: the webhook answers again');
+    }
+  };
 }
