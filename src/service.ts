@@ -146,6 +146,13 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     const server = await listen(createHttpServer(app, logger), config.port, host);
     cleanup.push((deadline) => closeServer(server, deadline));
     const port = (server.address() as AddressInfo).port;
+    // Said before "up", so anyone (or any test) waiting for "up" has already seen it.
+    if (config.apiKeys.length === 0) {
+      logger.warn(
+        { host, port },
+        `no API_KEYS: the API needs no key; listening on ${host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
+      );
+    }
     logger.info(
       {
         host,
@@ -158,12 +165,6 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       },
       'job-manager is up',
     );
-    if (config.apiKeys.length === 0) {
-      logger.warn(
-        { host, port },
-        `no API_KEYS: the API needs no key; listening on ${host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
-      );
-    }
 
     return {
       port,
