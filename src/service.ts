@@ -10,13 +10,12 @@ import { createHttpServer } from './http/server.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { CircuitBreaker, observeBreaker } from './messages/circuit-breaker.ts';
+import { createDelivery } from './messages/delivery.ts';
 import type { DispatchSettings } from './messages/dispatch.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
 import { createSharedDeliveryGate } from './messages/outbound-rate-limit.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
-import { createWebhookSigner } from './messages/signing.ts';
-import { createDryRunClient, createWebhookClient, type DeliveryClient } from './messages/webhook-client.ts';
 import type { HealthCheck } from './observability/health.ts';
 import type { Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
@@ -71,13 +70,13 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
     const { pool } = database;
 
-    let delivery = createDelivery(config, logger);
-    // Requests still open at this point were aborted at the deadline; do not wait on a hung webhook.
-    cleanup.push(() => withTimeout(delivery.close(), 1_000).catch(() => {}));
     const breaker = new CircuitBreaker({
       threshold: config.webhook.breakerThreshold,
       onChange: observeBreaker(metrics, logger),
     });
+    const delivery = createDelivery(config.webhook, breaker, logger);
+    // Requests still open at this point were aborted at the deadline; do not wait on a hung webhook.
+    cleanup.push(() => withTimeout(delivery.close(), 1_000).catch(() => {}));
     const cache: SentCache = config.redis.url
       ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
       : disabledSentCache;
@@ -91,7 +90,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       handlers: {
         'send-messages': sendMessagesHandler(() => ({
           settings: dispatchSettings(config),
-          deps: { pool, delivery, cache, metrics, gate, breaker },
+          deps: { pool, delivery: delivery.client, cache, metrics, gate, breaker },
         })),
         ...options.handlers,
       },
@@ -119,12 +118,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       { name: 'redis', critical: false, check: () => cache.check() },
       // main.ts replaces this with the Vault watcher's own check.
       { name: 'vault', critical: false, check: async () => 'disabled' },
-      {
-        name: 'delivery',
-        critical: false,
-        // "dry-run", "webhook" (breaker closed), or the breaker's "open" / "half-open".
-        check: async () => (delivery.mode === 'webhook' && breaker.state !== 'closed' ? breaker.state : delivery.mode),
-      },
+      delivery.health,
     ];
     const extra = options.healthChecks ?? [];
     const health = [
@@ -158,7 +152,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
         host,
         port,
         workers: config.workerCount,
-        delivery: delivery.mode,
+        delivery: delivery.client.mode,
         signed: config.webhook.signingSecrets.length > 0,
         webhookRateLimitPerSecond: config.webhook.rateLimitPerSecond,
         database: database.embedded ? 'embedded' : 'external',
@@ -181,16 +175,11 @@ export async function startService(initial: Config, logger: Logger, options: Ser
         }
       },
       async applyConfig(next) {
-        const previous = config;
         config = next;
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);
         engine.setFetchInterval(config.fetchIntervalMs);
-        if (JSON.stringify(previous.webhook) !== JSON.stringify(config.webhook)) {
-          const old = delivery;
-          delivery = createDelivery(config, logger);
-          await old.close();
-        }
+        await delivery.reconfigure(config.webhook);
         breaker.setThreshold(config.webhook.breakerThreshold);
         resizePool(pool, config.workerCount);
         await engine.resize(config.workerCount);
@@ -212,22 +201,6 @@ function dispatchSettings(config: Config): DispatchSettings {
     timeoutMs: config.webhook.timeoutMs,
     backoff: { baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs },
   };
-}
-
-function createDelivery(config: Config, logger: Logger): DeliveryClient {
-  if (!config.webhook.url) {
-    logger.warn(
-      'WEBHOOK_URL is not set: DRY-RUN delivery. Messages are marked sent with a dryrun-… id and go nowhere.',
-    );
-    return createDryRunClient();
-  }
-  return createWebhookClient({
-    url: config.webhook.url,
-    authHeader: config.webhook.authHeader,
-    authValue: config.webhook.authValue,
-    timeoutMs: config.webhook.timeoutMs,
-    signer: config.webhook.signingSecrets.length > 0 ? createWebhookSigner(config.webhook.signingSecrets) : undefined,
-  });
 }
 
 function listen(server: Server, port: number, host: string): Promise<Server> {
