@@ -133,6 +133,10 @@ function classifyValidatorError(error: any, status: number, req: Request): Error
         message: `Content-Type must be application/json (got ${JSON.stringify(req.get('content-type') ?? 'none')})`,
       };
     default:
+      if (status === 400 && /^\/?headers\/idempotency-key$/i.test(String(first?.path ?? ''))) {
+        // The spec's minLength/maxLength catch it before the intake route's own check (idempotency.ts).
+        return { status, code: 'invalid_idempotency_key', message: 'Idempotency-Key must be 1 to 255 characters' };
+      }
       return { status: status >= 400 && status < 500 ? status : 400, code: 'validation_failed', message: detail };
   }
 }

@@ -404,6 +404,10 @@ describe('message operations over HTTP', () => {
       for (const key of ['', 'k'.repeat(256)]) {
         const answer = await keyed(key, { to: '+905551111111', content: 'x' });
         expect(answer.status, `${key.length} characters`).to.equal(400);
+        // The code README.md and openapi.yaml name for it, on both intake routes.
+        expect(answer.body.error.code, `${key.length} characters`).to.equal('invalid_idempotency_key');
+        const batch = await keyed(key, { messages: [{ to: '+905551111111', content: 'x' }] }, '/messages/batch');
+        expect(batch.body.error.code, `batch, ${key.length} characters`).to.equal('invalid_idempotency_key');
       }
       expect((await keyed('k'.repeat(255), { to: '+905551111111', content: 'x' })).status).to.equal(201);
     });
