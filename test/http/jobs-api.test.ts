@@ -105,6 +105,31 @@ describe('jobs API over HTTP', () => {
     expect((await call('PATCH', '/jobs/ghost', { batchSize: 1 })).status).to.equal(404);
   });
 
+  it('answers 404 job_not_found for any name no job has, even one no job could have', async () => {
+    // DESIGN.md: "404 unknown name". The name format is a rule for creating jobs, not for looking them up.
+    for (const name of ['Nightly', 'no such job', 'x'.repeat(100), 'nul\u0000byte', 'ünïcode']) {
+      const path = `/jobs/${encodeURIComponent(name)}`;
+      for (const [method, where, body] of [
+        ['GET', path, undefined],
+        ['PATCH', path, { batchSize: 1 }],
+        ['PUT', '/jobs/start', { name }],
+        ['PUT', '/jobs/stop', { name }],
+      ] as const) {
+        const answer = await call(method, where, body);
+        expect(answer.status, `${method} ${where} ${JSON.stringify(body)}`).to.equal(404);
+        expect(answer.body.error.code, `${method} ${where}`).to.equal('job_not_found');
+      }
+    }
+    // Creating one is still held to the format.
+    const created = await call('POST', '/jobs', {
+      name: 'Nightly',
+      handler: 'send-messages',
+      intervalSeconds: 1,
+      batchSize: 1,
+    });
+    expect(created.status).to.equal(400);
+  });
+
   it('brings the next run forward when the interval gets shorter, and leaves it when it gets longer', async () => {
     await call('POST', '/jobs', { name: 'daily', handler: 'send-messages', intervalSeconds: 86_400, batchSize: 1 });
     await call('PUT', '/jobs/start', { name: 'daily' });
