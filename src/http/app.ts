@@ -58,6 +58,11 @@ const publicPaths = /^\/(health-alive|health-check|metrics|swagger)(\/|$)/;
 export function createApp(deps: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
+  // No conditional answers: a 304 is a status no operation documents, and every answer here (jobs,
+  // messages, health, metrics) is live state, not a cacheable document. So no ETags, and a request's
+  // If-None-Match (even `*`) or If-Modified-Since never makes express answer 304 instead.
+  app.set('etag', false);
+  Object.defineProperty(app.request, 'fresh', { configurable: true, get: () => false });
   app.set('trust proxy', deps.trustProxy ?? false);
   const spec = parse(readFileSync(openApiPath, 'utf8'));
   const routes = compileSpecRoutes(spec);
