@@ -15,16 +15,22 @@ import { errorBody } from './errors.ts';
  *   chunked encoding, headers over 16 KB) never reaches express; it gets the
  *   API's error body `{"error": {"code", "message"}}` with the status of
  *   `clientErrorAnswer` and `Connection: close`, instead of Node's bare 400.
+ * - A request with an `Expect` other than `100-continue` is served like any
+ *   other, not answered with Node's bare 417.
  */
 export function createHttpServer(app: RequestListener, logger: Logger): Server {
   // The response in flight on each connection: a parser error in a request body arrives after it began.
   const inFlight = new WeakMap<Socket, ServerResponse>();
-  const server = createServer((req, res) => {
+  const serve: RequestListener = (req, res) => {
     inFlight.set(req.socket, res);
     res.once('finish', () => inFlight.delete(req.socket));
     servePathOfAbsoluteForm(req);
     app(req, res);
-  });
+  };
+  const server = createServer(serve);
+  // An Expect other than 100-continue: served as usual (RFC 9110 §10.1.1 allows, not requires, a 417),
+  // instead of Node's bare 417 without the error body, a status no operation documents.
+  server.on('checkExpectation', serve);
   server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     const answer = clientErrorAnswer(error);
     if (!answer || !socket.writable) {
