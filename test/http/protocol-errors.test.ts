@@ -66,6 +66,20 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
       'the body is not valid chunked encoding',
     ],
     [
+      'an HTTP/1.1 request without Host (RFC 9112 §3.2: 400)',
+      'GET /jobs HTTP/1.1\r\nConnection: close\r\n\r\n',
+      400,
+      'missing_host',
+      'an HTTP/1.1 request needs a Host header',
+    ],
+    [
+      'CONNECT (this is no proxy)',
+      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+      501,
+      'method_not_implemented',
+      'method CONNECT is not implemented',
+    ],
+    [
       'a 20 KB header',
       `GET /jobs HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
       431,
