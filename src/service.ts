@@ -142,9 +142,12 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     const port = (server.address() as AddressInfo).port;
     // Said before "up", so anyone (or any test) waiting for "up" has already seen it.
     if (config.apiKeys.length === 0) {
+      const reach = isLoopbackHost(host)
+        ? `listening on ${host}:${port} only`
+        : `listening on ${host}:${port}, open to the network without a key`;
       logger.warn(
         { host, port },
-        `no API_KEYS: the API needs no key; listening on ${host}:${port} only${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
+        `no API_KEYS: the API needs no key; ${reach}${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
       );
     }
     logger.info(

@@ -79,7 +79,7 @@ export interface paths {
             header?: never;
             path: {
                 /**
-                 * @description The job's unique name.
+                 * @description The job's unique name. A name no job has is 404 `job_not_found`, whatever its form.
                  * @example message-sender
                  */
                 name: components["parameters"]["JobName"];
@@ -351,15 +351,21 @@ export interface components {
         /** @example message-sender */
         JobName: string;
         /**
+         * @description Names a job to look up. Any text: a name that no job has, including
+         *     one that `JobName` would not allow, is simply unknown (404).
+         * @example message-sender
+         */
+        JobNameReference: string;
+        /**
          * @description `active`: runs on its interval. `inactive`: stopped. `in_progress`: a
          *     run is executing right now (it returns to `active` afterwards unless
          *     stopped meanwhile).
          * @enum {string}
          */
         JobStatus: "active" | "inactive" | "in_progress";
-        /** @description Which job to start or stop; without `name`, every job. */
+        /** @description Which job to start or stop; without `name`, every job. A name no job has is 404 `job_not_found`. */
         JobSelector: {
-            name?: components["schemas"]["JobName"];
+            name?: components["schemas"]["JobNameReference"];
         };
         /**
          * @example {
@@ -820,10 +826,10 @@ export interface components {
          */
         IdempotencyKey: string;
         /**
-         * @description The job's unique name.
+         * @description The job's unique name. A name no job has is 404 `job_not_found`, whatever its form.
          * @example message-sender
          */
-        JobName: components["schemas"]["JobName"];
+        JobName: components["schemas"]["JobNameReference"];
         /** @description Page size. */
         Limit: number;
         /** @description Opaque cursor from a previous page's `nextCursor`. */
@@ -974,7 +980,7 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The job's unique name.
+                 * @description The job's unique name. A name no job has is 404 `job_not_found`, whatever its form.
                  * @example message-sender
                  */
                 name: components["parameters"]["JobName"];
@@ -1006,7 +1012,7 @@ export interface operations {
             header?: never;
             path: {
                 /**
-                 * @description The job's unique name.
+                 * @description The job's unique name. A name no job has is 404 `job_not_found`, whatever its form.
                  * @example message-sender
                  */
                 name: components["parameters"]["JobName"];

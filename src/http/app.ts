@@ -58,6 +58,11 @@ const publicPaths = /^\/(health-alive|health-check|metrics|swagger)(\/|$)/;
 export function createApp(deps: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
+  // No conditional answers: a 304 is a status no operation documents, and every answer here (jobs,
+  // messages, health, metrics) is live state, not a cacheable document. So no ETags, and a request's
+  // If-None-Match (even `*`) or If-Modified-Since never makes express answer 304 instead.
+  app.set('etag', false);
+  Object.defineProperty(app.request, 'fresh', { configurable: true, get: () => false });
   app.set('trust proxy', deps.trustProxy ?? false);
   const spec = parse(readFileSync(openApiPath, 'utf8'));
   const routes = compileSpecRoutes(spec);
@@ -160,17 +165,25 @@ function methodCheck(routes: SpecRoutes): RequestHandler {
   };
 }
 
-/** A request without a body to an operation whose body is required: 400 `missing_body`, not 415. */
+/**
+ * A request without a body to an operation whose body is required: 400 `missing_body`, not 415.
+ * To an operation whose body is optional it is simply a request without one (`PUT /jobs/stop`:
+ * every job), whatever Content-Type a client put on the nothing it sent.
+ */
 function requireBody(routes: SpecRoutes): RequestHandler {
   return (req, _res, next) => {
     const operation = routes.match(req.path)?.operations.get(req.method);
-    if (operation?.bodyRequired && req.body === undefined && !hasBody(req)) {
-      return next(
-        new ValidationError(
-          'missing_body',
-          'request body is required: a JSON object with Content-Type: application/json',
-        ),
-      );
+    if (operation?.hasBody && req.body === undefined && !hasBody(req)) {
+      if (operation.bodyRequired) {
+        return next(
+          new ValidationError(
+            'missing_body',
+            'request body is required: a JSON object with Content-Type: application/json',
+          ),
+        );
+      }
+      // The validator would judge the label of a body that is not there (415).
+      delete req.headers['content-type'];
     }
     next();
   };

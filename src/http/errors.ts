@@ -133,6 +133,19 @@ function classifyValidatorError(error: any, status: number, req: Request): Error
         message: `Content-Type must be application/json (got ${JSON.stringify(req.get('content-type') ?? 'none')})`,
       };
     default:
+      if (status === 400 && /^\/?headers\/idempotency-key$/i.test(String(first?.path ?? ''))) {
+        // The spec's minLength/maxLength catch it before the intake route's own check (idempotency.ts).
+        return { status, code: 'invalid_idempotency_key', message: 'Idempotency-Key must be 1 to 255 characters' };
+      }
+      if (status === 400 && /^\/?body\/(messages\/\d+\/)?sendAt$/.test(String(first?.path ?? ''))) {
+        // Same for sendAt's date-time format: the code is the one message-validation.ts answers.
+        const field = describePath(first.path).slice(0, -': '.length);
+        return {
+          status,
+          code: 'invalid_send_at',
+          message: `${field} must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z`,
+        };
+      }
       return { status: status >= 400 && status < 500 ? status : 400, code: 'validation_failed', message: detail };
   }
 }

@@ -15,16 +15,50 @@ import { errorBody } from './errors.ts';
  *   chunked encoding, headers over 16 KB) never reaches express; it gets the
  *   API's error body `{"error": {"code", "message"}}` with the status of
  *   `clientErrorAnswer` and `Connection: close`, instead of Node's bare 400.
+ * - A request with an `Expect` other than `100-continue` is served like any
+ *   other, not answered with Node's bare 417; an HTTP/1.1 request without
+ *   `Host` is 400 `missing_host` and `CONNECT` 501 `method_not_implemented`,
+ *   both with the error body.
  */
 export function createHttpServer(app: RequestListener, logger: Logger): Server {
   // The response in flight on each connection: a parser error in a request body arrives after it began.
   const inFlight = new WeakMap<Socket, ServerResponse>();
-  const server = createServer((req, res) => {
+  const serve: RequestListener = (req, res) => {
     inFlight.set(req.socket, res);
     res.once('finish', () => inFlight.delete(req.socket));
     servePathOfAbsoluteForm(req);
+    if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+      // RFC 9112 §3.2 requires the 400; Node's own (requireHostHeader) has no error body.
+      const body = JSON.stringify(errorBody('missing_host', 'an HTTP/1.1 request needs a Host header'));
+      res.shouldKeepAlive = false;
+      res.writeHead(400, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': Buffer.byteLength(body),
+        'X-Content-Type-Options': 'nosniff',
+        Connection: 'close',
+      });
+      res.end(body);
+      return;
+    }
     app(req, res);
+  };
+  const server = createServer({ requireHostHeader: false }, serve);
+  // CONNECT (a tunnel through a proxy, which this is not): the error body rather than a silent close.
+  server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+    const body = JSON.stringify(errorBody('method_not_implemented', 'method CONNECT is not implemented'));
+    socket.end(
+      'HTTP/1.1 501 Not Implemented\r\n' +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        'X-Content-Type-Options: nosniff\r\n' +
+        'Connection: close\r\n\r\n' +
+        body,
+      () => socket.destroy(),
+    );
   });
+  // An Expect other than 100-continue: served as usual (RFC 9110 §10.1.1 allows, not requires, a 417),
+  // instead of Node's bare 417 without the error body, a status no operation documents.
+  server.on('checkExpectation', serve);
   server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
     const answer = clientErrorAnswer(error);
     if (!answer || !socket.writable) {

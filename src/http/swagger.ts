@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import express, { type Router } from 'express';
 import helmet from 'helmet';
+import { AppError } from '../errors.ts';
 
 /**
  * Swagger UI for this API at /swagger/index.html (also /swagger/ and /swagger,
@@ -70,8 +71,19 @@ export function swaggerRoutes(spec: { info?: { title?: string } }): Router {
     if (!assetFiles.test(file)) return next();
     res.sendFile(join(swaggerUiDistDir, file), { maxAge: '1d', dotfiles: 'deny' });
   });
+  // Another method on a page that exists is 405 with Allow (DESIGN.md: "405 carries Allow"), as on the API's paths.
+  router.all(['/swagger', '/swagger/', '/swagger/*rest'], (req, _res, next) => {
+    const file = req.path.slice('/swagger'.length);
+    if (!(pages.has(file) || assetFiles.test(file))) return next();
+    next(
+      new AppError(405, 'method_not_allowed', `${req.method} is not allowed on ${req.path}`, { Allow: 'GET, HEAD' }),
+    );
+  });
   return router;
 }
+
+/** The Swagger paths besides the assets, relative to /swagger. */
+const pages = new Set(['', '/', '/index.html', '/swagger-ui-init.js', '/openapi.json']);
 
 function query(url: string): string {
   const at = url.indexOf('?');

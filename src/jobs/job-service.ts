@@ -51,7 +51,7 @@ export class JobService {
   }
 
   async get(name: string): Promise<JobView> {
-    const row = await getJobByName(this.#pool, { name });
+    const row = couldNameJob(name) ? await getJobByName(this.#pool, { name }) : null;
     if (!row) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
     return toJobView(row);
   }
@@ -89,6 +89,7 @@ export class JobService {
   }
 
   async update(name: string, change: JobSettingsChange): Promise<JobView> {
+    if (!couldNameJob(name)) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
     return withTransaction(this.#pool, async (client) => {
       const row = await updateJobSettings(client, {
         name,
@@ -116,6 +117,9 @@ export class JobService {
     change: (client: PoolClient) => Promise<number>,
     verb: string,
   ): Promise<JobView[]> {
+    if (name !== undefined && !couldNameJob(name)) {
+      throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
+    }
     return withTransaction(this.#pool, async (client) => {
       if (name !== undefined && !(await getJobByName(client, { name }))) {
         throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
@@ -125,6 +129,15 @@ export class JobService {
       return rows.filter((row) => row !== null).map(toJobView);
     });
   }
+}
+
+/**
+ * Whether some job could have this name (the `jobs_name_format` CHECK of the first migration, and
+ * openapi.yaml's `JobName`). Lookups take any text; one that fails this is unknown without asking
+ * the database (which would refuse a NUL byte, for one).
+ */
+function couldNameJob(name: string): boolean {
+  return /^[a-z0-9][a-z0-9._-]{0,63}$/.test(name);
 }
 
 export function toJobView(row: JobRow): JobView {

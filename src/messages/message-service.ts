@@ -152,12 +152,13 @@ export class MessageService {
     const rows = await listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
       afterId: after?.id ?? null,
-      maxRows: limit,
+      maxRows: limit + 1, // one more than asked: it says whether a next page exists
     });
-    const last = rows.at(-1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
     return {
-      items: rows.map(toMessageView),
-      nextCursor: rows.length === limit && last ? encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }) : null,
+      items: page.map(toMessageView),
+      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }) : null,
     };
   }
 
@@ -172,12 +173,13 @@ export class MessageService {
       recipient: filter.to ?? null,
       afterCreatedAt: after?.at ?? null,
       afterId: after?.id ?? null,
-      maxRows: limit,
+      maxRows: limit + 1, // one more than asked: it says whether a next page exists
     });
-    const last = rows.at(-1);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
     return {
-      items: rows.map(toMessageView),
-      nextCursor: rows.length === limit && last ? encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }) : null,
+      items: page.map(toMessageView),
+      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }) : null,
     };
   }
 }

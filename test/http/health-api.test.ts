@@ -64,6 +64,29 @@ describe('health, metrics and Swagger UI over HTTP', () => {
     expect((await fetch(`${service.url}/swagger/package.json`)).status).to.equal(404);
     expect((await fetch(`${service.url}/swagger/docs`)).status).to.equal(404);
   });
+
+  it('answers another method on a Swagger page 405 with Allow, like every other route', async () => {
+    const pages = [
+      '/swagger',
+      '/swagger/',
+      '/swagger/index.html',
+      '/swagger/openapi.json',
+      '/swagger/swagger-ui-bundle.js',
+    ];
+    for (const path of pages) {
+      for (const method of ['POST', 'PUT', 'DELETE']) {
+        const answer = await api(service.url, method, path);
+        expect(answer.status, `${method} ${path}`).to.equal(405);
+        expect(answer.headers.get('allow'), `${method} ${path}`).to.equal('GET, HEAD');
+        expect(answer.body.error.code, `${method} ${path}`).to.equal('method_not_allowed');
+      }
+      expect((await fetch(`${service.url}${path}`, { method: 'HEAD', redirect: 'manual' })).status).to.be.oneOf([
+        200, 301,
+      ]);
+    }
+    // A file the UI does not serve stays unknown, whatever the method.
+    expect((await api(service.url, 'POST', '/swagger/package.json')).status).to.equal(404);
+  });
 });
 
 describe('health-check when the database is gone', () => {

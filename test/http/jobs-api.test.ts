@@ -75,6 +75,26 @@ describe('jobs API over HTTP', () => {
     expect(missing.body.error.code).to.equal('job_not_found');
   });
 
+  it('treats an empty body as no body whatever its Content-Type says: every job', async () => {
+    // DESIGN.md: "no body or no name: every job". Clients (curl -d '', form posts) label empty bodies.
+    const labelled = (method: string, path: string, body: string, headers: Record<string, string>) =>
+      api(service.url, method, path, body, headers);
+    for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/json']) {
+      for (const path of ['/jobs/stop', '/jobs/start']) {
+        const answer = await labelled('PUT', path, '', { 'content-type': contentType });
+        expect(answer.status, `${path} ${contentType}`).to.equal(200);
+        expect(answer.body.jobs, `${path} ${contentType}`).to.have.length(2);
+      }
+    }
+    const retried = await labelled('POST', '/messages/retry-failed', '', { 'content-type': 'text/plain' });
+    expect([retried.status, retried.body]).to.deep.equal([200, { retried: 0 }]);
+    // A body that is there still has to be JSON.
+    expect((await labelled('PUT', '/jobs/stop', 'nightly', { 'content-type': 'text/plain' })).status).to.equal(415);
+    expect((await labelled('POST', '/jobs', '', { 'content-type': 'text/plain' })).body.error.code).to.equal(
+      'missing_body',
+    );
+  });
+
   it('gets one job, patches its settings, and 404s unknown names', async () => {
     expect((await call('GET', '/jobs/nightly')).body.name).to.equal('nightly');
     expect((await call('GET', '/jobs/ghost')).status).to.equal(404);
@@ -83,6 +103,31 @@ describe('jobs API over HTTP', () => {
     expect(patched.body).to.include({ intervalSeconds: 30, batchSize: 10 });
     expect((await call('PATCH', '/jobs/nightly', {})).status).to.equal(400);
     expect((await call('PATCH', '/jobs/ghost', { batchSize: 1 })).status).to.equal(404);
+  });
+
+  it('answers 404 job_not_found for any name no job has, even one no job could have', async () => {
+    // DESIGN.md: "404 unknown name". The name format is a rule for creating jobs, not for looking them up.
+    for (const name of ['Nightly', 'no such job', 'x'.repeat(100), 'nul\u0000byte', 'ünïcode']) {
+      const path = `/jobs/${encodeURIComponent(name)}`;
+      for (const [method, where, body] of [
+        ['GET', path, undefined],
+        ['PATCH', path, { batchSize: 1 }],
+        ['PUT', '/jobs/start', { name }],
+        ['PUT', '/jobs/stop', { name }],
+      ] as const) {
+        const answer = await call(method, where, body);
+        expect(answer.status, `${method} ${where} ${JSON.stringify(body)}`).to.equal(404);
+        expect(answer.body.error.code, `${method} ${where}`).to.equal('job_not_found');
+      }
+    }
+    // Creating one is still held to the format.
+    const created = await call('POST', '/jobs', {
+      name: 'Nightly',
+      handler: 'send-messages',
+      intervalSeconds: 1,
+      batchSize: 1,
+    });
+    expect(created.status).to.equal(400);
   });
 
   it('brings the next run forward when the interval gets shorter, and leaves it when it gets longer', async () => {

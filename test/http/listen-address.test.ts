@@ -104,6 +104,9 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
       const { host, port } = await upLine(started);
       expect(host).to.equal('0.0.0.0');
       expect(started.output.join('')).to.include('(ALLOW_UNAUTHENTICATED=true)');
+      // It listens on every interface: the warning must not claim "only".
+      expect(started.output.join('')).to.include(`listening on 0.0.0.0:${port}, open to the network without a key`);
+      expect(started.output.join('')).to.not.include(`0.0.0.0:${port} only`);
       expect(await reachable('127.0.0.1', port)).to.equal(200);
       if (externalAddress) expect(await reachable(externalAddress, port)).to.equal(200);
     } finally {

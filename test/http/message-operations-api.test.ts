@@ -93,8 +93,8 @@ describe('message operations over HTTP', () => {
       ]) {
         const answer = await call('POST', '/messages', { to: '+905551111111', content: 'x', sendAt });
         expect(answer.status, String(sendAt)).to.equal(400);
-        if (String(sendAt).startsWith('9999') || String(sendAt).startsWith('0001'))
-          expect(answer.body.error.code, String(sendAt)).to.equal('invalid_send_at');
+        // README.md: "an impossible date or one without an offset is a 400 invalid_send_at".
+        expect(answer.body.error.code, String(sendAt)).to.equal('invalid_send_at');
         expect(answer.body.error.message, String(sendAt)).to.match(/sendAt/);
       }
       const batch = await call('POST', '/messages/batch', {
@@ -105,6 +105,14 @@ describe('message operations over HTTP', () => {
       });
       expect(batch.status).to.equal(400);
       expect(batch.body.error.message).to.match(/messages\[1\]\.sendAt/);
+      const noOffset = await call('POST', '/messages/batch', {
+        messages: [
+          { to: '+905551111111', content: 'ok' },
+          { to: '+905551111111', content: 'bad', sendAt: '2026-12-01T09:00:00' },
+        ],
+      });
+      expect(noOffset.body.error.code).to.equal('invalid_send_at');
+      expect(noOffset.body.error.message).to.match(/messages\[1\]\.sendAt/);
       expect(await count()).to.equal(before);
     });
   });
@@ -404,6 +412,10 @@ describe('message operations over HTTP', () => {
       for (const key of ['', 'k'.repeat(256)]) {
         const answer = await keyed(key, { to: '+905551111111', content: 'x' });
         expect(answer.status, `${key.length} characters`).to.equal(400);
+        // The code README.md and openapi.yaml name for it, on both intake routes.
+        expect(answer.body.error.code, `${key.length} characters`).to.equal('invalid_idempotency_key');
+        const batch = await keyed(key, { messages: [{ to: '+905551111111', content: 'x' }] }, '/messages/batch');
+        expect(batch.body.error.code, `batch, ${key.length} characters`).to.equal('invalid_idempotency_key');
       }
       expect((await keyed('k'.repeat(255), { to: '+905551111111', content: 'x' })).status).to.equal(201);
     });

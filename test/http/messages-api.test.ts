@@ -108,6 +108,29 @@ describe('messages API over HTTP', () => {
     expect(defaultPage.body.items).to.have.length(20);
   });
 
+  it('answers nextCursor null on the last page, also when it is exactly full', async () => {
+    // openapi.yaml: "`null` on the last page". A page that happens to hold the
+    // last `limit` items is the last page; a cursor there leads to an empty one.
+    const sent = Number((await db().pool.query("SELECT count(*) AS n FROM messages WHERE status = 'sent'")).rows[0].n);
+    expect(sent).to.be.within(2, 100);
+    const exact = await call('GET', `/messages/sent?limit=${sent}`);
+    expect(exact.body.items).to.have.length(sent);
+    expect(exact.body.nextCursor).to.equal(null);
+    const shortOfOne = await call('GET', `/messages/sent?limit=${sent - 1}`);
+    expect(shortOfOne.body.nextCursor).to.be.a('string');
+    const rest = await call('GET', `/messages/sent?limit=${sent - 1}&cursor=${shortOfOne.body.nextCursor}`);
+    expect(rest.body.items).to.have.length(1);
+    expect(rest.body.nextCursor).to.equal(null);
+
+    const to = '+905557770001';
+    for (const content of ['one', 'two', 'three', 'four']) await call('POST', '/messages', { to, content });
+    const first = await call('GET', `/messages?to=${encodeURIComponent(to)}&limit=2`);
+    expect(first.body.nextCursor).to.be.a('string');
+    const second = await call('GET', `/messages?to=${encodeURIComponent(to)}&limit=2&cursor=${first.body.nextCursor}`);
+    expect(second.body.items.map((item: { content: string }) => item.content)).to.deep.equal(['two', 'one']);
+    expect(second.body.nextCursor).to.equal(null);
+  });
+
   it('refuses a forged cursor and an out-of-range limit', async () => {
     expect((await call('GET', '/messages/sent?cursor=garbage')).body.error.code).to.equal('invalid_cursor');
     expect((await call('GET', '/messages/sent?limit=0')).status).to.equal(400);

@@ -66,6 +66,20 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
       'the body is not valid chunked encoding',
     ],
     [
+      'an HTTP/1.1 request without Host (RFC 9112 §3.2: 400)',
+      'GET /jobs HTTP/1.1\r\nConnection: close\r\n\r\n',
+      400,
+      'missing_host',
+      'an HTTP/1.1 request needs a Host header',
+    ],
+    [
+      'CONNECT (this is no proxy)',
+      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+      501,
+      'method_not_implemented',
+      'method CONNECT is not implemented',
+    ],
+    [
       'a 20 KB header',
       `GET /jobs HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
       431,
@@ -95,6 +109,24 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
   it('keeps serving after a malformed request', async () => {
     await rawExchange(service.url, 'GET /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
     expect((await fetch(`${service.url}/health-alive`)).status).to.equal(200);
+  });
+
+  it('serves a request with an Expect other than 100-continue as usual, never a bare 417', async () => {
+    // RFC 9110 §10.1.1: a server MAY answer 417; Node's default one has no error body and is
+    // documented on no operation, so the request is served like any other.
+    const listed = await rawExchange(
+      service.url,
+      'GET /jobs HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nConnection: close\r\n\r\n',
+    );
+    expect(listed.status).to.equal(200);
+    expect(JSON.parse(listed.text).jobs.map((job: { name: string }) => job.name)).to.include('message-sender');
+    const body = '{"to":"+905551111111","content":"expect"}';
+    const created = await rawExchange(
+      service.url,
+      `POST /messages HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(created.status).to.equal(201);
+    expect(JSON.parse(created.text)).to.include({ content: 'expect', status: 'pending' });
   });
 
   describe('absolute-form request line (RFC 9112 §3.2.2)', () => {

@@ -257,6 +257,23 @@ describe('strict input at the edge (issue 10, points 3-6)', () => {
       expect((await send('HEAD', '/jobs')).status).to.equal(200);
     });
 
+    it('answers a conditional GET (If-None-Match) with a status documented on the operation', async () => {
+      // A 304 would be a status no operation documents (DESIGN.md: every status an operation can answer is).
+      for (const operation of operations().filter((each) => each.method === 'GET')) {
+        const path = operation.path
+          .replace('{name}', 'message-sender')
+          .replace('{id}', '0f8fad5b-d9cb-469f-a165-70867728950e');
+        const first = await send('GET', path);
+        for (const tag of [first.headers.get('etag'), '*']) {
+          if (tag === null) continue;
+          for (const method of ['GET', 'HEAD']) {
+            const again = await rawRequest(service.url, method, path, { headers: { 'if-none-match': tag } });
+            expect(operation.statuses, `${method} ${path} If-None-Match: ${tag}`).to.include(String(again.status));
+          }
+        }
+      }
+    });
+
     it('answers 405 with Allow, documented', async () => {
       const response = await send('DELETE', '/jobs');
       expect(response.status).to.equal(405);
