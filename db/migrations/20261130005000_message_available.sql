@@ -1,0 +1,45 @@
+-- migrate:up
+
+-- Issue 12: the claim stays one index scan at a million pending rows, even
+-- when most of them are not due (a campaign scheduled for tomorrow with
+-- sendAt, a large backlog of retries in backoff).
+--
+-- available: the message is pending AND its send time has come
+-- (next_attempt_at <= now() when it was last set). It is the scheduled ->
+-- available promotion of River and Oban, kept out of the public status: the
+-- API still says 'pending' for both.
+--   * Every statement that makes a message pending sets it (sql/queries/messages.sql):
+--     intake and retry set it when sendAt is absent or past, a lease release
+--     or a hand-back when the message was due, a transient outcome with
+--     backoff never does.
+--   * PromoteDueMessages turns due pending messages that are not yet
+--     available into available ones, a bounded number per claim, in the
+--     claim's transaction; ClaimMessages then walks only
+--     messages_available_claim_idx, in claim order, reading no row it
+--     will not claim.
+--   * Every statement that takes a message out of pending clears it, and
+--     messages_available_only_pending makes that a rule. So a statement that
+--     forgets to set it leaves false: the message waits for the next
+--     promotion instead of going out early.
+-- The default, false, is that safe side too: an INSERT that does not name it
+-- is promoted at the next claim once its next_attempt_at has come.
+ALTER TABLE messages ADD COLUMN available boolean NOT NULL DEFAULT false;
+
+UPDATE messages SET available = true WHERE status = 'pending' AND next_attempt_at <= now();
+
+ALTER TABLE messages ADD CONSTRAINT messages_available_only_pending
+  CHECK (status = 'pending' OR NOT available);
+
+-- The claim: available messages, created_at ASC, id.
+CREATE INDEX messages_available_claim_idx ON messages (created_at, id)
+  WHERE status = 'pending' AND available;
+-- The promotion: pending messages not yet available, by when they become due.
+-- With nothing due, it reads one index entry and stops.
+CREATE INDEX messages_scheduled_due_idx ON messages (next_attempt_at)
+  WHERE status = 'pending' AND NOT available;
+
+-- The claim no longer reads these, and no other query does (ListMessages with
+-- status=pending uses messages_status_created_idx, CountPendingMessages reads
+-- the two indexes above; checked with EXPLAIN in test/messages/claim-plan.test.ts).
+DROP INDEX messages_pending_claim_idx;
+DROP INDEX messages_pending_due_idx;
