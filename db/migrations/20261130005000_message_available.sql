@@ -17,18 +17,22 @@
 --     claim's transaction; ClaimMessages then walks only
 --     messages_available_claim_idx, in claim order, reading no row it
 --     will not claim.
---   * Every statement that takes a message out of pending clears it, and
---     messages_available_only_pending makes that a rule. So a statement that
---     forgets to set it leaves false: the message waits for the next
---     promotion instead of going out early.
--- The default, false, is that safe side too: an INSERT that does not name it
--- is promoted at the next claim once its next_attempt_at has come.
+--   * Every statement that takes a message out of pending clears it. So a
+--     statement that makes a message pending and forgets the column leaves
+--     false: the message waits for the next promotion, it never goes early.
+--     The default, false, is that safe side too: an INSERT that does not name
+--     it is promoted at the next claim once its next_attempt_at has come.
+--   * The claim still compares next_attempt_at, so even a row marked
+--     available too soon (a hand-written UPDATE, a pod of the previous
+--     version during a rolling deploy) is not sent before its time.
+-- No CHECK ties it to status: a pod of the previous version, still running
+-- during a rolling deploy, claims and cancels without knowing the column, and
+-- must not fail; the values it leaves on non-pending rows are outside both
+-- indexes below, and every statement that makes a message pending again sets
+-- them.
 ALTER TABLE messages ADD COLUMN available boolean NOT NULL DEFAULT false;
 
 UPDATE messages SET available = true WHERE status = 'pending' AND next_attempt_at <= now();
-
-ALTER TABLE messages ADD CONSTRAINT messages_available_only_pending
-  CHECK (status = 'pending' OR NOT available);
 
 -- The claim: available messages, created_at ASC, id.
 CREATE INDEX messages_available_claim_idx ON messages (created_at, id)

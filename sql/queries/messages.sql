@@ -73,9 +73,10 @@ WHERE m.id = due.id;
 -- The oldest available messages (created_at, id), skipping rows another pod
 -- holds: one walk of messages_available_claim_idx that reads only rows it
 -- claims. Call it after PromoteDueMessages in one transaction. The
--- next_attempt_at test is always true for a row our statements made
--- available; it keeps "never before its time" even if a hand-written UPDATE
--- moves next_attempt_at of an available row. With an execution_id (a job
+-- next_attempt_at test is always true for a row these statements made
+-- available; it keeps "never before its time" even when something else (a
+-- hand-written UPDATE, a pod of the previous version mid-deploy) leaves an
+-- available row that is not due. With an execution_id (a job
 -- run's execution fence, see BeginJobExecution) nothing is claimed once that
 -- execution has been superseded.
 UPDATE messages AS m

@@ -23,7 +23,7 @@ describe('message operations over HTTP', () => {
   };
   const setStatus = (id: string, status: string) =>
     db().pool.query(
-      `UPDATE messages SET status = $2, available = available AND $2 = 'pending',
+      `UPDATE messages SET status = $2,
          lease_until = CASE WHEN $2 = 'sending' THEN now() + interval '1 minute' END,
          locked_by = CASE WHEN $2 = 'sending' THEN 'someone' END,
          sent_at = CASE WHEN $2 = 'sent' THEN now() END,
@@ -255,10 +255,10 @@ describe('message operations over HTTP', () => {
       const ids: string[] = [];
       for (const failedAt of ['2026-01-01T10:00:00Z', '2026-01-01T11:00:00Z', '2026-01-01T12:00:00Z']) {
         const message = await create();
-        await db().pool.query(
-          "UPDATE messages SET status = 'failed', available = false, updated_at = $2 WHERE id = $1",
-          [message.id, failedAt],
-        );
+        await db().pool.query("UPDATE messages SET status = 'failed', updated_at = $2 WHERE id = $1", [
+          message.id,
+          failedAt,
+        ]);
         ids.push(message.id);
       }
       const answer = await call('POST', '/messages/retry-failed', {

@@ -83,7 +83,7 @@ describe('messages API over HTTP', () => {
   it('pages through sent messages newest first with a stable cursor', async () => {
     // Mark 45 messages sent with distinct times, some sharing a timestamp to exercise the id tiebreak.
     await db().pool.query(`
-      UPDATE messages SET status = 'sent', available = false, external_message_id = 'ext-' || id,
+      UPDATE messages SET status = 'sent', external_message_id = 'ext-' || id,
              sent_at = timestamptz '2026-01-01T00:00:00Z' + (n / 2) * interval '1 microsecond'
       FROM (SELECT id AS mid, row_number() OVER (ORDER BY created_at, id) AS n FROM messages LIMIT 45) AS picked
       WHERE messages.id = picked.mid`);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import pg from 'pg';
 import {
@@ -33,6 +34,33 @@ describe('message queries', () => {
     await pool().query('DELETE FROM messages');
   });
 
+  it('sets available in every statement that sets a status or inserts a message (sql/queries/messages.sql)', () => {
+    const text = readFileSync(new URL('../../sql/queries/messages.sql', import.meta.url), 'utf8');
+    // Each statement without its comment lines.
+    const statements = text
+      .split(/^-- name: /m)
+      .slice(1)
+      .map((block) => {
+        const [name, ...lines] = block.split('\n');
+        return [name, ...lines.filter((line) => !line.trimStart().startsWith('--'))].join('\n');
+      });
+    const changing = statements.filter((statement) => /\bSET status\b|\bINSERT INTO messages\b/.test(statement));
+    expect(changing.map((statement) => statement.split(' ')[0])).to.include.members([
+      'InsertMessage',
+      'InsertMessages',
+      'ReleaseExpiredMessageLeases',
+      'ClaimMessages',
+      'RecordDeliveryOutcomes',
+      'CancelMessage',
+      'RetryMessage',
+      'RetryFailedMessages',
+      'ReleaseUntriedMessages',
+    ]);
+    for (const statement of changing) {
+      expect(statement, statement.split(' ')[0]).to.match(/\bavailable\b\s*(=|\))|,\s*available\)/);
+    }
+  });
+
   it('inserts a batch in request order, created_at never going backwards', async () => {
     const rows = await seed(50);
     expect(rows.map((row) => row.content)).to.deep.equal(Array.from({ length: 50 }, (_, i) => `m${i}`));
@@ -52,7 +80,7 @@ describe('message queries', () => {
     }
     const [row] = await seed(1);
     const broken = await pool()
-      .query("UPDATE messages SET status = 'sent', available = false WHERE id = $1", [row!.id])
+      .query("UPDATE messages SET status = 'sent' WHERE id = $1", [row!.id])
       .catch((failure) => failure);
     expect(broken.constraint).to.equal('messages_sent_has_receipt');
   });
@@ -219,20 +247,41 @@ describe('message queries', () => {
       expect(again.map((row) => [row.id, row.attempts])).to.deep.equal([[rows[0]!.id, 1]]);
     });
 
-    it('keeps available on pending messages only, so a statement that forgets it can only delay a message', async () => {
+    it('takes every message out of available when it leaves pending', async () => {
+      const rows = await seed(3);
+      const [sent, retried, failed] = byAge(await claim('pod-a', 3));
+      expect(await available(sent!.id), 'sending').to.equal(false);
+      await recordDeliveryOutcomes(pool(), {
+        owner: 'pod-a',
+        ids: [sent!.id, retried!.id, failed!.id],
+        statuses: ['sent', 'pending', 'failed'],
+        externalMessageIds: ['ext-1', '', ''],
+        errors: ['', 'HTTP 503', 'HTTP 400'],
+        retryDelaysMs: [0, 0, 0],
+      });
+      for (const row of rows) expect(await available(row.id), row.content).to.equal(false);
+      // A retry with no delay left is due at once: the next claim promotes and takes it.
+      expect((await claim('pod-a', 10)).map((row) => row.id)).to.deep.equal([retried!.id]);
+    });
+
+    it('a statement that makes a message pending without naming available only delays it', async () => {
       const [row] = await seed(1);
-      const broken = await pool()
-        .query("UPDATE messages SET status = 'failed' WHERE id = $1", [row!.id])
-        .catch((failure) => failure);
-      expect(broken.constraint).to.equal('messages_available_only_pending');
-      await pool().query("UPDATE messages SET status = 'failed', available = false WHERE id = $1", [row!.id]);
-      // A hand-written "back to pending, in an hour" that does not name available:
+      await claim('pod-a', 1);
+      await recordDeliveryOutcomes(pool(), {
+        owner: 'pod-a',
+        ids: [row!.id],
+        statuses: ['failed'],
+        externalMessageIds: [''],
+        errors: ['HTTP 400'],
+        retryDelaysMs: [0],
+      });
+      // A hand-written "back to pending, in an hour" that does not know the column:
       await pool().query(
         "UPDATE messages SET status = 'pending', next_attempt_at = now() + interval '1 hour' WHERE id = $1",
         [row!.id],
       );
       expect(await claim('pod-a', 10)).to.deep.equal([]);
-      // ... and one that makes it due now: the next claim promotes it.
+      // ... and the same, due now: the next claim promotes it.
       await pool().query('UPDATE messages SET next_attempt_at = now() WHERE id = $1', [row!.id]);
       expect((await claim('pod-a', 10)).map((claimed) => claimed.id)).to.deep.equal([row!.id]);
     });
