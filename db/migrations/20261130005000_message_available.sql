@@ -42,8 +42,12 @@ CREATE INDEX messages_available_claim_idx ON messages (created_at, id)
 CREATE INDEX messages_scheduled_due_idx ON messages (next_attempt_at)
   WHERE status = 'pending' AND NOT available;
 
--- The claim no longer reads these, and no other query does (ListMessages with
--- status=pending uses messages_status_created_idx, CountPendingMessages reads
--- the two indexes above; checked with EXPLAIN in test/messages/claim-plan.test.ts).
+-- The claim no longer reads these. Of the other readers of pending messages,
+-- ListMessages with status=pending walks messages_status_created_idx (or
+-- messages_created_idx), and CountPendingMessages, the 5 s metrics gauge, used
+-- the first for an index-only count and now makes one pass over the table or
+-- messages_status_created_idx: not worth maintaining an index of every
+-- pending message on each insert and claim. Checked with EXPLAIN in
+-- test/messages/claim-plan.test.ts.
 DROP INDEX messages_pending_claim_idx;
 DROP INDEX messages_pending_due_idx;

@@ -126,12 +126,10 @@ describe('the claim plan', function () {
       { text: countPendingMessagesQuery, values: [] },
       { text: listMessagesQuery, values: ['pending', null, null, null, 20] },
     );
-    expect(count!.map((node) => node['Node Type'])).to.not.include('Seq Scan');
-    expect(
-      choosingScans(count!)
-        .map((node) => node['Index Name'])
-        .sort(),
-    ).to.deep.equal(['messages_available_claim_idx', 'messages_scheduled_due_idx']);
+    // The metrics gauge: one pass over the table or over messages_status_created_idx, never two.
+    const countScans = choosingScans(count!).map((node) => node['Index Name'] ?? node['Node Type']);
+    expect(countScans).to.have.length(1);
+    expect(countScans[0]).to.be.oneOf(['Seq Scan', 'messages_status_created_idx']);
     // GET /messages?status=pending: newest first on an index, no sort, a page's worth of rows.
     expect(listing!.map((node) => node['Node Type'])).to.not.include.members(['Seq Scan', 'Sort']);
     const [listScan, ...others] = choosingScans(listing!);

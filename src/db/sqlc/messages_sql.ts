@@ -424,8 +424,7 @@ export async function listMessages(client: Client, args: ListMessagesArgs): Prom
 }
 
 export const countPendingMessagesQuery = `-- name: CountPendingMessages :one
-SELECT ((SELECT count(*) FROM messages WHERE status = 'pending' AND available)
-        + (SELECT count(*) FROM messages WHERE status = 'pending' AND NOT available))::bigint AS total`;
+SELECT count(*)::bigint AS total FROM messages WHERE status = 'pending'`;
 
 export interface CountPendingMessagesRow {
     total: string;
