@@ -3,9 +3,10 @@
 // 1. intake    – POST /messages (single, 16 concurrent clients) and POST /messages/batch (1,000 a request)
 // 2. dispatch  – N service processes drain the backlog to the project's webhook sink; every
 //                message must arrive exactly once (checked by Idempotency-Key)
-// 3. scale     – the claim and read queries with 1,000,000 messages in the table (one in ten
-//                scheduled a day ahead with sendAt), the claim's plan, a backlog that is almost
-//                all scheduled, and retry-failed over 100,000 failed messages
+// 3. scale     – the claim (promotion and claim, as dispatch runs it) and read queries with
+//                1,000,000 messages in the table (one in ten scheduled a day ahead with sendAt),
+//                the claim's plan, a backlog that is almost all scheduled, a burst of 100,000
+//                scheduled messages all due at once, and retry-failed over 100,000 failed messages
 //
 // Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded PostgreSQL.
 // A fresh database is created and dropped. Sizes: BENCH_MESSAGES (20000), BENCH_PODS (2),
@@ -14,12 +15,12 @@ import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import pg from 'pg';
 import {
-  claimMessages,
   claimMessagesQuery,
   countPendingMessages,
   listMessages,
   listSentMessages,
 } from '../src/db/sqlc/messages_sql.ts';
+import { claimDueMessages, promotionBatch } from '../src/messages/claim.ts';
 import { MessageService } from '../src/messages/message-service.ts';
 import { startSink } from '../src/sink/server.ts';
 import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/support/postgres.ts';
@@ -123,10 +124,11 @@ try {
   setup.on('error', () => {}); // dropped with the database at the end
   await setup.connect();
   await setup.query(
-    `INSERT INTO messages (recipient, content, created_at, send_at, next_attempt_at)
+    `INSERT INTO messages (recipient, content, created_at, send_at, next_attempt_at, available)
      SELECT '+9055511' || lpad((g % 10000)::text, 5, '0'), 'scale ' || g, now() - make_interval(secs => $1 - g),
             CASE WHEN g % 10 = 0 THEN now() + interval '1 day' END,
-            CASE WHEN g % 10 = 0 THEN now() + interval '1 day' ELSE now() END
+            CASE WHEN g % 10 = 0 THEN now() + interval '1 day' ELSE now() END,
+            g % 10 <> 0
      FROM generate_series(1, $1) AS g`,
     [scaleRows],
   );
@@ -141,18 +143,21 @@ try {
     samples.sort((a, b) => a - b);
     record(label, `median ${ms(pct(samples, 0.5))}, max ${ms(samples.at(-1)!)}`);
   };
-  await time(`ClaimMessages batch 50 (${scaleRows} pending)`, async () => {
-    const claimed = await claimMessages(database.pool, {
+  // What dispatch runs per chunk: promote due messages, claim the oldest available, one transaction.
+  // Between samples the claimed messages go back as they were (available), so each sample claims anew.
+  const claimAndPutBack = async () => {
+    const claimed = await claimDueMessages(database.pool, {
       leaseSeconds: 60,
       owner: 'bench',
       executionId: null,
       maxMessages: 50,
     });
     await database.pool.query(
-      "UPDATE messages SET status = 'pending', lease_until = NULL, locked_by = NULL WHERE id = ANY($1)",
+      "UPDATE messages SET status = 'pending', available = true, lease_until = NULL, locked_by = NULL WHERE id = ANY($1)",
       [claimed.map((row) => row.id)],
     );
-  });
+  };
+  await time(`ClaimMessages batch 50 (${scaleRows} pending)`, claimAndPutBack);
   const claimPlan = async () => {
     const plan = await database.pool.query({
       text: `EXPLAIN (FORMAT JSON) ${claimMessagesQuery}`,
@@ -186,30 +191,33 @@ try {
 
   // Almost everything scheduled for tomorrow, 50 due now at the end of the order.
   await setup.query(
-    "UPDATE messages SET send_at = now() + interval '1 day', next_attempt_at = now() + interval '1 day' WHERE status = 'pending'",
+    "UPDATE messages SET send_at = now() + interval '1 day', next_attempt_at = now() + interval '1 day', available = false WHERE status = 'pending'",
   );
   await setup.query(
-    `UPDATE messages SET send_at = NULL, next_attempt_at = now()
+    `UPDATE messages SET send_at = NULL, next_attempt_at = now(), available = true
      WHERE id IN (SELECT id FROM messages WHERE status = 'pending' ORDER BY created_at DESC LIMIT 50)`,
   );
   await setup.query('VACUUM ANALYZE messages');
   record('ClaimMessages plan (all but 50 scheduled ahead)', await claimPlan());
-  await time(`ClaimMessages batch 50 (${scaleRows} pending, all but 50 scheduled ahead)`, async () => {
-    const claimed = await claimMessages(database.pool, {
-      leaseSeconds: 60,
-      owner: 'bench',
-      maxMessages: 50,
-      executionId: null,
-    });
-    await database.pool.query(
-      "UPDATE messages SET status = 'pending', lease_until = NULL, locked_by = NULL WHERE id = ANY($1)",
-      [claimed.map((row) => row.id)],
-    );
-  });
+  await time(`ClaimMessages batch 50 (${scaleRows} pending, all but 50 scheduled ahead)`, claimAndPutBack);
+
+  // A campaign's send time comes: 100,000 of the scheduled messages (the oldest) are due at once.
+  // Each claim promotes up to promotionBatch of them, then claims 50.
+  const burst = Math.min(100_000, scaleRows);
+  await setup.query(
+    `UPDATE messages SET send_at = now() - interval '1 second', next_attempt_at = now() - interval '1 second'
+     WHERE id IN (SELECT id FROM messages WHERE status = 'pending' AND NOT available ORDER BY created_at LIMIT $1)`,
+    [burst],
+  );
+  await setup.query('VACUUM ANALYZE messages');
+  await time(
+    `ClaimMessages batch 50 during a burst (${burst} scheduled messages due at once, ${promotionBatch} promoted per claim)`,
+    claimAndPutBack,
+  );
 
   const failedRows = Math.min(100_000, scaleRows);
   await setup.query(
-    `UPDATE messages SET status = 'failed', last_error = 'bench'
+    `UPDATE messages SET status = 'failed', available = false, last_error = 'bench'
      WHERE id IN (SELECT id FROM messages WHERE status = 'pending' LIMIT $1)`,
     [failedRows],
   );

@@ -1,19 +1,23 @@
 -- Messages: intake, the sender's claims and outcomes, and the read side.
 
 -- name: InsertMessage :one
--- send_at null: at once. A send time in the past is kept as asked and is due now.
-INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+-- send_at null: at once. A send time in the past is kept as asked and is due
+-- now. Due now: available at once; ahead: promoted when it comes (see
+-- PromoteDueMessages).
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
 VALUES (sqlc.arg(recipient), sqlc.arg(content), sqlc.narg(send_at)::timestamptz,
-        greatest(now(), sqlc.narg(send_at)::timestamptz))
+        greatest(now(), sqlc.narg(send_at)::timestamptz),
+        coalesce(sqlc.narg(send_at)::timestamptz <= now(), true))
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at;
 
 -- name: InsertMessages :many
 -- A whole batch in one statement; WITH ORDINALITY keeps the request's order.
--- An empty string in send_ats stands for "at once".
-INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+-- An empty string in send_ats stands for "at once". available as in InsertMessage.
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
 SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
-       greatest(now(), nullif(m.send_at, '')::timestamptz)
+       greatest(now(), nullif(m.send_at, '')::timestamptz),
+       coalesce(nullif(m.send_at, '')::timestamptz <= now(), true)
 FROM ROWS FROM (unnest(sqlc.arg(recipients)::text[]), unnest(sqlc.arg(contents)::text[]),
                 unnest(sqlc.arg(send_ats)::text[]))
      WITH ORDINALITY AS m(recipient, content, send_at, position)
@@ -29,25 +33,62 @@ WHERE id = $1;
 
 -- name: ReleaseExpiredMessageLeases :many
 -- Sends abandoned by a crashed pod become pending again, keeping their id
--- (the Idempotency-Key) and their attempt count.
+-- (the Idempotency-Key) and their attempt count. A claimed message was due,
+-- so it is available again at once.
 UPDATE messages
-SET status = 'pending', lease_until = NULL, locked_by = NULL, updated_at = now()
+SET status = 'pending', available = (next_attempt_at <= now()), lease_until = NULL, locked_by = NULL,
+    updated_at = now()
 WHERE status = 'sending' AND lease_until < now()
 RETURNING id;
 
+-- name: PromoteDueMessages :execrows
+-- Scheduled -> available: pending messages whose next_attempt_at has come
+-- (a sendAt reached, a retry's backoff over) become available to the claim.
+-- Run in the claim's transaction, just before ClaimMessages (see
+-- src/messages/claim.ts), so what it promotes is claimable at once.
+--
+-- Bounded: at most max_rows, the earliest due first, skipping rows another
+-- pod is promoting or holds (FOR UPDATE SKIP LOCKED), so concurrent pods never
+-- wait for each other and no claim pays for more than max_rows. With nothing
+-- due it reads one entry of messages_scheduled_due_idx and stops.
+--
+-- Claim order is exact (created_at, id among due messages) whenever the
+-- messages that became due since the last claim fit in max_rows. During a
+-- larger burst (a million-message campaign whose sendAt just came), each claim
+-- promotes max_rows more, earliest due first, so a newer message already
+-- available can go out before an older one still waiting to be promoted; the
+-- backlog catches up by max_rows per claim.
+UPDATE messages AS m
+SET available = true
+FROM (
+  SELECT id FROM messages
+  WHERE status = 'pending' AND NOT available AND next_attempt_at <= now()
+  ORDER BY next_attempt_at
+  LIMIT sqlc.arg(max_rows)::integer
+  FOR UPDATE SKIP LOCKED
+) AS due
+WHERE m.id = due.id;
+
 -- name: ClaimMessages :many
--- The oldest due pending messages, skipping rows another pod holds. With an
--- execution_id (a job run's execution fence, see BeginJobExecution) nothing
--- is claimed once that execution has been superseded.
+-- The oldest available messages (created_at, id), skipping rows another pod
+-- holds: one walk of messages_available_claim_idx that reads only rows it
+-- claims. Call it after PromoteDueMessages in one transaction. The
+-- next_attempt_at test is always true for a row these statements made
+-- available; it keeps "never before its time" even when something else (a
+-- hand-written UPDATE, a pod of the previous version mid-deploy) leaves an
+-- available row that is not due. With an execution_id (a job
+-- run's execution fence, see BeginJobExecution) nothing is claimed once that
+-- execution has been superseded.
 UPDATE messages AS m
 SET status = 'sending',
+    available = false,
     attempts = m.attempts + 1,
     lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
     locked_by = sqlc.arg(owner)::text,
     updated_at = now()
 FROM (
   SELECT id FROM messages
-  WHERE status = 'pending' AND next_attempt_at <= now()
+  WHERE status = 'pending' AND available AND next_attempt_at <= now()
     AND (sqlc.narg(execution_id)::uuid IS NULL
          OR EXISTS (SELECT 1 FROM jobs WHERE jobs.execution_id = sqlc.narg(execution_id)::uuid))
   ORDER BY created_at, id
@@ -62,8 +103,11 @@ RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 -- provider's id), pending (retry after a delay) or failed; an empty string
 -- stands for "none" in the id and error arrays. A send that lost
 -- its lease only records a success, which is the truth whoever holds it now.
+-- A retry waits out its backoff not available (even a delay of 0: the next
+-- claim promotes it); sent and failed are never available.
 UPDATE messages AS m
 SET status = o.status,
+    available = false,
     external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
     sent_at = CASE WHEN o.status = 'sent' THEN now() END,
     next_attempt_at = CASE WHEN o.status = 'pending'
@@ -115,7 +159,11 @@ ORDER BY created_at DESC, id DESC
 LIMIT sqlc.arg(max_rows)::integer;
 
 -- name: CountPendingMessages :one
--- Backlog for the metrics gauge; served by the partial pending index.
+-- Backlog for the metrics gauge (cached 5 s): one pass, a parallel sequential
+-- scan or an index-only scan of messages_status_created_idx, as the planner
+-- finds cheaper. Counting the two partial pending indexes separately instead
+-- pays two passes over the heap whenever the visibility map is not set (after
+-- a bulk load), and gains only when nearly all of the backlog is scheduled.
 SELECT count(*)::bigint AS total FROM messages WHERE status = 'pending';
 
 -- name: CancelMessage :one
@@ -123,16 +171,18 @@ SELECT count(*)::bigint AS total FROM messages WHERE status = 'pending';
 -- (the claim holds the row lock until it commits, then this re-reads it), so
 -- a cancel racing a claim is decided by the database: exactly one wins.
 UPDATE messages
-SET status = 'cancelled', updated_at = now()
+SET status = 'cancelled', available = false, updated_at = now()
 WHERE id = sqlc.arg(id) AND status IN ('pending', 'failed')
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at;
 
 -- name: RetryMessage :one
 -- failed or cancelled -> pending with a fresh attempt budget (attempts 0),
--- due now, or at its send time if that is still ahead.
+-- due now (available at once), or at its send time if that is still ahead
+-- (promoted then).
 UPDATE messages
-SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), send_at), updated_at = now()
+SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), send_at),
+    available = coalesce(send_at <= now(), true), updated_at = now()
 WHERE id = sqlc.arg(id) AND status IN ('failed', 'cancelled')
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at;
@@ -153,7 +203,8 @@ WITH batch AS (
   FOR UPDATE SKIP LOCKED
 ), retried AS (
   UPDATE messages AS m
-  SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at), updated_at = now()
+  SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at),
+      available = coalesce(m.send_at <= now(), true), updated_at = now()
   FROM batch
   WHERE m.id = batch.id
   RETURNING m.id
@@ -164,8 +215,10 @@ SELECT count(*)::integer AS retried FROM retried;
 -- Claimed messages this run did not really try (deliveries paused by a
 -- Retry-After, the circuit breaker open, a failed breaker probe, a request
 -- aborted at the shutdown deadline): back to pending, same id, with the
--- attempt the claim counted given back.
+-- attempt the claim counted given back. They were due, so they are available
+-- again at once, in their old place in the claim order.
 UPDATE messages
-SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, updated_at = now()
+SET status = 'pending', available = (next_attempt_at <= now()), attempts = attempts - 1,
+    lease_until = NULL, locked_by = NULL, updated_at = now()
 WHERE id = ANY(sqlc.arg(ids)::uuid[]) AND status = 'sending' AND locked_by = sqlc.arg(owner)::text
 RETURNING id;

@@ -4,16 +4,17 @@
  * `dispatchMessages`; nothing here knows about jobs, pg-boss or HTTP routes.
  *
  * It works in chunks of a few times the delivery concurrency (see
- * `dispatchChunkSize`): each chunk is claimed (FOR UPDATE SKIP LOCKED, leased
- * to this run), sent, and its outcomes recorded in one statement before the
+ * `dispatchChunkSize`): each chunk is claimed (claim.ts: due messages promoted,
+ * then FOR UPDATE SKIP LOCKED, leased to this run), sent, and its outcomes recorded in one statement before the
  * next is claimed, so a lease only has to outlive one chunk and a stopped job
  * stops between chunks.
  */
 import type { Pool } from '../db/pool.ts';
-import { claimMessages, releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
+import { releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { type BreakerTurn, CircuitBreaker } from './circuit-breaker.ts';
+import { claimDueMessages } from './claim.ts';
 import type { DeliveryGate } from './outbound-rate-limit.ts';
 import { writeChunkOutcomes } from './outcome-writer.ts';
 import { type BackoffOptions, type DeliveryDecision, decideOutcome } from './retry-policy.ts';
@@ -106,14 +107,14 @@ export async function dispatchMessages(
     const probe = turn === 'probe';
     // The probe must end with a verdict or be released, whatever happens on the way.
     let probeSettled = !probe;
-    let chunk: Awaited<ReturnType<typeof claimMessages>> = [];
+    let chunk: Awaited<ReturnType<typeof claimDueMessages>> = [];
     let tried: Array<DeliveryDecision | undefined> = [];
     try {
       let wanted = probe ? 1 : Math.min(remaining, dispatchChunkSize(settings));
       const permit = gate ? await gate.acquire(wanted, request.signal) : undefined;
       if (permit) wanted = permit.granted;
       if (wanted === 0) break;
-      chunk = await claimMessages(pool, {
+      chunk = await claimDueMessages(pool, {
         leaseSeconds: settings.messageLeaseSeconds,
         owner,
         executionId: request.executionId ?? null,

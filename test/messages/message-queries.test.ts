@@ -1,7 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
 import pg from 'pg';
 import {
-  claimMessages,
+  cancelMessage,
   countPendingMessages,
   getMessage,
   insertMessage,
@@ -9,15 +10,19 @@ import {
   listMessages,
   recordDeliveryOutcomes,
   releaseExpiredMessageLeases,
+  releaseUntriedMessages,
+  retryMessage,
 } from '../../src/db/sqlc/messages_sql.ts';
+import { claimDueMessages, promotionBatch } from '../../src/messages/claim.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
 /** The message queries and their invariants, against a real PostgreSQL. */
 describe('message queries', () => {
   const db = useTestDatabase();
   const pool = () => db().pool;
+  // The dispatch loop's claim: due messages promoted, then the oldest available claimed, in one transaction.
   const claim = (owner: string, maxMessages: number, leaseSeconds = 60) =>
-    claimMessages(pool(), { owner, maxMessages, leaseSeconds, executionId: null });
+    claimDueMessages(pool(), { owner, maxMessages, leaseSeconds, executionId: null });
   const seed = (count: number) =>
     insertMessages(pool(), {
       recipients: Array.from({ length: count }, () => '+905551111111'),
@@ -27,6 +32,33 @@ describe('message queries', () => {
 
   beforeEach(async () => {
     await pool().query('DELETE FROM messages');
+  });
+
+  it('sets available in every statement that sets a status or inserts a message (sql/queries/messages.sql)', () => {
+    const text = readFileSync(new URL('../../sql/queries/messages.sql', import.meta.url), 'utf8');
+    // Each statement without its comment lines.
+    const statements = text
+      .split(/^-- name: /m)
+      .slice(1)
+      .map((block) => {
+        const [name, ...lines] = block.split('\n');
+        return [name, ...lines.filter((line) => !line.trimStart().startsWith('--'))].join('\n');
+      });
+    const changing = statements.filter((statement) => /\bSET status\b|\bINSERT INTO messages\b/.test(statement));
+    expect(changing.map((statement) => statement.split(' ')[0])).to.include.members([
+      'InsertMessage',
+      'InsertMessages',
+      'ReleaseExpiredMessageLeases',
+      'ClaimMessages',
+      'RecordDeliveryOutcomes',
+      'CancelMessage',
+      'RetryMessage',
+      'RetryFailedMessages',
+      'ReleaseUntriedMessages',
+    ]);
+    for (const statement of changing) {
+      expect(statement, statement.split(' ')[0]).to.match(/\bavailable\b\s*(=|\))|,\s*available\)/);
+    }
   });
 
   it('inserts a batch in request order, created_at never going backwards', async () => {
@@ -90,6 +122,169 @@ describe('message queries', () => {
     const [row] = await seed(1);
     await pool().query("UPDATE messages SET next_attempt_at = now() + interval '1 hour' WHERE id = $1", [row!.id]);
     expect(await claim('pod-a', 5)).to.deep.equal([]);
+  });
+
+  describe('due and available (scheduled -> available promotion)', () => {
+    /** The database clock, `ms` from now. */
+    const dbTime = async (ms = 0): Promise<Date> =>
+      (await pool().query('SELECT clock_timestamp() + make_interval(secs => $1::float8 / 1000) AS t', [ms])).rows[0].t;
+    const available = async (id: string): Promise<boolean> =>
+      (await pool().query('SELECT available FROM messages WHERE id = $1', [id])).rows[0].available;
+    const byAge = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
+      [...rows].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
+    /**
+     * Claims every 50 ms until `due` has passed on the database clock. A claim
+     * that ended before `due` must get nothing; the first claim that started at
+     * or after it must get `expected`. Returns what that claim got.
+     */
+    const claimAcross = async (due: Date, expected: string[]) => {
+      for (;;) {
+        const before = await dbTime();
+        const claimed = await claim('pod-a', 10);
+        const after = await dbTime();
+        if (after < due) expect(claimed, `claimed before ${due.toISOString()}`).to.deep.equal([]);
+        // A claim that started at or after `due` sees it due.
+        if (claimed.length > 0 || before >= due) {
+          expect(claimed.map((row) => row.id).sort()).to.deep.equal([...expected].sort());
+          return claimed;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    };
+
+    it('never claims a scheduled message before its sendAt, and claims it once due', async () => {
+      const at = await dbTime(1_000);
+      const scheduled = await insertMessage(pool(), { recipient: '+905551111111', content: 'later', sendAt: at });
+      expect(await available(scheduled!.id)).to.equal(false);
+      const [claimed] = await claimAcross(at, [scheduled!.id]);
+      expect(claimed!.attempts).to.equal(1);
+      expect(await available(scheduled!.id), 'sending is never available').to.equal(false);
+    });
+
+    it('holds a retry in backoff until its next_attempt_at, then claims it again', async () => {
+      const [row] = await seed(1);
+      await claim('pod-a', 1);
+      await recordDeliveryOutcomes(pool(), {
+        owner: 'pod-a',
+        ids: [row!.id],
+        statuses: ['pending'],
+        externalMessageIds: [''],
+        errors: ['HTTP 503'],
+        retryDelaysMs: [1_000],
+      });
+      expect(await available(row!.id)).to.equal(false);
+      const { next } = (await pool().query('SELECT next_attempt_at AS next FROM messages WHERE id = $1', [row!.id]))
+        .rows[0];
+      const [again] = await claimAcross(next, [row!.id]);
+      expect(again!.attempts).to.equal(2);
+    });
+
+    it('claims in created_at order among due messages, a due scheduled message before newer ones', async () => {
+      const notYet = await insertMessage(pool(), {
+        recipient: '+905551111111',
+        content: 'in an hour',
+        sendAt: await dbTime(3_600_000),
+      });
+      const at = await dbTime(300);
+      const scheduled = await insertMessage(pool(), { recipient: '+905551111111', content: 'soon', sendAt: at });
+      while ((await dbTime()) < at) await new Promise((resolve) => setTimeout(resolve, 50));
+      const fresh = await seed(3);
+      expect(await available(scheduled!.id), 'not promoted until a claim').to.equal(false);
+      const first = await claim('pod-a', 2);
+      expect(first.map((row) => row.content).sort()).to.deep.equal(['m0', 'soon']);
+      const rest = await claim('pod-a', 10);
+      expect(rest.map((row) => row.id).sort()).to.deep.equal([fresh[1]!.id, fresh[2]!.id].sort());
+      expect((await getMessage(pool(), { id: notYet!.id }))?.status).to.equal('pending');
+    });
+
+    it(`promotes at most ${promotionBatch} per claim, earliest due first: a larger burst catches up claim by claim`, async () => {
+      const burst = promotionBatch + 500;
+      // A campaign whose send time has just come: due, not yet available, oldest due first.
+      await pool().query(
+        `INSERT INTO messages (recipient, content, next_attempt_at, available, created_at)
+         SELECT '+905551111111', 'burst ' || i, now() - interval '1 hour' + i * interval '1 millisecond', false,
+                now() - interval '2 hours' + i * interval '1 millisecond'
+         FROM generate_series(1, $1::integer) AS i`,
+        [burst],
+      );
+      const availableCount = async () =>
+        Number(
+          (await pool().query("SELECT count(*) AS n FROM messages WHERE status = 'pending' AND available")).rows[0].n,
+        );
+      expect((await claim('pod-a', 1)).map((row) => row.content)).to.deep.equal(['burst 1']);
+      expect(await availableCount()).to.equal(promotionBatch - 1);
+      expect((await claim('pod-a', 1)).map((row) => row.content)).to.deep.equal(['burst 2']);
+      expect(await availableCount()).to.equal(burst - 2);
+      expect((await countPendingMessages(pool()))?.total).to.equal(String(burst - 2));
+    });
+
+    it('cancel takes a message out of the claim; retry puts it back, due now or at its sendAt', async () => {
+      const [now] = await seed(1);
+      const later = await insertMessage(pool(), {
+        recipient: '+905551111111',
+        content: 'later',
+        sendAt: await dbTime(3_600_000),
+      });
+      for (const id of [now!.id, later!.id]) {
+        expect((await cancelMessage(pool(), { id }))?.status).to.equal('cancelled');
+        expect(await available(id)).to.equal(false);
+      }
+      expect(await claim('pod-a', 10)).to.deep.equal([]);
+      for (const id of [now!.id, later!.id]) expect((await retryMessage(pool(), { id }))?.status).to.equal('pending');
+      expect(await available(now!.id)).to.equal(true);
+      expect(await available(later!.id)).to.equal(false);
+      expect((await claim('pod-a', 10)).map((row) => row.id)).to.deep.equal([now!.id]);
+    });
+
+    it('hands untried messages back available, in their place in the claim order', async () => {
+      const rows = await seed(3);
+      const claimed = byAge(await claim('pod-a', 2));
+      expect(
+        await releaseUntriedMessages(pool(), { ids: claimed.map((row) => row.id), owner: 'pod-a' }),
+      ).to.have.length(2);
+      expect(await available(rows[0]!.id)).to.equal(true);
+      const again = byAge(await claim('pod-b', 1));
+      expect(again.map((row) => [row.id, row.attempts])).to.deep.equal([[rows[0]!.id, 1]]);
+    });
+
+    it('takes every message out of available when it leaves pending', async () => {
+      const rows = await seed(3);
+      const [sent, retried, failed] = byAge(await claim('pod-a', 3));
+      expect(await available(sent!.id), 'sending').to.equal(false);
+      await recordDeliveryOutcomes(pool(), {
+        owner: 'pod-a',
+        ids: [sent!.id, retried!.id, failed!.id],
+        statuses: ['sent', 'pending', 'failed'],
+        externalMessageIds: ['ext-1', '', ''],
+        errors: ['', 'HTTP 503', 'HTTP 400'],
+        retryDelaysMs: [0, 0, 0],
+      });
+      for (const row of rows) expect(await available(row.id), row.content).to.equal(false);
+      // A retry with no delay left is due at once: the next claim promotes and takes it.
+      expect((await claim('pod-a', 10)).map((row) => row.id)).to.deep.equal([retried!.id]);
+    });
+
+    it('a statement that makes a message pending without naming available only delays it', async () => {
+      const [row] = await seed(1);
+      await claim('pod-a', 1);
+      await recordDeliveryOutcomes(pool(), {
+        owner: 'pod-a',
+        ids: [row!.id],
+        statuses: ['failed'],
+        externalMessageIds: [''],
+        errors: ['HTTP 400'],
+        retryDelaysMs: [0],
+      });
+      // A hand-written "back to pending, in an hour" that does not know the column:
+      await pool().query(
+        "UPDATE messages SET status = 'pending', next_attempt_at = now() + interval '1 hour' WHERE id = $1",
+        [row!.id],
+      );
+      expect(await claim('pod-a', 10)).to.deep.equal([]);
+      // ... and the same, due now: the next claim promotes it.
+      await pool().query('UPDATE messages SET next_attempt_at = now() WHERE id = $1', [row!.id]);
+      expect((await claim('pod-a', 10)).map((claimed) => claimed.id)).to.deep.equal([row!.id]);
+    });
   });
 
   it('records sent, retry and failed outcomes of a chunk in one statement', async () => {

@@ -8,9 +8,10 @@ interface Client {
 
 export const insertMessageQuery = `-- name: InsertMessage :one
 
-INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
 VALUES ($1, $2, $3::timestamptz,
-        greatest(now(), $3::timestamptz))
+        greatest(now(), $3::timestamptz),
+        coalesce($3::timestamptz <= now(), true))
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at`;
 
@@ -58,9 +59,10 @@ export async function insertMessage(client: Client, args: InsertMessageArgs): Pr
 }
 
 export const insertMessagesQuery = `-- name: InsertMessages :many
-INSERT INTO messages (recipient, content, send_at, next_attempt_at)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
 SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
-       greatest(now(), nullif(m.send_at, '')::timestamptz)
+       greatest(now(), nullif(m.send_at, '')::timestamptz),
+       coalesce(nullif(m.send_at, '')::timestamptz <= now(), true)
 FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]),
                 unnest($3::text[]))
      WITH ORDINALITY AS m(recipient, content, send_at, position)
@@ -158,7 +160,8 @@ export async function getMessage(client: Client, args: GetMessageArgs): Promise<
 
 export const releaseExpiredMessageLeasesQuery = `-- name: ReleaseExpiredMessageLeases :many
 UPDATE messages
-SET status = 'pending', lease_until = NULL, locked_by = NULL, updated_at = now()
+SET status = 'pending', available = (next_attempt_at <= now()), lease_until = NULL, locked_by = NULL,
+    updated_at = now()
 WHERE status = 'sending' AND lease_until < now()
 RETURNING id`;
 
@@ -179,16 +182,42 @@ export async function releaseExpiredMessageLeases(client: Client): Promise<Relea
     });
 }
 
+export const promoteDueMessagesQuery = `-- name: PromoteDueMessages :execrows
+UPDATE messages AS m
+SET available = true
+FROM (
+  SELECT id FROM messages
+  WHERE status = 'pending' AND NOT available AND next_attempt_at <= now()
+  ORDER BY next_attempt_at
+  LIMIT $1::integer
+  FOR UPDATE SKIP LOCKED
+) AS due
+WHERE m.id = due.id`;
+
+export interface PromoteDueMessagesArgs {
+    maxRows: number;
+}
+
+export async function promoteDueMessages(client: Client, args: PromoteDueMessagesArgs): Promise<number> {
+    const result = await client.query({
+        text: promoteDueMessagesQuery,
+        values: [args.maxRows],
+        rowMode: "array"
+    });
+    return result.rowCount ?? 0;
+}
+
 export const claimMessagesQuery = `-- name: ClaimMessages :many
 UPDATE messages AS m
 SET status = 'sending',
+    available = false,
     attempts = m.attempts + 1,
     lease_until = now() + make_interval(secs => $1::integer),
     locked_by = $2::text,
     updated_at = now()
 FROM (
   SELECT id FROM messages
-  WHERE status = 'pending' AND next_attempt_at <= now()
+  WHERE status = 'pending' AND available AND next_attempt_at <= now()
     AND ($3::uuid IS NULL
          OR EXISTS (SELECT 1 FROM jobs WHERE jobs.execution_id = $3::uuid))
   ORDER BY created_at, id
@@ -233,6 +262,7 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
 export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :many
 UPDATE messages AS m
 SET status = o.status,
+    available = false,
     external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
     sent_at = CASE WHEN o.status = 'sent' THEN now() END,
     next_attempt_at = CASE WHEN o.status = 'pending'
@@ -417,7 +447,7 @@ export async function countPendingMessages(client: Client): Promise<CountPending
 
 export const cancelMessageQuery = `-- name: CancelMessage :one
 UPDATE messages
-SET status = 'cancelled', updated_at = now()
+SET status = 'cancelled', available = false, updated_at = now()
 WHERE id = $1 AND status IN ('pending', 'failed')
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at`;
@@ -465,7 +495,8 @@ export async function cancelMessage(client: Client, args: CancelMessageArgs): Pr
 
 export const retryMessageQuery = `-- name: RetryMessage :one
 UPDATE messages
-SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), send_at), updated_at = now()
+SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), send_at),
+    available = coalesce(send_at <= now(), true), updated_at = now()
 WHERE id = $1 AND status IN ('failed', 'cancelled')
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at`;
@@ -522,7 +553,8 @@ WITH batch AS (
   FOR UPDATE SKIP LOCKED
 ), retried AS (
   UPDATE messages AS m
-  SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at), updated_at = now()
+  SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at),
+      available = coalesce(m.send_at <= now(), true), updated_at = now()
   FROM batch
   WHERE m.id = batch.id
   RETURNING m.id
@@ -556,7 +588,8 @@ export async function retryFailedMessages(client: Client, args: RetryFailedMessa
 
 export const releaseUntriedMessagesQuery = `-- name: ReleaseUntriedMessages :many
 UPDATE messages
-SET status = 'pending', attempts = attempts - 1, lease_until = NULL, locked_by = NULL, updated_at = now()
+SET status = 'pending', available = (next_attempt_at <= now()), attempts = attempts - 1,
+    lease_until = NULL, locked_by = NULL, updated_at = now()
 WHERE id = ANY($1::uuid[]) AND status = 'sending' AND locked_by = $2::text
 RETURNING id`;
 
