@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import { claimMessagesQuery } from '../../src/db/sqlc/messages_sql.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
@@ -19,6 +20,15 @@ function nodesOf(plan: PlanNode): PlanNode[] {
 describe('the claim plan with sendAt', function () {
   this.timeout(120_000);
   const db = useTestDatabase();
+  // The 300,000-row set-up runs on its own connection: the service's pool bounds every statement at
+  // 10 s (statement_timeout), which a loaded machine can need for it; the plans are read on the pool.
+  let setup: pg.Client;
+  before(async () => {
+    setup = new pg.Client({ connectionString: db().url });
+    setup.on('error', () => {}); // the database is dropped when the file ends
+    await setup.connect();
+  });
+  after(() => setup?.end().catch(() => {}));
   const explain = async () => {
     const result = await db().pool.query({
       text: `EXPLAIN (FORMAT JSON) ${claimMessagesQuery}`,
@@ -29,14 +39,14 @@ describe('the claim plan with sendAt', function () {
 
   it('walks messages_pending_claim_idx in created_at order, no sort, when the backlog is due', async () => {
     // Mostly due now; one in ten scheduled for later, as a mixed real backlog would be.
-    await db().pool.query(`
+    await setup.query(`
       INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at)
       SELECT '+905551111111', 'm' || i,
              CASE WHEN i % 10 = 0 THEN now() + interval '1 day' END,
              CASE WHEN i % 10 = 0 THEN now() + interval '1 day' ELSE now() END,
              now() - interval '1 hour' + i * interval '1 millisecond'
       FROM generate_series(1, 300000) AS i`);
-    await db().pool.query('ANALYZE messages');
+    await setup.query('ANALYZE messages');
     const nodes = await explain();
     // The pkey scan is the UPDATE finding each claimed row by id; the choice is which rows to claim.
     const scans = nodes.filter(
@@ -52,10 +62,10 @@ describe('the claim plan with sendAt', function () {
   });
 
   it('walks the due index instead when most of the backlog is scheduled for later', async () => {
-    await db().pool.query(
+    await setup.query(
       "UPDATE messages SET send_at = now() + interval '1 day', next_attempt_at = now() + interval '1 day' WHERE content <> 'm1'",
     );
-    await db().pool.query('VACUUM ANALYZE messages');
+    await setup.query('VACUUM ANALYZE messages');
     const nodes = await explain();
     const indexes = nodes.map((node) => node['Index Name']).filter((name) => name && name !== 'messages_pkey');
     expect(indexes).to.deep.equal(['messages_pending_due_idx']);
