@@ -82,8 +82,8 @@ describe('health-check when the database is gone', () => {
       // could still run on one of the service's idle connections.
       await eventually(
         async () =>
-          (await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [db().name]))
-            .rows[0].n,
+          (await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [db().name])).rows[0]
+            .n,
         (sessions) => sessions === 0,
       );
       const { status, body } = await api(service.url, 'GET', '/health-check');
