@@ -92,4 +92,3 @@ process.stdout.write(
     '',
   ].join('\n'),
 );
-
