@@ -16,7 +16,7 @@ import { DatabaseUnreachableError } from './db/database.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { closeLogger, createLogger, logFormatFor } from './observability/logger.ts';
 import { withoutCredentials } from './observability/safe-url.ts';
-import { startService } from './service.ts';
+import { type Service, startService } from './service.ts';
 
 const exitConfig = 78; // EX_CONFIG
 const exitUnavailable = 69; // EX_UNAVAILABLE
@@ -72,7 +72,54 @@ const watcher = vault
     })
   : undefined;
 
-const service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
+// 4. SIGTERM/SIGINT: stop watching, stop the service, push the last log lines, exit.
+// Runs in flight get SHUTDOWN_TIMEOUT_MS; then their webhook requests are
+// aborted and their messages handed back. Every later step is bounded too; a
+// last guard exits 1.5 s after the deadline whatever still hangs.
+// The listeners go in before the service starts, so they are in place when "job-manager
+// is up" is logged: whoever waits for that line may signal at once, and a signal with no
+// listener kills the process outright. During start-up a signal still does just that.
+let service: Service | undefined;
+let stopping = false;
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    if (!service) {
+      for (const each of ['SIGTERM', 'SIGINT'] as const) process.removeAllListeners(each);
+      process.kill(process.pid, signal);
+      return;
+    }
+    const running = service;
+    if (stopping) return;
+    stopping = true;
+    const deadline = Date.now() + config.shutdownTimeoutMs;
+    logger.info({ signal, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down');
+    // 1.5 s, not nearer the 2 s promise: on a busy machine this timer fires late and the process
+    // still has to go; and the last log lines get 200 ms, a hung Loki must not hold the exit.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time; exiting anyway');
+      setTimeout(() => process.exit(1), 200).unref();
+      closeLogger(logger, 200).finally(() => process.exit(1));
+    }, config.shutdownTimeoutMs + 1_500).unref();
+    const shutdown = async () => {
+      await withTimeout(watcher?.stop() ?? Promise.resolve(), 1_000).catch(() => {});
+      await running.stop(deadline);
+      logger.info('stopped');
+    };
+    shutdown().then(
+      async () => {
+        await closeLogger(logger, 1_000);
+        process.exit(0);
+      },
+      async (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        await closeLogger(logger, 1_000);
+        process.exit(1);
+      },
+    );
+  });
+}
+
+service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
   async (error: unknown) => {
     let exitCode = 1;
     if (error instanceof DatabaseUnreachableError) {
@@ -90,8 +137,9 @@ const service = await startService(config, logger, { healthChecks: [vaultHealthC
     process.exit(exitCode);
   },
 );
-live.addGuard((next) => service.checkConfig(next));
-live.onChange((next) => service.applyConfig(next));
+const started = service;
+live.addGuard((next) => started.checkConfig(next));
+live.onChange((next) => started.applyConfig(next));
 watcher?.start();
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');
 
@@ -113,38 +161,4 @@ async function applyVaultSettings(settings: RawSettings): Promise<void> {
       `needs restart: ${change.needsRestart.join(', ')} changed but only apply at start`,
     );
   }
-}
-
-// 4. SIGTERM/SIGINT: stop watching, stop the service, push the last log lines, exit.
-// Runs in flight get SHUTDOWN_TIMEOUT_MS; then their webhook requests are
-// aborted and their messages handed back. Every later step is bounded too; a
-// last guard exits 1.9 s after the deadline whatever still hangs.
-let stopping = false;
-for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    const deadline = Date.now() + config.shutdownTimeoutMs;
-    logger.info({ signal, shutdownTimeoutMs: config.shutdownTimeoutMs }, 'shutting down');
-    setTimeout(() => {
-      logger.error('shutdown did not finish in time; exiting anyway');
-      closeLogger(logger).finally(() => process.exit(1));
-    }, config.shutdownTimeoutMs + 1_900).unref();
-    const shutdown = async () => {
-      await withTimeout(watcher?.stop() ?? Promise.resolve(), 1_000).catch(() => {});
-      await service.stop(deadline);
-      logger.info('stopped');
-    };
-    shutdown().then(
-      async () => {
-        await closeLogger(logger, 1_000);
-        process.exit(0);
-      },
-      async (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        await closeLogger(logger, 1_000);
-        process.exit(1);
-      },
-    );
-  });
 }

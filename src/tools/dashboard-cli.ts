@@ -62,6 +62,20 @@ try {
   process.exit(1);
 }
 
+// Signals are ours before the banner goes out: whoever reads the URL may press Ctrl-C (or send
+// SIGTERM) at once, and until a listener exists a signal kills the process outright.
+let stopping = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stopping) return;
+    stopping = true;
+    dashboard.stop().then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  });
+}
+
 const withCredentials = new URL(dashboard.url);
 withCredentials.username = encodeURIComponent(dashboard.username);
 withCredentials.password = encodeURIComponent(dashboard.password);
@@ -78,15 +92,3 @@ process.stdout.write(
     '',
   ].join('\n'),
 );
-
-let stopping = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    if (stopping) return;
-    stopping = true;
-    dashboard.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  });
-}

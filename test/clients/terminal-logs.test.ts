@@ -25,7 +25,8 @@ async function npmStart(
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     output += chunk;
   });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the output is read after the exit, and 'exit' can come before its last chunks.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   const deadline = Date.now() + 60_000;
   while (!/job-manager is up[\s\S]*\n/.test(output.replace(ansi, '')) && Date.now() < deadline) {
     if (child.exitCode !== null) break;
@@ -36,7 +37,11 @@ async function npmStart(
     if (terminal) child.stdin.write('\x03');
     else process.kill(-child.pid!, 'SIGINT');
   }
-  const force = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  // npm's group when detached: the service shares npm's output pipe, and 'close' waits for it too.
+  const force = setTimeout(() => {
+    if (terminal) child.kill('SIGKILL');
+    else process.kill(-child.pid!, 'SIGKILL');
+  }, 30_000);
   const code = await exited;
   clearTimeout(force);
   return { output: output.replace(ansi, '').replaceAll('\r\n', '\n'), code };

@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { databaseErrorKind } from '../../src/db/errors.ts';
 import { testServer, useTestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/service.ts';
 import { startTcpForwarder } from '../support/tcp-forwarder.ts';
 
 describe('database error kinds from real node-postgres errors', () => {
@@ -49,7 +50,13 @@ describe('database error kinds from real node-postgres errors', () => {
     await victim.connect();
     const pid = (await victim.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     const running = errorOf(() => victim.query('SELECT pg_sleep(30)'));
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Terminated while the query runs (not before it arrived): wait until the server is in it.
+    await eventually(
+      async () =>
+        (await db().pool.query("SELECT state = 'active' AS running FROM pg_stat_activity WHERE pid = $1", [pid]))
+          .rows[0]?.running,
+      (running) => running === true,
+    );
     await db().pool.query('SELECT pg_terminate_backend($1)', [pid]);
     const terminated = await running;
     expect((terminated as { code?: string }).code).to.equal('57P01');

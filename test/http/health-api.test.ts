@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import pg from 'pg';
 import { testServer, useTestDatabase } from '../support/postgres.ts';
-import { api, startTestService, type TestService } from '../support/service.ts';
+import { api, eventually, startTestService, type TestService } from '../support/service.ts';
 
 describe('health, metrics and Swagger UI over HTTP', () => {
   const db = useTestDatabase();
@@ -101,6 +101,14 @@ describe('health-check when the database is gone', () => {
     try {
       await admin.query(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS false`);
       await admin.query(kickEveryoneElse);
+      // pg_terminate_backend only signals: wait until the sessions are really gone, or the check
+      // could still run on one of the service's idle connections.
+      await eventually(
+        async () =>
+          (await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [db().name])).rows[0]
+            .n,
+        (sessions) => sessions === 0,
+      );
       const { status, body } = await api(service.url, 'GET', '/health-check');
       expect(status).to.equal(503);
       expect(body.status).to.equal('degraded');

@@ -2,53 +2,23 @@
 // as a real process: without API_KEYS it listens on 127.0.0.1 only and says
 // so; a non-loopback HOST without keys refuses to start (exit 78) unless
 // ALLOW_UNAUTHENTICATED=true; with keys it listens on every interface.
-import { type ChildProcess, spawn } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
 import { expect } from 'chai';
+import { lineMatching, type Running, runMain } from '../support/main-process.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
-const mainEntry = new URL('../../src/main.ts', import.meta.url).pathname;
-
-interface Started {
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
-
-function run(env: Record<string, string>): Started {
-  const child = spawn(process.execPath, [mainEntry], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      PORT: '0',
-      LOG_LEVEL: 'info',
-      FETCH_INTERVAL_MS: '3600000',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output: string[] = [];
-  child.stdout!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => output.push(chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output, exited };
+/** src/main.ts as a real process (JSON logs at info, read line by line as they arrive). */
+function run(env: Record<string, string>): Running {
+  return runMain({ FETCH_INTERVAL_MS: '3600000', ...env });
 }
 
 /** Waits for the "job-manager is up" log line; returns its host and port. */
-async function upLine(started: Started): Promise<{ host: string; port: number }> {
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    for (const line of started.output.join('').split('\n')) {
-      if (!line.includes('job-manager is up')) continue;
-      const entry = JSON.parse(line);
-      return { host: entry.host, port: entry.port };
-    }
-    if (started.child.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`service did not come up:\n${started.output.join('')}`);
+async function upLine(started: Running): Promise<{ host: string; port: number }> {
+  const up = await lineMatching(started, (line) => line.msg === 'job-manager is up', 60_000);
+  return { host: up.host, port: up.port };
 }
 
-async function stop(started: Started): Promise<void> {
+async function stop(started: Running): Promise<void> {
   if (started.child.exitCode === null) started.child.kill('SIGTERM');
   await started.exited;
 }
@@ -77,7 +47,7 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
     try {
       const { host, port } = await upLine(started);
       expect(host).to.equal('127.0.0.1');
-      const log = started.output.join('');
+      const log = started.output();
       expect(log).to.include(`no API_KEYS: the API needs no key; listening on 127.0.0.1:${port} only`);
       expect(await reachable('127.0.0.1', port)).to.equal(200);
       if (externalAddress) expect(await reachable(externalAddress, port)).to.equal('ECONNREFUSED');
@@ -91,7 +61,7 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
       const started = run({ DATABASE_URL: db().url, HOST: host });
       const code = await started.exited;
       expect(code, host).to.equal(78);
-      const output = started.output.join('');
+      const output = started.output();
       expect(output, host).to.include(`Invalid configuration: HOST is ${host}, which is reachable from the network`);
       expect(output, host).to.include('API_KEYS is not set');
       expect(output, host).to.include('ALLOW_UNAUTHENTICATED=true');
@@ -103,10 +73,10 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
     try {
       const { host, port } = await upLine(started);
       expect(host).to.equal('0.0.0.0');
-      expect(started.output.join('')).to.include('(ALLOW_UNAUTHENTICATED=true)');
+      expect(started.output()).to.include('(ALLOW_UNAUTHENTICATED=true)');
       // It listens on every interface: the warning must not claim "only".
-      expect(started.output.join('')).to.include(`listening on 0.0.0.0:${port}, open to the network without a key`);
-      expect(started.output.join('')).to.not.include(`0.0.0.0:${port} only`);
+      expect(started.output()).to.include(`listening on 0.0.0.0:${port}, open to the network without a key`);
+      expect(started.output()).to.not.include(`0.0.0.0:${port} only`);
       expect(await reachable('127.0.0.1', port)).to.equal(200);
       if (externalAddress) expect(await reachable(externalAddress, port)).to.equal(200);
     } finally {
@@ -119,7 +89,7 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
     try {
       const { host, port } = await upLine(started);
       expect(host).to.equal('0.0.0.0');
-      expect(started.output.join('')).to.not.include('no API_KEYS');
+      expect(started.output()).to.not.include('no API_KEYS');
       expect(await reachable('127.0.0.1', port)).to.equal(401);
       if (externalAddress) expect(await reachable(externalAddress, port)).to.equal(401);
     } finally {

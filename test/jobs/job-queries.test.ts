@@ -210,12 +210,20 @@ describe('job queries and state transitions', () => {
   it('tells the fetcher how long it may sleep: until the earliest due time or lease expiry', async () => {
     expect((await nextJobWakeUp(pool()))?.waitMs, 'nothing scheduled').to.equal(null);
     await create('a');
-    await pool().query("UPDATE jobs SET next_run_at = now() + interval '90 seconds'");
-    expect((await nextJobWakeUp(pool()))?.waitMs).to.be.within(89_000, 90_000);
-    await pool().query("UPDATE jobs SET next_run_at = now() - interval '5 seconds'");
-    await claim('pod-1', 20);
-    // Running now: the next moment of interest is the lease expiry, or the next slot if sooner.
-    expect((await nextJobWakeUp(pool()))?.waitMs).to.be.within(19_000, 20_000);
+    // One transaction, so every now() below is the same instant and the waits are exact.
+    const client = await pool().connect();
+    try {
+      await client.query('BEGIN');
+      await client.query("UPDATE jobs SET next_run_at = now() + interval '90 seconds'");
+      expect((await nextJobWakeUp(client))?.waitMs).to.equal(90_000);
+      await client.query("UPDATE jobs SET next_run_at = now() - interval '5 seconds'");
+      await claimDueJobs(client, { maxJobs: 10, owner: 'pod-1', leaseSeconds: 20 });
+      // Running now: the next moment of interest is the lease expiry (20 s), or the next slot (55 s) if sooner.
+      expect((await nextJobWakeUp(client))?.waitMs).to.equal(20_000);
+    } finally {
+      await client.query('ROLLBACK');
+      client.release();
+    }
   });
 
   it('announces job changes to every listener', async () => {

@@ -68,15 +68,12 @@ describe('run outcomes and the worker pool', () => {
   });
 
   it('runs at most WORKER_COUNT runs at once on a pod', async () => {
-    for (const name of ['slow-1', 'slow-2', 'slow-3', 'slow-4']) {
-      await api(service.url, 'POST', '/jobs', {
-        name,
-        handler: 'slow',
-        intervalSeconds: 60,
-        batchSize: 1,
-        active: true,
-      });
-    }
+    // Created together, so four runs are due at once however slowly the requests are answered.
+    await Promise.all(
+      ['slow-1', 'slow-2', 'slow-3', 'slow-4'].map((name) =>
+        api(service.url, 'POST', '/jobs', { name, handler: 'slow', intervalSeconds: 60, batchSize: 1, active: true }),
+      ),
+    );
     await eventually(
       () => Promise.all(['slow-1', 'slow-2', 'slow-3', 'slow-4'].map(job)),
       (jobs) => jobs.every((j) => j.runCount === 1),

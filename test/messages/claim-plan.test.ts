@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import {
   claimMessagesQuery,
   countPendingMessagesQuery,
@@ -68,21 +69,32 @@ describe('the claim plan', function () {
   const blocks = (node: PlanNode) => (node['Shared Hit Blocks'] ?? 0) + (node['Shared Read Blocks'] ?? 0);
 
   before(async () => {
+    // The 200,000-row set-up runs on its own connection: the service's pool bounds every statement
+    // at 10 s (statement_timeout), which a loaded machine can need for it; the plans are read on the pool.
+    const setup = new pg.Client({ connectionString: db().url });
+    await setup.connect();
+    try {
+      await fill(setup);
+    } finally {
+      await setup.end();
+    }
+  });
+  const fill = async (setup: pg.Client) => {
     // Raw INSERTs name `available` the way intake does: scheduled ahead, not available.
-    await db().pool.query(
+    await setup.query(
       `INSERT INTO messages (recipient, content, send_at, next_attempt_at, available, created_at)
        SELECT '+905551111111', 'later ' || i, now() + interval '1 day', now() + interval '1 day', false,
               now() - interval '2 hours' + i * interval '1 millisecond'
        FROM generate_series(1, $1::integer) AS i`,
       [notDue],
     );
-    await db().pool.query(
+    await setup.query(
       `INSERT INTO messages (recipient, content, available)
        SELECT '+905551111111', 'now ' || i, true FROM generate_series(1, $1::integer) AS i`,
       [due],
     );
-    await db().pool.query('VACUUM ANALYZE messages');
-  });
+    await setup.query('VACUUM ANALYZE messages');
+  };
 
   it('promotes nothing when nothing is due, reading next to nothing', async () => {
     const [promotion] = await analyze(promote);

@@ -50,7 +50,18 @@ describe('message dispatch across processes', function () {
         (unique) => unique === 1000,
         { timeoutMs: 90_000, intervalMs: 500 },
       );
-      await new Promise((resolve) => setTimeout(resolve, 1_500)); // anything extra would show up now
+      // The sink has seen each one; their outcomes are recorded a little later (sent, lease released).
+      await eventually(
+        async () =>
+          (
+            await db().pool.query(
+              "SELECT count(*)::int AS n FROM messages WHERE status <> 'sent' OR locked_by IS NOT NULL",
+            )
+          ).rows[0].n,
+        (unsettled) => unsettled === 0,
+        { timeoutMs: 30_000, intervalMs: 250 },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 1_500)); // a duplicate still in flight would show up now
 
       const report = sink.received();
       expect(report.duplicates, 'no message was sent twice').to.deep.equal([]);

@@ -19,24 +19,33 @@ export function runMain(env: Record<string, string>, entry: string = mainPath): 
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let raw = '';
-  let partial = '';
   const lines: Array<Record<string, any>> = [];
-  const onData = (chunk: Buffer) => {
-    raw += chunk.toString();
-    partial += chunk.toString();
-    const complete = partial.split('\n');
-    partial = complete.pop() ?? '';
-    for (const line of complete) {
-      try {
-        lines.push(JSON.parse(line));
-      } catch {
-        lines.push({ msg: line });
-      }
+  const parse = (line: string) => {
+    try {
+      lines.push(JSON.parse(line));
+    } catch {
+      lines.push({ msg: line });
     }
   };
-  child.stdout!.on('data', onData);
-  child.stderr!.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // One partial line per stream: a chunk of stderr must not land in the middle of a stdout line.
+  const partials = new Map<NodeJS.ReadableStream, string>();
+  for (const stream of [child.stdout!, child.stderr!]) {
+    partials.set(stream, '');
+    stream.setEncoding('utf8').on('data', (chunk: string) => {
+      raw += chunk;
+      const complete = (partials.get(stream) + chunk).split('\n');
+      partials.set(stream, complete.pop() ?? '');
+      for (const line of complete) parse(line);
+    });
+  }
+  // 'close', not 'exit': 'exit' can come before the last chunks of stdout and stderr have been read,
+  // and callers assert on the output once the process has exited.
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('close', (code) => {
+      for (const partial of partials.values()) if (partial) parse(partial); // a last line without a newline
+      resolve(code);
+    }),
+  );
   return { child, lines, output: () => raw, exited };
 }
 
@@ -46,8 +55,15 @@ export async function lineMatching(run: Running, test: (line: Record<string, any
   for (;;) {
     const found = run.lines.find(test);
     if (found) return found;
-    if (run.child.exitCode !== null || Date.now() > deadline) {
-      throw new Error(`no matching log line; output:\n${run.output().slice(-3000)}`);
+    if (run.child.exitCode !== null || run.child.signalCode !== null) {
+      // Exited: its last lines may still be in the pipe; `exited` resolves once they are read.
+      await run.exited;
+      const last = run.lines.find(test);
+      if (last) return last;
+      throw new Error(`no matching log line before the process exited; output:\n${run.output().slice(-3000)}`);
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`no matching log line within ${timeoutMs} ms; output:\n${run.output().slice(-3000)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }

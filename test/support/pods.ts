@@ -21,12 +21,16 @@ export function startPod(name: string, env: Record<string, string>): Promise<Pod
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${name} did not start:\n${output.join('')}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      const text = chunk.toString();
-      output.push(text);
+    let stdout: string | undefined = ''; // until "ready" was seen
+    const onData = (chunk: string) => {
+      output.push(chunk);
       if (output.length > 500) output.shift();
-      const ready = /ready (\d+)/.exec(text);
+      if (stdout === undefined) return;
+      // The whole line, newline included: a chunk may end inside "ready <port>".
+      stdout += chunk;
+      const ready = /^ready (\d+)\n/m.exec(stdout);
       if (ready) {
+        stdout = undefined;
         clearTimeout(timer);
         resolve({
           name,
@@ -38,8 +42,8 @@ export function startPod(name: string, env: Record<string, string>): Promise<Pod
         });
       }
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', (chunk: Buffer) => output.push(chunk.toString()));
+    child.stdout.setEncoding('utf8').on('data', onData);
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => output.push(chunk));
     exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`${name} exited with ${code} before it was ready:\n${output.join('')}`));

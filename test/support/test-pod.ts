@@ -11,10 +11,11 @@ const logger = createLogger({ level: config.logLevel, instanceId: config.instanc
 const service = await startService(config, logger, {
   handlers: { 'record-run': recordingHandler(config.databaseUrl!, config.instanceId) },
 });
-process.stdout.write(`ready ${service.port}\n`);
+// SIGTERM is ours before "ready" goes out: a test may signal as soon as it reads it.
 process.on('SIGTERM', () => {
   service.stop().then(
     () => process.exit(0),
     () => process.exit(1),
   );
 });
+process.stdout.write(`ready ${service.port}\n`);
