@@ -14,13 +14,20 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
 -- name: InsertMessages :many
 -- A whole batch in one statement; WITH ORDINALITY keeps the request's order.
 -- An empty string in send_ats stands for "at once". available as in InsertMessage.
-INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
+-- created_at is one clock reading (the CTE runs once) plus a microsecond per
+-- position, so a batch is claimed and listed in the request's order. The
+-- column default, a clock_timestamp() per row, gives rows inserted within the
+-- same microsecond equal values, and the tie would fall to the random id.
+WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS at)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at, available)
 SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
        greatest(now(), nullif(m.send_at, '')::timestamptz),
+       clock.at + (m.position - 1) * interval '1 microsecond',
        coalesce(nullif(m.send_at, '')::timestamptz <= now(), true)
 FROM ROWS FROM (unnest(sqlc.arg(recipients)::text[]), unnest(sqlc.arg(contents)::text[]),
                 unnest(sqlc.arg(send_ats)::text[]))
-     WITH ORDINALITY AS m(recipient, content, send_at, position)
+     WITH ORDINALITY AS m(recipient, content, send_at, position),
+     clock
 ORDER BY m.position
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at;

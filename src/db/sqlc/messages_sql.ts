@@ -59,13 +59,16 @@ export async function insertMessage(client: Client, args: InsertMessageArgs): Pr
 }
 
 export const insertMessagesQuery = `-- name: InsertMessages :many
-INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
+WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS at)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at, available)
 SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
        greatest(now(), nullif(m.send_at, '')::timestamptz),
+       clock.at + (m.position - 1) * interval '1 microsecond',
        coalesce(nullif(m.send_at, '')::timestamptz <= now(), true)
 FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]),
                 unnest($3::text[]))
-     WITH ORDINALITY AS m(recipient, content, send_at, position)
+     WITH ORDINALITY AS m(recipient, content, send_at, position),
+     clock
 ORDER BY m.position
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at`;
