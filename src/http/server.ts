@@ -29,15 +29,7 @@ export function createHttpServer(app: RequestListener, logger: Logger): Server {
     servePathOfAbsoluteForm(req);
     if (req.httpVersion === '1.1' && req.headers.host === undefined) {
       // RFC 9112 §3.2 requires the 400; Node's own (requireHostHeader) has no error body.
-      const body = JSON.stringify(errorBody('missing_host', 'an HTTP/1.1 request needs a Host header'));
-      res.shouldKeepAlive = false;
-      res.writeHead(400, {
-        'Content-Type': 'application/json; charset=utf-8',
-        'Content-Length': Buffer.byteLength(body),
-        'X-Content-Type-Options': 'nosniff',
-        Connection: 'close',
-      });
-      res.end(body);
+      answerAndClose(res, 400, errorBody('missing_host', 'an HTTP/1.1 request needs a Host header'));
       return;
     }
     app(req, res);
@@ -45,15 +37,11 @@ export function createHttpServer(app: RequestListener, logger: Logger): Server {
   const server = createServer({ requireHostHeader: false }, serve);
   // CONNECT (a tunnel through a proxy, which this is not): the error body rather than a silent close.
   server.on('connect', (_req: IncomingMessage, socket: Socket) => {
-    const body = JSON.stringify(errorBody('method_not_implemented', 'method CONNECT is not implemented'));
-    socket.end(
-      'HTTP/1.1 501 Not Implemented\r\n' +
-        'Content-Type: application/json; charset=utf-8\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        'X-Content-Type-Options: nosniff\r\n' +
-        'Connection: close\r\n\r\n' +
-        body,
-      () => socket.destroy(),
+    writeRawAnswer(
+      socket,
+      501,
+      'Not Implemented',
+      errorBody('method_not_implemented', 'method CONNECT is not implemented'),
     );
   });
   // An Expect other than 100-continue: served as usual (RFC 9110 §10.1.1 allows, not requires, a 417),
@@ -66,32 +54,45 @@ export function createHttpServer(app: RequestListener, logger: Logger): Server {
       return;
     }
     logger.debug({ code: error.code, status: answer.status, reason: error.message }, 'malformed HTTP request refused');
-    const body = JSON.stringify(errorBody(answer.code, answer.message));
+    const body = errorBody(answer.code, answer.message);
     const res = inFlight.get(socket);
     if (res?.headersSent) {
       socket.destroy(); // part of an answer is out: nothing sensible can follow
     } else if (res) {
       // express is still reading this request's body; answer on its response (which carries the security headers).
-      res.shouldKeepAlive = false;
-      res.writeHead(answer.status, {
-        'Content-Type': 'application/json; charset=utf-8',
-        'Content-Length': Buffer.byteLength(body),
-        Connection: 'close',
-      });
-      res.end(body, () => socket.destroy());
+      answerAndClose(res, answer.status, body, () => socket.destroy());
     } else {
-      socket.end(
-        `HTTP/1.1 ${answer.status} ${answer.reason}\r\n` +
-          'Content-Type: application/json; charset=utf-8\r\n' +
-          `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-          'X-Content-Type-Options: nosniff\r\n' +
-          'Connection: close\r\n\r\n' +
-          body,
-        () => socket.destroy(),
-      );
+      writeRawAnswer(socket, answer.status, answer.reason, body);
     }
   });
   return server;
+}
+
+/** Answers `body` (the API's error body) as JSON on `res` and closes the connection after it. */
+function answerAndClose(res: ServerResponse, status: number, body: object, then?: () => void): void {
+  const text = JSON.stringify(body);
+  res.shouldKeepAlive = false;
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+    'X-Content-Type-Options': 'nosniff',
+    Connection: 'close',
+  });
+  res.end(text, then);
+}
+
+/** Writes a whole HTTP/1.1 answer on a socket no response object owns (a parser error, CONNECT), then closes it. */
+function writeRawAnswer(socket: Socket, status: number, reason: string, body: object): void {
+  const text = JSON.stringify(body);
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(text)}\r\n` +
+      'X-Content-Type-Options: nosniff\r\n' +
+      'Connection: close\r\n\r\n' +
+      text,
+    () => socket.destroy(),
+  );
 }
 
 /** What a request refused by Node's HTTP parser is answered; undefined for a connection that just failed (reset). */
