@@ -5,7 +5,7 @@ import { chmod, mkdir, readFile, readlink, realpath, rm, writeFile } from 'node:
 import { createServer } from 'node:net';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Logger } from '../observability/logger.ts';
-import { DataDirInUseError, type DataDirLock, lockDataDir, otherLiveOwner } from './data-dir-lock.ts';
+import { DataDirInUseError, type DataDirLock, isAlive, lockDataDir, otherLiveOwner } from './data-dir-lock.ts';
 
 /**
  * The zero-setup database: a real PostgreSQL from the npm package
@@ -218,15 +218,6 @@ export async function postmasterIdentity(pid: number, clusterDir: string): Promi
   const dataDir = dataArg >= 0 ? argv[dataArg + 1] : argv.find((arg) => arg.startsWith('-D'))?.slice(2);
   if (dataDir === undefined) return 'unknown';
   return (await realpath(dataDir).catch(() => resolve(dataDir))) === target ? 'this' : 'other';
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function assertPostgresUserCanEnter(dir: string): void {
