@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import express, { type Router } from 'express';
+import express, { type RequestHandler, type Router } from 'express';
 import helmet from 'helmet';
 import { AppError } from '../errors.ts';
 
@@ -55,17 +55,22 @@ export function swaggerRoutes(spec: { info?: { title?: string } }): Router {
     next();
   });
   router.use('/swagger', helmet({ contentSecurityPolicy: swaggerContentSecurityPolicy }));
-  router.get('/swagger', (req, res) => res.redirect(301, `/swagger/index.html${query(req.originalUrl)}`));
-  router.get('/swagger/', (req, res) => res.redirect(301, `/swagger/index.html${query(req.originalUrl)}`));
-  router.get('/swagger/index.html', (_req, res) => {
-    res.type('html').set('Cache-Control', 'no-cache').send(page);
-  });
-  router.get('/swagger/swagger-ui-init.js', (_req, res) => {
-    res.type('application/javascript').set('Cache-Control', 'no-cache').send(init);
-  });
-  router.get('/swagger/openapi.json', (_req, res) => {
-    res.type('application/json').set('Cache-Control', 'no-cache').send(specJson);
-  });
+  const toIndex: RequestHandler = (req, res) => res.redirect(301, `/swagger/index.html${query(req.originalUrl)}`);
+  // The pages besides the swagger-ui-dist assets, by path below /swagger; GET (and so HEAD) only.
+  const pages: Record<string, RequestHandler> = {
+    '': toIndex,
+    '/': toIndex,
+    '/index.html': (_req, res) => {
+      res.type('html').set('Cache-Control', 'no-cache').send(page);
+    },
+    '/swagger-ui-init.js': (_req, res) => {
+      res.type('application/javascript').set('Cache-Control', 'no-cache').send(init);
+    },
+    '/openapi.json': (_req, res) => {
+      res.type('application/json').set('Cache-Control', 'no-cache').send(specJson);
+    },
+  };
+  for (const [file, handler] of Object.entries(pages)) router.get(`/swagger${file}`, handler);
   router.get('/swagger/*asset', (req, res, next) => {
     const file = req.path.slice('/swagger'.length);
     if (!assetFiles.test(file)) return next();
@@ -74,16 +79,13 @@ export function swaggerRoutes(spec: { info?: { title?: string } }): Router {
   // Another method on a page that exists is 405 with Allow (DESIGN.md: "405 carries Allow"), as on the API's paths.
   router.all(['/swagger', '/swagger/', '/swagger/*rest'], (req, _res, next) => {
     const file = req.path.slice('/swagger'.length);
-    if (!(pages.has(file) || assetFiles.test(file))) return next();
+    if (!(Object.hasOwn(pages, file) || assetFiles.test(file))) return next();
     next(
       new AppError(405, 'method_not_allowed', `${req.method} is not allowed on ${req.path}`, { Allow: 'GET, HEAD' }),
     );
   });
   return router;
 }
-
-/** The Swagger paths besides the assets, relative to /swagger. */
-const pages = new Set(['', '/', '/index.html', '/swagger-ui-init.js', '/openapi.json']);
 
 function query(url: string): string {
   const at = url.indexOf('?');
