@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { databaseErrorKind } from '../db/errors.ts';
 import { AppError } from '../errors.ts';
+import { invalidIdempotencyKey } from '../messages/idempotency.ts';
+import { invalidSendAt } from '../messages/message-validation.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** The one error body of the API: {"error": {"code", "message"}}. */
@@ -106,6 +108,10 @@ export function classifyError(error: any, req: Request): ErrorAnswer {
   return { status: 500, code: 'internal_error', message: 'internal server error' };
 }
 
+function answerOf(error: AppError): ErrorAnswer {
+  return { status: error.status, code: error.code, message: error.message };
+}
+
 function classifyValidatorError(error: any, status: number, req: Request): ErrorAnswer {
   const first = error.errors[0];
   const detail = first ? `${describePath(first.path)}${first.message}` : String(error.message);
@@ -133,18 +139,13 @@ function classifyValidatorError(error: any, status: number, req: Request): Error
         message: `Content-Type must be application/json (got ${JSON.stringify(req.get('content-type') ?? 'none')})`,
       };
     default:
+      // The spec's own checks of these two fields answer before the code that owns them, so they
+      // answer with that code's error, not a generic validation_failed.
       if (status === 400 && /^\/?headers\/idempotency-key$/i.test(String(first?.path ?? ''))) {
-        // The spec's minLength/maxLength catch it before the intake route's own check (idempotency.ts).
-        return { status, code: 'invalid_idempotency_key', message: 'Idempotency-Key must be 1 to 255 characters' };
+        return answerOf(invalidIdempotencyKey());
       }
       if (status === 400 && /^\/?body\/(messages\/\d+\/)?sendAt$/.test(String(first?.path ?? ''))) {
-        // Same for sendAt's date-time format: the code is the one message-validation.ts answers.
-        const field = describePath(first.path).slice(0, -': '.length);
-        return {
-          status,
-          code: 'invalid_send_at',
-          message: `${field} must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z`,
-        };
+        return answerOf(invalidSendAt(describePath(first.path).slice(0, -': '.length)));
       }
       return { status: status >= 400 && status < 500 ? status : 400, code: 'validation_failed', message: detail };
   }

@@ -1,8 +1,8 @@
 import type { Request, RequestHandler } from 'express';
-import { ValidationError } from '../errors.ts';
 import {
   type IdempotencyStore,
   idempotencyScope,
+  invalidIdempotencyKey,
   requestFingerprint,
   type StoredResponse,
 } from '../messages/idempotency.ts';
@@ -33,7 +33,7 @@ export function idempotent(
       return;
     }
     if (key.length < 1 || key.length > 255) {
-      throw new ValidationError('invalid_idempotency_key', `${IDEMPOTENCY_KEY_HEADER} must be 1 to 255 characters`);
+      throw invalidIdempotencyKey();
     }
     const outcome = await store.run(
       {

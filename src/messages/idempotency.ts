@@ -27,7 +27,7 @@ import {
   saveIdempotencyKey,
 } from '../db/sqlc/idempotency_keys_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { ConflictError } from '../errors.ts';
+import { ConflictError, ValidationError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /** One intake request as the idempotency record sees it. */
@@ -54,6 +54,11 @@ export interface IdempotentOutcome {
 
 /** Keys per purge statement, so the purge never locks many rows at once. */
 export const PURGE_BATCH_ROWS = 1000;
+
+/** The 400 for an `Idempotency-Key` that is empty or longer than 255 characters (DESIGN.md "HTTP API"). */
+export function invalidIdempotencyKey(): ValidationError {
+  return new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 characters');
+}
 
 /** The scope of a key: SHA-256 (hex) of the API key that sent it, or '' when the API is open. */
 export function idempotencyScope(apiKey: string | undefined): string {

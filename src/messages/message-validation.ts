@@ -82,10 +82,7 @@ export function validateMessage(input: MessageInput, maxLength: number, field = 
   if (input.sendAt !== undefined && input.sendAt !== null) {
     const parsed = typeof input.sendAt === 'string' ? parseRfc3339(input.sendAt) : undefined;
     if (!parsed) {
-      throw new ValidationError(
-        'invalid_send_at',
-        `${field}sendAt must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z`,
-      );
+      throw invalidSendAt(`${field}sendAt`);
     }
     // Answered as RFC 3339 in UTC, so the instant must have a four-digit UTC year: an offset can push
     // 9999-12-31T23:59:59-23:59 into year 10000 (and 0001-01-01T00:00:00+23:59 into year 0).
@@ -99,4 +96,15 @@ export function validateMessage(input: MessageInput, maxLength: number, field = 
     sendAt = parsed;
   }
   return { to: input.to, content: input.content, sendAt };
+}
+
+/**
+ * The 400 for a `sendAt` that is not an RFC 3339 date-time with an offset.
+ * @param name the field as the client wrote it, e.g. `sendAt` or `messages[3].sendAt`
+ */
+export function invalidSendAt(name: string): ValidationError {
+  return new ValidationError(
+    'invalid_send_at',
+    `${name} must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z`,
+  );
 }
