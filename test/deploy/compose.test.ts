@@ -155,7 +155,8 @@ describe('docker-compose.yml', () => {
     expect(dashboard.environment?.DATABASE_URL).to.equal(appEnv.DATABASE_URL);
     expect((dashboard as { image?: string }).image).to.equal(services.app!.image);
     expect((dashboard as { command?: string[] }).command).to.deep.equal(['node', 'src/tools/dashboard-cli.ts']);
-    expect(JSON.parse(read('package.json')).scripts.dashboard).to.equal('node src/tools/dashboard-cli.ts');
+    // The npm script `exec`s the same command (so a signal to npm reaches the dashboard).
+    expect(JSON.parse(read('package.json')).scripts.dashboard).to.equal('exec node src/tools/dashboard-cli.ts');
     // The image installs production dependencies only: the dashboard must be one, pinned exactly.
     const { dependencies } = JSON.parse(read('package.json'));
     expect(dependencies['@pg-boss/dashboard']).to.match(/^\d+\.\d+\.\d+$/);
