@@ -16,6 +16,19 @@ export type ConfigListener = (config: Config) => Promise<void> | void;
 /** Refuses a configuration the running process cannot take (throws ConfigError); called before anything applies. */
 export type ConfigGuard = (next: Config, running: Config) => void;
 
+/**
+ * What a component holds of the live configuration: the running one, and a
+ * subscription to each accepted change. A component that uses a live setting
+ * subscribes once (`onChange`, given the validated whole configuration that now
+ * runs) and registers the rules it owns (`addGuard`, asked before anything
+ * applies); the composition root fans nothing out. `LiveConfig` implements it.
+ */
+export interface LiveSettings {
+  readonly current: Config;
+  onChange(listener: ConfigListener): void;
+  addGuard(guard: ConfigGuard): void;
+}
+
 const restartOnly = allSettings.filter((s) => s.apply === 'restart').map((s) => s.env);
 
 /**
@@ -27,7 +40,7 @@ const restartOnly = allSettings.filter((s) => s.apply === 'restart').map((s) => 
  * checked against the message lease that runs, not the one Vault proposes).
  * Accepted changes reach every listener through `update`, the one path.
  */
-export class LiveConfig {
+export class LiveConfig implements LiveSettings {
   readonly #env: RawSettings;
   readonly #source: string;
   readonly #listeners: ConfigListener[] = [];
