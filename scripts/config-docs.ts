@@ -1,11 +1,13 @@
-// `npm run docs:config`: rewrites README.md's configuration table from the settings table.
+// `npm run docs:config`: rewrites the configuration table of docs/configuration.md from the settings table.
 import { readFileSync, writeFileSync } from 'node:fs';
-import { withSettingsTable } from '../src/config/settings-docs.ts';
+import { settingsDocsPath, withSettingsTable } from '../src/config/settings-docs.ts';
 
-const path = new URL('../README.md', import.meta.url);
+const path = new URL(`../${settingsDocsPath}`, import.meta.url);
 const before = readFileSync(path, 'utf8');
 const after = withSettingsTable(before);
 writeFileSync(path, after);
 console.log(
-  before === after ? 'README.md configuration table is up to date' : 'README.md configuration table rewritten',
+  before === after
+    ? `${settingsDocsPath} configuration table is up to date`
+    : `${settingsDocsPath} configuration table rewritten`,
 );

@@ -3,22 +3,22 @@ import { expect } from 'chai';
 import { ConfigError } from '../../src/config/config.ts';
 import { LiveConfig } from '../../src/config/live-config.ts';
 import { allSettings, liveSettings, logRedactionPaths, secretSettings } from '../../src/config/settings.ts';
-import { withSettingsTable } from '../../src/config/settings-docs.ts';
+import { settingsDocsPath, withSettingsTable } from '../../src/config/settings-docs.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const page = readFileSync(new URL(`../../${settingsDocsPath}`, import.meta.url), 'utf8');
 
 describe('the settings table', () => {
-  it('is what the README configuration table shows, name by name and default by default', () => {
-    const rows = [...readme.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \| (`[^`]*`|unset) \| ([a-z, ]+) \|/gm)];
-    const fromReadme = rows.map(([, name, shown, flags]) => ({ name, shown, flags }));
+  it('is what the configuration page (docs/configuration.md) shows, name by name and default by default', () => {
+    const rows = [...page.matchAll(/^\| `([A-Z][A-Z0-9_]*)` \| (`[^`]*`|unset) \| ([a-z, ]+) \|/gm)];
+    const fromPage = rows.map(([, name, shown, flags]) => ({ name, shown, flags }));
     const fromTable = allSettings.map((s) => ({
       name: s.env,
       shown: s.shownDefault === undefined ? 'unset' : `\`${s.shownDefault}\``,
       flags: [s.apply, ...(s.secret ? ['secret'] : [])].join(', '),
     }));
-    expect(fromReadme).to.deep.equal(fromTable);
-    expect(withSettingsTable(readme), 'run npm run docs:config').to.equal(readme);
+    expect(fromPage).to.deep.equal(fromTable);
+    expect(withSettingsTable(page), 'run npm run docs:config').to.equal(page);
   });
 
   it('declares secrets once: they are redacted from log lines, raw or typed', () => {
