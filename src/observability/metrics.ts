@@ -25,7 +25,7 @@ export const messageFailureReasons = ['permanent', 'attempts_exhausted'] as cons
 export const jobRunOutcomes = ['ok', 'error', 'unknown_handler', 'stale'] as const;
 export const webhookStatusClasses = ['2xx', '4xx', '5xx', 'error'] as const;
 
-/** prom-client default gauges whose names end in _total (see createMetrics). */
+/** prom-client default gauges whose names end in _total (see processMetrics). */
 export const nonCounterTotals = [
   'nodejs_active_handles_total',
   'nodejs_active_requests_total',
