@@ -1,4 +1,5 @@
 import type { components } from '../api/openapi.ts';
+import type { Config } from '../config/config.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import type { MessageRow } from '../db/rows.ts';
 import {
@@ -46,18 +47,19 @@ export interface MessageFilter {
 /** Failed messages per statement of `retryFailed`, so no statement locks more rows than this. */
 export const RETRY_FAILED_BATCH_ROWS = 1000;
 
+/** The settings intake reads; `LiveSettings` is one, so MESSAGE_MAX_LENGTH applies live. */
+export interface IntakeSettings {
+  readonly current: Pick<Config, 'messageMaxLength'>;
+}
+
 export class MessageService {
   readonly #pool: Pool;
-  #maxLength: number;
+  readonly #settings: IntakeSettings;
 
-  constructor(pool: Pool, maxLength: number) {
+  /** @param settings read on every intake: MESSAGE_MAX_LENGTH (characters of `content`) */
+  constructor(pool: Pool, settings: IntakeSettings) {
     this.#pool = pool;
-    this.#maxLength = maxLength;
-  }
-
-  /** MESSAGE_MAX_LENGTH applies live. */
-  setMaxLength(maxLength: number): void {
-    this.#maxLength = maxLength;
+    this.#settings = settings;
   }
 
   /**
@@ -66,7 +68,7 @@ export class MessageService {
    * @throws ValidationError (400) naming the field
    */
   async create(input: MessageInput, db: Queryable = this.#pool): Promise<MessageView> {
-    const message = validateMessage(input, this.#maxLength);
+    const message = validateMessage(input, this.#settings.current.messageMaxLength);
     const row = await insertMessage(db, { recipient: message.to, content: message.content, sendAt: message.sendAt });
     if (!row) throw new Error('insert returned no row');
     return toMessageView(row);
@@ -74,7 +76,8 @@ export class MessageService {
 
   /** All or nothing: every message is validated before one insert statement stores them all. */
   async createBatch(inputs: MessageInput[], db: Queryable = this.#pool): Promise<MessageView[]> {
-    const messages = inputs.map((input, index) => validateMessage(input, this.#maxLength, `messages[${index}].`));
+    const maxLength = this.#settings.current.messageMaxLength;
+    const messages = inputs.map((input, index) => validateMessage(input, maxLength, `messages[${index}].`));
     const rows = await insertMessages(db, {
       recipients: messages.map((message) => message.to),
       contents: messages.map((message) => message.content),
