@@ -1,13 +1,12 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Express } from 'express';
-import { ConfigError } from './config/config.ts';
+import { type Config, ConfigError } from './config/config.ts';
 import type { ConfigGuard, LiveSettings } from './config/live-config.ts';
 import { isLoopbackHost, listenHost } from './config/network.ts';
 import { type Database, migrateWhenReachable, openDatabase } from './db/database.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
-import { createApp } from './http/app.ts';
+import { type AppDependencies, createApp } from './http/app.ts';
 import { createHttpServer } from './http/server.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
@@ -125,18 +124,14 @@ export async function startService(
       ],
       options.healthChecks,
     );
-    const app = createApp({
+    const { host, port, close } = await startHttpServer(settings, {
       jobs,
       messages,
       idempotency,
       health,
       metrics,
       logger,
-      apiKeys: () => settings.current.apiKeys,
-      intakePerMinute: () => settings.current.intakeRateLimitPerMinute,
-      trustProxy: config.trustProxy,
     });
-    const { host, port, close } = await startHttpServer(app, settings, logger);
     cleanup.push(close);
     logger.info(
       {
@@ -164,7 +159,7 @@ export async function startService(
   }
 }
 
-function dispatchSettings(config: LiveSettings['current']): DispatchSettings {
+function dispatchSettings(config: Config): DispatchSettings {
   return {
     instanceId: config.instanceId,
     messageLeaseSeconds: config.messageLeaseSeconds,
@@ -184,16 +179,24 @@ async function stopInReverse(steps: ShutdownStep[], deadline: number, logger: Lo
 }
 
 /**
- * Serves `app` on HOST:PORT (PORT 0: any free port). It registers the API_KEYS
- * guard for the address it listens on, and warns when the API needs no key.
+ * The HTTP API on HOST:PORT (PORT 0: any free port). API_KEYS and the intake
+ * rate limit are read from `settings.current` per request, so a live change
+ * applies; it registers the API_KEYS guard for the address it listens on, and
+ * warns when the API needs no key.
  * @returns where it listens, and `close(deadline)` (epoch ms)
  */
 async function startHttpServer(
-  app: Express,
   settings: LiveSettings,
-  logger: Logger,
+  deps: Omit<AppDependencies, 'apiKeys' | 'intakePerMinute' | 'trustProxy'>,
 ): Promise<{ host: string; port: number; close: ShutdownStep }> {
+  const { logger } = deps;
   const config = settings.current;
+  const app = createApp({
+    ...deps,
+    apiKeys: () => settings.current.apiKeys,
+    intakePerMinute: () => settings.current.intakeRateLimitPerMinute,
+    trustProxy: config.trustProxy,
+  });
   const host = listenHost(config);
   settings.addGuard(apiKeysGuard(host));
   const server = await listen(createHttpServer(app, logger), config.port, host);
