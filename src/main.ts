@@ -69,7 +69,7 @@ const watcher = vault
   ? new VaultWatcher(vault, {
       intervalMs: startup.vault.refreshSeconds * 1_000,
       logger,
-      onChange: (settings) => applyVaultSettings(settings),
+      onChange: applyVaultSettings,
     })
   : undefined;
 
