@@ -223,7 +223,7 @@ try {
   );
   await setup.query('VACUUM ANALYZE messages');
   const retryStarted = performance.now();
-  const retried = await new MessageService(database.pool, 160).retryFailed();
+  const retried = await new MessageService(database.pool, { current: { messageMaxLength: 160 } }).retryFailed();
   const retryMs = performance.now() - retryStarted;
   record(
     `POST /messages/retry-failed (${failedRows} failed, statements of 1,000)`,

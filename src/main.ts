@@ -53,6 +53,7 @@ try {
   throw error;
 }
 
+// What this process starts with; live settings then reach each component through `live` itself.
 const config = live.current;
 
 // 3. The service's logger (with Loki when LOKI_URL is set), the watcher, the service.
@@ -68,7 +69,7 @@ const watcher = vault
   ? new VaultWatcher(vault, {
       intervalMs: startup.vault.refreshSeconds * 1_000,
       logger,
-      onChange: (settings) => applyVaultSettings(settings),
+      onChange: applyVaultSettings,
     })
   : undefined;
 
@@ -119,7 +120,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
+service = await startService(live, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
   async (error: unknown) => {
     let exitCode = 1;
     if (error instanceof DatabaseUnreachableError) {
@@ -137,13 +138,14 @@ service = await startService(config, logger, { healthChecks: [vaultHealthCheck(w
     process.exit(exitCode);
   },
 );
-const started = service;
-live.addGuard((next) => started.checkConfig(next));
-live.onChange((next) => started.applyConfig(next));
 watcher?.start();
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');
 
-/** A changed Vault secret: validated as the configuration that will run, then applied; a ConfigError keeps the running one. */
+/**
+ * A changed Vault secret: validated as the whole configuration that will run
+ * (every component's guard included) before any component's listener runs,
+ * then applied; a ConfigError keeps the running one.
+ */
 async function applyVaultSettings(settings: RawSettings): Promise<void> {
   const change = await live.update(settings);
   logger.info(

@@ -1,11 +1,12 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Config, ConfigError } from './config/config.ts';
+import type { ConfigGuard, LiveSettings } from './config/live-config.ts';
 import { isLoopbackHost, listenHost } from './config/network.ts';
-import { type Database, migrateWhenReachable, openDatabase, resizePool } from './db/database.ts';
+import { type Database, migrateWhenReachable, openDatabase } from './db/database.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
-import { createApp } from './http/app.ts';
+import { type AppDependencies, createApp } from './http/app.ts';
 import { createHttpServer } from './http/server.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
@@ -16,8 +17,8 @@ import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempoten
 import { MessageService } from './messages/message-service.ts';
 import { createSharedDeliveryGate } from './messages/outbound-rate-limit.ts';
 import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
-import type { HealthCheck } from './observability/health.ts';
-import type { Logger } from './observability/logger.ts';
+import { type HealthCheck, withReplacements } from './observability/health.ts';
+import { followLogLevel, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 
 export interface ServiceOptions {
@@ -34,14 +35,6 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
-  /** Refuses a live change this running process cannot take (LiveConfig calls it before applying). @throws ConfigError */
-  checkConfig(next: Config): void;
-  /**
-   * Applies a configuration that LiveConfig validated (restart-only settings
-   * already pinned at their running values): log level, message limit,
-   * scheduler poll, webhook client, pool and worker pool size.
-   */
-  applyConfig(next: Config): Promise<void>;
   /**
    * Stops everything in reverse order of start. Runs in flight get until
    * `deadline` (epoch ms; default now + SHUTDOWN_TIMEOUT_MS), then their
@@ -51,21 +44,26 @@ export interface Service {
 }
 
 /**
- * The composition root: builds every part from the configuration, in
+ * The composition root: builds every part from the live settings, in
  * dependency order, wires them, and tears them down in reverse. It runs no
  * SQL and holds no behaviour of its own; each component brings its health
- * check, gauges and shutdown step.
+ * check, gauges and shutdown step, and each one that uses a live setting is
+ * handed `settings` and follows its changes itself (the root fans nothing out).
+ * Restart-only settings are read once, here, from `settings.current`.
+ * @throws DatabaseUnreachableError, DataDirInUseError, or what a component's start throws (all started parts are stopped first)
  */
-export async function startService(initial: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
-  let config = initial;
+export async function startService(
+  settings: LiveSettings,
+  logger: Logger,
+  options: ServiceOptions = {},
+): Promise<Service> {
+  const config = settings.current;
+  followLogLevel(logger, settings);
   const metrics = createMetrics();
-  const cleanup: Array<(deadline: number) => Promise<void>> = [];
-  const closeAll = async (deadline = Date.now() + config.shutdownTimeoutMs) => {
-    for (const step of cleanup.reverse())
-      await step(deadline).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
-  };
+  const cleanup: ShutdownStep[] = [];
+  const closeAll = (deadline = Date.now() + config.shutdownTimeoutMs) => stopInReverse(cleanup, deadline, logger);
   try {
-    const database = await openDatabase(config, logger);
+    const database = await openDatabase(settings, logger);
     cleanup.push((deadline) => database.close(deadline));
     await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
     const { pool } = database;
@@ -81,27 +79,30 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
       : disabledSentCache;
     cleanup.push(() => cache.close());
-    const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => config.webhook.rateLimitPerSecond });
+    const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => settings.current.webhook.rateLimitPerSecond });
+    settings.onChange(async (next) => {
+      await delivery.reconfigure(next.webhook);
+      breaker.setThreshold(next.webhook.breakerThreshold);
+    });
+    const sendMessages = sendMessagesHandler(() => ({
+      settings: dispatchSettings(settings.current),
+      deps: { pool, delivery: delivery.client, cache, metrics, gate, breaker },
+    }));
 
     const engine = await createEngine(config, {
       pool,
       databaseUrl: database.url,
       connectionBounds: database.bounds,
-      handlers: {
-        'send-messages': sendMessagesHandler(() => ({
-          settings: dispatchSettings(config),
-          deps: { pool, delivery: delivery.client, cache, metrics, gate, breaker },
-        })),
-        ...options.handlers,
-      },
+      handlers: { 'send-messages': sendMessages, ...options.handlers },
       logger,
       metrics,
+      live: settings,
     });
     if (options.startEngine !== false) await engine.start();
     cleanup.push((deadline) => engine.stop(deadline));
 
     const jobs = new JobService(pool, engine.handlers);
-    const messages = new MessageService(pool, config.messageMaxLength);
+    const messages = new MessageService(pool, settings);
     const idempotency = new IdempotencyStore(pool);
     const purge = startIdempotencyKeyPurge(pool, logger);
     cleanup.push(() => purge.stop());
@@ -112,44 +113,26 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       deliveryPauseMs: () => gate.pauseRemainingMs(),
     });
 
-    const builtIn: HealthCheck[] = [
-      database.health,
-      engine.health,
-      { name: 'redis', critical: false, check: () => cache.check() },
-      // main.ts replaces this with the Vault watcher's own check.
-      { name: 'vault', critical: false, check: async () => 'disabled' },
-      delivery.health,
-    ];
-    const extra = options.healthChecks ?? [];
-    const health = [
-      ...builtIn.map((check) => extra.find((replacement) => replacement.name === check.name) ?? check),
-      ...extra.filter((check) => !builtIn.some((known) => known.name === check.name)),
-    ];
-    const app = createApp({
+    const health = withReplacements(
+      [
+        database.health,
+        engine.health,
+        { name: 'redis', critical: false, check: () => cache.check() },
+        // main.ts replaces this with the Vault watcher's own check.
+        { name: 'vault', critical: false, check: async () => 'disabled' },
+        delivery.health,
+      ],
+      options.healthChecks,
+    );
+    const { host, port, close } = await startHttpServer(settings, {
       jobs,
       messages,
       idempotency,
       health,
       metrics,
       logger,
-      apiKeys: () => config.apiKeys,
-      intakePerMinute: () => config.intakeRateLimitPerMinute,
-      trustProxy: config.trustProxy,
     });
-    const host = listenHost(config);
-    const server = await listen(createHttpServer(app, logger), config.port, host);
-    cleanup.push((deadline) => closeServer(server, deadline));
-    const port = (server.address() as AddressInfo).port;
-    // Said before "up", so anyone (or any test) waiting for "up" has already seen it.
-    if (config.apiKeys.length === 0) {
-      const reach = isLoopbackHost(host)
-        ? `listening on ${host}:${port} only`
-        : `listening on ${host}:${port}, open to the network without a key`;
-      logger.warn(
-        { host, port },
-        `no API_KEYS: the API needs no key; ${reach}${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
-      );
-    }
+    cleanup.push(close);
     logger.info(
       {
         host,
@@ -168,25 +151,6 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       metrics,
       database,
       engine,
-      checkConfig(next) {
-        // Emptying API_KEYS while listening beyond loopback would open the API to the network.
-        if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
-          throw new ConfigError(
-            'API_KEYS',
-            `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
-          );
-        }
-      },
-      async applyConfig(next) {
-        config = next;
-        logger.level = config.logLevel;
-        messages.setMaxLength(config.messageMaxLength);
-        engine.setFetchInterval(config.fetchIntervalMs);
-        await delivery.reconfigure(config.webhook);
-        breaker.setThreshold(config.webhook.breakerThreshold);
-        resizePool(pool, config.workerCount);
-        await engine.resize(config.workerCount);
-      },
       stop: closeAll,
     };
   } catch (error) {
@@ -203,6 +167,62 @@ function dispatchSettings(config: Config): DispatchSettings {
     maxAttempts: config.webhook.maxAttempts,
     timeoutMs: config.webhook.timeoutMs,
     backoff: { baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs },
+  };
+}
+
+type ShutdownStep = (deadline: number) => Promise<void>;
+
+/** Runs the steps last first, each given `deadline` (epoch ms); a failed step is logged and the next one still runs. */
+async function stopInReverse(steps: ShutdownStep[], deadline: number, logger: Logger): Promise<void> {
+  for (const step of steps.reverse())
+    await step(deadline).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+}
+
+/**
+ * The HTTP API on HOST:PORT (PORT 0: any free port). API_KEYS and the intake
+ * rate limit are read from `settings.current` per request, so a live change
+ * applies; it registers the API_KEYS guard for the address it listens on, and
+ * warns when the API needs no key.
+ * @returns where it listens, and `close(deadline)` (epoch ms)
+ */
+async function startHttpServer(
+  settings: LiveSettings,
+  deps: Omit<AppDependencies, 'apiKeys' | 'intakePerMinute' | 'trustProxy'>,
+): Promise<{ host: string; port: number; close: ShutdownStep }> {
+  const { logger } = deps;
+  const config = settings.current;
+  const app = createApp({
+    ...deps,
+    apiKeys: () => settings.current.apiKeys,
+    intakePerMinute: () => settings.current.intakeRateLimitPerMinute,
+    trustProxy: config.trustProxy,
+  });
+  const host = listenHost(config);
+  settings.addGuard(apiKeysGuard(host));
+  const server = await listen(createHttpServer(app, logger), config.port, host);
+  const port = (server.address() as AddressInfo).port;
+  // Said before "up", so anyone (or any test) waiting for "up" has already seen it.
+  if (config.apiKeys.length === 0) {
+    const reach = isLoopbackHost(host)
+      ? `listening on ${host}:${port} only`
+      : `listening on ${host}:${port}, open to the network without a key`;
+    logger.warn(
+      { host, port },
+      `no API_KEYS: the API needs no key; ${reach}${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
+    );
+  }
+  return { host, port, close: (deadline) => closeServer(server, deadline) };
+}
+
+/** Emptying API_KEYS while listening beyond loopback would open the API to the network: refused. */
+function apiKeysGuard(host: string): ConfigGuard {
+  return (next) => {
+    if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
+      throw new ConfigError(
+        'API_KEYS',
+        `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
+      );
+    }
   };
 }
 

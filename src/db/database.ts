@@ -1,4 +1,4 @@
-import type { Config } from '../config/config.ts';
+import type { LiveSettings } from '../config/live-config.ts';
 import { retryUntilDone } from '../lib/retry.ts';
 import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
@@ -6,7 +6,7 @@ import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
 import { databaseErrorKind } from './errors.ts';
 import { type MigrationReport, migrate } from './migrator.ts';
-import { type ConnectionBounds, createPool, defaultConnectionBounds, type Pool } from './pool.ts';
+import { type ConnectionBounds, createPool, type Pool } from './pool.ts';
 import { ping } from './sqlc/health_sql.ts';
 
 /** The database the service talks to: DATABASE_URL, or its own embedded server. */
@@ -33,15 +33,14 @@ export function poolSizeFor(workerCount: number): number {
   return workerCount + 6;
 }
 
-/** Applies a new WORKER_COUNT to the pool's size (node-postgres reads `options.max` on every checkout). */
-export function resizePool(pool: Pool, workerCount: number): void {
-  pool.options.max = poolSizeFor(workerCount);
-}
-
-export async function openDatabase(
-  config: Pick<Config, 'databaseUrl' | 'dataDir' | 'workerCount' | 'instanceId'> & Partial<Pick<Config, 'database'>>,
-  logger: Logger,
-): Promise<Database> {
+/**
+ * Opens the service's database: DATABASE_URL, or (unset) the embedded server
+ * in DATA_DIR, started here. The pool is sized for WORKER_COUNT and follows
+ * its live changes (node-postgres reads `options.max` on every checkout).
+ * @throws DataDirInUseError when another process holds DATA_DIR
+ */
+export async function openDatabase(settings: LiveSettings, logger: Logger): Promise<Database> {
+  const config = settings.current;
   let embedded: EmbeddedDatabase | undefined;
   let url = config.databaseUrl;
   if (!url) {
@@ -54,10 +53,13 @@ export async function openDatabase(
     applicationName: `job-manager ${config.instanceId}`,
     bounds: config.database,
   });
+  settings.onChange((next) => {
+    pool.options.max = poolSizeFor(next.workerCount);
+  });
   return {
     pool,
     url,
-    bounds: config.database ?? defaultConnectionBounds,
+    bounds: config.database,
     embedded: embedded !== undefined,
     health: { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
     async close(deadline = Date.now()) {

@@ -1,11 +1,12 @@
 // `npm run db:migrate`: applies the migrations and exits.
-import { resolveConfig } from '../config/config.ts';
+import { LiveConfig } from '../config/live-config.ts';
 import { createLogger, logFormatFor } from '../observability/logger.ts';
 import { DataDirInUseError } from './data-dir-lock.ts';
 import { type Database, openDatabase } from './database.ts';
 import { migrate } from './migrator.ts';
 
-const config = resolveConfig(process.env);
+const settings = new LiveConfig(process.env);
+const config = settings.current;
 const logger = createLogger({
   level: config.logLevel,
   instanceId: config.instanceId,
@@ -13,7 +14,7 @@ const logger = createLogger({
 });
 let database: Database;
 try {
-  database = await openDatabase(config, logger);
+  database = await openDatabase(settings, logger);
 } catch (error) {
   // The running service has migrated its embedded database at its own start.
   if (!(error instanceof DataDirInUseError)) throw error;

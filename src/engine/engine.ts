@@ -8,6 +8,7 @@
  *     --> run executor --> handler factory --> handler (e.g. send-messages)
  */
 import type { PgBoss } from 'pg-boss';
+import type { LiveSettings } from '../config/live-config.ts';
 import type { ConnectionBounds, Pool } from '../db/pool.ts';
 import { releaseJobLeases } from '../db/sqlc/jobs_sql.ts';
 import { withTimeout } from '../lib/with-timeout.ts';
@@ -47,6 +48,11 @@ export interface EngineDependencies {
   handlers: Record<string, JobHandler>;
   logger: Logger;
   metrics: Metrics;
+  /**
+   * The live settings, when they can change while the engine runs: the engine
+   * follows FETCH_INTERVAL_MS (the scheduler's poll) and WORKER_COUNT (resize).
+   */
+  live?: Pick<LiveSettings, 'onChange'>;
 }
 
 export interface Engine {
@@ -69,8 +75,6 @@ export interface Engine {
   runOnce(): Promise<RunOutcome[]>;
   /** A new WORKER_COUNT; the pod keeps taking runs while the old registration drains. */
   resize(workerCount: number): Promise<void>;
-  /** A new FETCH_INTERVAL_MS. */
-  setFetchInterval(ms: number): void;
 }
 
 /** Builds the engine and starts pg-boss (creating its queues); `start()` begins taking work. */
@@ -100,6 +104,10 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
   });
   const theScheduler = scheduler;
   let started = false;
+  deps.live?.onChange(async (next) => {
+    theScheduler.setFetchInterval(next.fetchIntervalMs);
+    await workers.resize(next.workerCount);
+  });
 
   return {
     handlers: factory,
@@ -157,6 +165,5 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
       return outcomes;
     },
     resize: (count) => workers.resize(count),
-    setFetchInterval: (ms) => theScheduler.setFetchInterval(ms),
   };
 }

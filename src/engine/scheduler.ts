@@ -29,7 +29,7 @@ export interface SchedulerEvents {
 }
 
 /**
- * The scheduler (DESIGN.md and the original service call it "the fetcher"):
+ * The scheduler (also "the fetcher", as in `job_manager_fetch_errors_total`):
  * turns due jobs into queued runs. It sleeps until the earliest moment
  * something can be due (next_run_at or an expiring lease, on the database
  * clock), never longer than the poll interval, and wakes at once on a

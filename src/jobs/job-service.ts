@@ -1,16 +1,7 @@
 import type { components } from '../api/openapi.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import type { JobRow } from '../db/rows.ts';
-import {
-  countJobsByStatus,
-  createJob,
-  getJobByName,
-  listJobs,
-  notifyJobsChanged,
-  startJobs,
-  stopJobs,
-  updateJobSettings,
-} from '../db/sqlc/jobs_sql.ts';
+import * as sql from '../db/sqlc/jobs_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 
@@ -43,15 +34,15 @@ export class JobService {
 
   /** Jobs per status (`active`, `inactive`, `in_progress`), for the `job_manager_jobs` gauge. */
   async countByStatus(): Promise<Record<string, number>> {
-    return Object.fromEntries((await countJobsByStatus(this.#pool)).map((row) => [row.status, Number(row.total)]));
+    return Object.fromEntries((await sql.countJobsByStatus(this.#pool)).map((row) => [row.status, Number(row.total)]));
   }
 
   async list(): Promise<JobView[]> {
-    return (await listJobs(this.#pool)).map(toJobView);
+    return (await sql.listJobs(this.#pool)).map(toJobView);
   }
 
   async get(name: string): Promise<JobView> {
-    const row = couldNameJob(name) ? await getJobByName(this.#pool, { name }) : null;
+    const row = couldNameJob(name) ? await sql.getJobByName(this.#pool, { name }) : null;
     if (!row) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
     return toJobView(row);
   }
@@ -75,7 +66,7 @@ export class JobService {
       );
     }
     return withTransaction(this.#pool, async (client) => {
-      const row = await createJob(client, {
+      const row = await sql.createJob(client, {
         name: job.name,
         handler: job.handler,
         intervalSeconds: job.intervalSeconds,
@@ -83,7 +74,7 @@ export class JobService {
         status: job.active ? 'active' : 'inactive',
       });
       if (!row) throw new ConflictError('job_exists', `a job named "${job.name}" already exists`);
-      await notifyJobsChanged(client, { reason: `created ${job.name}` });
+      await sql.notifyJobsChanged(client, { reason: `created ${job.name}` });
       return toJobView(row);
     });
   }
@@ -91,25 +82,29 @@ export class JobService {
   async update(name: string, change: JobSettingsChange): Promise<JobView> {
     if (!couldNameJob(name)) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
     return withTransaction(this.#pool, async (client) => {
-      const row = await updateJobSettings(client, {
+      const row = await sql.updateJobSettings(client, {
         name,
         intervalSeconds: change.intervalSeconds ?? null,
         batchSize: change.batchSize ?? null,
       });
       if (!row) throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
-      await notifyJobsChanged(client, { reason: `updated ${name}` });
+      await sql.notifyJobsChanged(client, { reason: `updated ${name}` });
       return toJobView(row);
     });
   }
 
   /** Switches one job (or, with no name, every job) on. Idempotent. */
   start(name?: string): Promise<JobView[]> {
-    return this.#switch(name, async (client) => (await startJobs(client, { name: name ?? null })).length, 'started');
+    return this.#switch(
+      name,
+      async (client) => (await sql.startJobs(client, { name: name ?? null })).length,
+      'started',
+    );
   }
 
   /** Switches one job (or every job) off; a run in flight cannot undo it. Idempotent. */
   stop(name?: string): Promise<JobView[]> {
-    return this.#switch(name, async (client) => (await stopJobs(client, { name: name ?? null })).length, 'stopped');
+    return this.#switch(name, async (client) => (await sql.stopJobs(client, { name: name ?? null })).length, 'stopped');
   }
 
   async #switch(
@@ -121,11 +116,11 @@ export class JobService {
       throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
     }
     return withTransaction(this.#pool, async (client) => {
-      if (name !== undefined && !(await getJobByName(client, { name }))) {
+      if (name !== undefined && !(await sql.getJobByName(client, { name }))) {
         throw new NotFoundError('job_not_found', `job "${name}" does not exist`);
       }
-      if ((await change(client)) > 0) await notifyJobsChanged(client, { reason: `${verb} ${name ?? 'all'}` });
-      const rows = name === undefined ? await listJobs(client) : [await getJobByName(client, { name })];
+      if ((await change(client)) > 0) await sql.notifyJobsChanged(client, { reason: `${verb} ${name ?? 'all'}` });
+      const rows = name === undefined ? await sql.listJobs(client) : [await sql.getJobByName(client, { name })];
       return rows.filter((row) => row !== null).map(toJobView);
     });
   }

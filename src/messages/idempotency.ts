@@ -1,5 +1,5 @@
 /**
- * Idempotent intake (DESIGN.md "Intake idempotency"; Stripe's semantics).
+ * Idempotent intake (the `Idempotency-Key` header, with Stripe's semantics).
  *
  * A request with an `Idempotency-Key` runs in one transaction that first takes
  * a transaction-scoped advisory lock on (scope, key), without waiting:
@@ -55,7 +55,7 @@ export interface IdempotentOutcome {
 /** Keys per purge statement, so the purge never locks many rows at once. */
 export const PURGE_BATCH_ROWS = 1000;
 
-/** The 400 for an `Idempotency-Key` that is empty or longer than 255 characters (DESIGN.md "HTTP API"). */
+/** The 400 for an `Idempotency-Key` that is empty or longer than 255 characters (openapi.yaml: `IdempotencyKey`). */
 export function invalidIdempotencyKey(): ValidationError {
   return new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 characters');
 }

@@ -1,17 +1,8 @@
 import type { components } from '../api/openapi.ts';
+import type { Config } from '../config/config.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import type { MessageRow } from '../db/rows.ts';
-import {
-  cancelMessage,
-  countPendingMessages,
-  getMessage,
-  insertMessage,
-  insertMessages,
-  listMessages,
-  listSentMessages,
-  retryFailedMessages,
-  retryMessage,
-} from '../db/sqlc/messages_sql.ts';
+import * as sql from '../db/sqlc/messages_sql.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
 import { decodeCursor, encodeCursor, uuidPattern } from './cursor.ts';
 import { type MessageInput, parseRfc3339, validateMessage } from './message-validation.ts';
@@ -46,18 +37,19 @@ export interface MessageFilter {
 /** Failed messages per statement of `retryFailed`, so no statement locks more rows than this. */
 export const RETRY_FAILED_BATCH_ROWS = 1000;
 
+/** The settings intake reads; `LiveSettings` is one, so MESSAGE_MAX_LENGTH applies live. */
+export interface IntakeSettings {
+  readonly current: Pick<Config, 'messageMaxLength'>;
+}
+
 export class MessageService {
   readonly #pool: Pool;
-  #maxLength: number;
+  readonly #settings: IntakeSettings;
 
-  constructor(pool: Pool, maxLength: number) {
+  /** @param settings read on every intake: MESSAGE_MAX_LENGTH (characters of `content`) */
+  constructor(pool: Pool, settings: IntakeSettings) {
     this.#pool = pool;
-    this.#maxLength = maxLength;
-  }
-
-  /** MESSAGE_MAX_LENGTH applies live. */
-  setMaxLength(maxLength: number): void {
-    this.#maxLength = maxLength;
+    this.#settings = settings;
   }
 
   /**
@@ -66,16 +58,21 @@ export class MessageService {
    * @throws ValidationError (400) naming the field
    */
   async create(input: MessageInput, db: Queryable = this.#pool): Promise<MessageView> {
-    const message = validateMessage(input, this.#maxLength);
-    const row = await insertMessage(db, { recipient: message.to, content: message.content, sendAt: message.sendAt });
+    const message = validateMessage(input, this.#settings.current.messageMaxLength);
+    const row = await sql.insertMessage(db, {
+      recipient: message.to,
+      content: message.content,
+      sendAt: message.sendAt,
+    });
     if (!row) throw new Error('insert returned no row');
     return toMessageView(row);
   }
 
   /** All or nothing: every message is validated before one insert statement stores them all. */
   async createBatch(inputs: MessageInput[], db: Queryable = this.#pool): Promise<MessageView[]> {
-    const messages = inputs.map((input, index) => validateMessage(input, this.#maxLength, `messages[${index}].`));
-    const rows = await insertMessages(db, {
+    const maxLength = this.#settings.current.messageMaxLength;
+    const messages = inputs.map((input, index) => validateMessage(input, maxLength, `messages[${index}].`));
+    const rows = await sql.insertMessages(db, {
       recipients: messages.map((message) => message.to),
       contents: messages.map((message) => message.content),
       sendAts: messages.map((message) => message.sendAt?.toISOString() ?? ''),
@@ -88,7 +85,7 @@ export class MessageService {
    * @throws NotFoundError (404) unknown id; ConflictError (409 `not_cancellable`) sending or sent
    */
   async cancel(id: string): Promise<MessageView> {
-    const cancelled = uuidPattern.test(id) ? await cancelMessage(this.#pool, { id }) : null;
+    const cancelled = uuidPattern.test(id) ? await sql.cancelMessage(this.#pool, { id }) : null;
     if (cancelled) return toMessageView(cancelled);
     const current = await this.get(id);
     if (current.status === 'cancelled') return current;
@@ -104,7 +101,7 @@ export class MessageService {
    * @throws NotFoundError (404) unknown id; ConflictError (409 `not_retryable`) any other status
    */
   async retry(id: string): Promise<MessageView> {
-    const retried = uuidPattern.test(id) ? await retryMessage(this.#pool, { id }) : null;
+    const retried = uuidPattern.test(id) ? await sql.retryMessage(this.#pool, { id }) : null;
     if (retried) return toMessageView(retried);
     const current = await this.get(id);
     throw new ConflictError(
@@ -128,7 +125,7 @@ export class MessageService {
     }
     let total = 0;
     for (;;) {
-      const batch = await retryFailedMessages(this.#pool, { since, until, maxRows: RETRY_FAILED_BATCH_ROWS });
+      const batch = await sql.retryFailedMessages(this.#pool, { since, until, maxRows: RETRY_FAILED_BATCH_ROWS });
       const retried = batch?.retried ?? 0;
       total += retried;
       if (retried < RETRY_FAILED_BATCH_ROWS) return total;
@@ -137,11 +134,11 @@ export class MessageService {
 
   /** Messages waiting to be sent, for the `job_manager_messages_pending` gauge. */
   async countPending(): Promise<number> {
-    return Number((await countPendingMessages(this.#pool))?.total ?? 0);
+    return Number((await sql.countPendingMessages(this.#pool))?.total ?? 0);
   }
 
   async get(id: string): Promise<MessageView> {
-    const row = uuidPattern.test(id) ? await getMessage(this.#pool, { id }) : null;
+    const row = uuidPattern.test(id) ? await sql.getMessage(this.#pool, { id }) : null;
     if (!row) throw new NotFoundError('message_not_found', `message "${id}" does not exist`);
     return toMessageView(row);
   }
@@ -149,7 +146,7 @@ export class MessageService {
   /** Newest sent first; the cursor is opaque to clients. */
   async listSent(limit: number, cursor?: string): Promise<MessagePage> {
     const after = cursor === undefined ? undefined : decodeCursor(cursor);
-    const rows = await listSentMessages(this.#pool, {
+    const rows = await sql.listSentMessages(this.#pool, {
       afterSentAt: after?.at ?? null,
       afterId: after?.id ?? null,
       maxRows: limit + 1, // one more than asked: it says whether a next page exists
@@ -168,7 +165,7 @@ export class MessageService {
     if (filter.to !== undefined && !/^\+[1-9][0-9]{7,14}$/.test(filter.to)) {
       throw new ValidationError('invalid_phone_number', 'to must be an E.164 phone number, e.g. +905551111111');
     }
-    const rows = await listMessages(this.#pool, {
+    const rows = await sql.listMessages(this.#pool, {
       status: filter.status ?? null,
       recipient: filter.to ?? null,
       afterCreatedAt: after?.at ?? null,

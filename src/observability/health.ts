@@ -9,3 +9,14 @@ export interface HealthCheck {
   critical: boolean;
   check(): Promise<string>;
 }
+
+/**
+ * The checks `/health-check` runs: the built-in ones, each replaced by an
+ * extra check of the same name, then the extra checks with new names.
+ */
+export function withReplacements(builtIn: HealthCheck[], extra: HealthCheck[] = []): HealthCheck[] {
+  return [
+    ...builtIn.map((check) => extra.find((replacement) => replacement.name === check.name) ?? check),
+    ...extra.filter((check) => !builtIn.some((known) => known.name === check.name)),
+  ];
+}

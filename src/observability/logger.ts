@@ -100,6 +100,18 @@ export function createLogger(settings: LoggerSettings): Logger {
   return logger;
 }
 
+/** Tells of each accepted change of the live configuration (the config room's `LiveSettings` is one). */
+export interface LogLevelSource {
+  onChange(listener: (next: { logLevel: string }) => void): void;
+}
+
+/** Keeps the logger's level at LOG_LEVEL as it changes live (both streams filter on it alone). */
+export function followLogLevel(logger: Logger, settings: LogLevelSource): void {
+  settings.onChange((next) => {
+    logger.level = next.logLevel;
+  });
+}
+
 const lokiStreams = new WeakMap<Logger, LokiStream>();
 
 /** Flushes the logger; with Loki, pushes the lines still buffered and ends the transport. */

@@ -25,28 +25,77 @@ export const messageFailureReasons = ['permanent', 'attempts_exhausted'] as cons
 export const jobRunOutcomes = ['ok', 'error', 'unknown_handler', 'stale'] as const;
 export const webhookStatusClasses = ['2xx', '4xx', '5xx', 'error'] as const;
 
-/** prom-client default gauges whose names end in _total (see createMetrics). */
+/** prom-client default gauges whose names end in _total (see processMetrics). */
 export const nonCounterTotals = [
   'nodejs_active_handles_total',
   'nodejs_active_requests_total',
   'nodejs_active_resources_total',
 ];
 
+/**
+ * Every metric, grouped by the component that records it. Field names are the
+ * `Metrics` API the components use; the metric names, help texts and label
+ * sets are the exported contract.
+ */
 export function createMetrics() {
+  const registry = processMetrics();
+  let collectors: MetricsCollectors | undefined;
+  const group: MetricGroup = { registers: [registry], collectors: () => collectors, cached: cacheFor(5_000) };
+  messageMetrics(group);
+  return {
+    registry,
+    ...engineMetrics(group),
+    ...deliveryMetrics(group),
+    ...httpMetrics(group),
+    /** Wires the database-backed gauges (done by the composition root once the pool exists). */
+    setCollectors(value: MetricsCollectors) {
+      collectors = value;
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** What each component's group of metrics is built with. */
+interface MetricGroup {
+  registers: Registry[];
+  /** The database-backed readers, once the composition root has wired them. */
+  collectors(): MetricsCollectors | undefined;
+  /** Reads through a 5 s cache, so a burst of scrapes costs one query. */
+  cached: <T>(key: string, load: () => Promise<T>) => Promise<T>;
+}
+
+/** The registry with prom-client's default process and Node.js metrics. */
+function processMetrics(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // promtool rejects gauges named *_total; each duplicates the sum of its
   // labelled sibling (nodejs_active_handles{type} etc.), so they go.
   for (const name of nonCounterTotals) registry.removeSingleMetric(name);
-  const registers = [registry];
-  let collectors: MetricsCollectors | undefined;
-  const cached = cacheFor(5_000);
-  /** Job names for the per-job series; a failed read keeps the series already there. */
-  const knownJobs = async (): Promise<string[]> =>
-    collectors ? await cached('jobNames', () => collectors!.jobNames()).catch(() => []) : [];
+  return registry;
+}
 
-  const metrics = {
-    registry,
+/** The engine's: runs by job and outcome, their duration and lateness, the fetcher, the workers, jobs by status. */
+function engineMetrics({ registers, collectors, cached }: MetricGroup) {
+  /** Job names for the per-job series; a failed read keeps the series already there. */
+  const knownJobs = async (): Promise<string[]> => {
+    const source = collectors();
+    return source ? await cached('jobNames', () => source.jobNames()).catch(() => []) : [];
+  };
+  new Gauge({
+    name: 'job_manager_jobs',
+    help: 'Jobs by status (read from the database, cached 5 s).',
+    labelNames: ['status'] as const,
+    registers,
+    async collect() {
+      const source = collectors();
+      if (!source) return;
+      const counts = await readOrKeep(() => cached('jobs', () => source.jobsByStatus()));
+      if (counts === undefined) return;
+      for (const status of ['active', 'inactive', 'in_progress']) this.set({ status }, counts[status] ?? 0);
+    },
+  });
+  return {
     jobRuns: new Counter({
       name: 'job_manager_job_runs_total',
       help: 'Job runs finished, by job and outcome (ok, error, unknown_handler, stale).',
@@ -73,6 +122,28 @@ export function createMetrics() {
       help: 'Fetcher rounds that failed (they are retried).',
       registers,
     }),
+    workersBusy: new Gauge({
+      name: 'job_manager_workers_busy',
+      help: 'Job runs executing now on this pod.',
+      registers,
+    }),
+  };
+}
+
+/** Delivery's: outcomes, webhook latency, held-back deliveries and the shared pause, the breaker, the Redis cache. */
+function deliveryMetrics({ registers, collectors }: MetricGroup) {
+  new Gauge({
+    name: 'job_manager_webhook_pause_seconds',
+    help: "Seconds left of the pause every pod's deliveries are in after a 429 or 503 with Retry-After (read from the database); 0: none.",
+    registers,
+    async collect() {
+      const source = collectors();
+      if (!source?.deliveryPauseMs) return;
+      const pauseMs = await readOrKeep(() => source.deliveryPauseMs!());
+      if (pauseMs !== undefined) this.set(pauseMs / 1000);
+    },
+  });
+  const metrics = {
     messagesSent: new Counter({ name: 'job_manager_messages_sent_total', help: 'Messages delivered.', registers }),
     messagesFailed: new Counter({
       name: 'job_manager_messages_failed_total',
@@ -98,11 +169,6 @@ export function createMetrics() {
       labelNames: ['reason'] as const,
       registers,
     }),
-    workersBusy: new Gauge({
-      name: 'job_manager_workers_busy',
-      help: 'Job runs executing now on this pod.',
-      registers,
-    }),
     webhookBreaker: new Gauge({
       name: 'job_manager_webhook_breaker_state',
       help: 'The webhook circuit breaker on this pod: 1 for its current state (closed, open, half-open), 0 for the others.',
@@ -119,6 +185,18 @@ export function createMetrics() {
       help: 'Failed writes to the Redis cache.',
       registers,
     }),
+  };
+  for (const reason of messageFailureReasons) metrics.messagesFailed.inc({ reason }, 0);
+  for (const statusClass of webhookStatusClasses) metrics.webhookDuration.zero({ status_class: statusClass });
+  for (const state of ['closed', 'open', 'half-open'])
+    metrics.webhookBreaker.set({ state }, state === 'closed' ? 1 : 0);
+  for (const reason of ['rate_limit', 'paused']) metrics.deliveriesHeldBack.inc({ reason }, 0);
+  return metrics;
+}
+
+/** The HTTP API's: request latency by method, route template and status code. */
+function httpMetrics({ registers }: MetricGroup) {
+  return {
     httpDuration: new Histogram({
       name: 'http_request_duration_seconds',
       help: 'HTTP request latency by method, route template and status code.',
@@ -126,54 +204,23 @@ export function createMetrics() {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),
-    /** Wires the database-backed gauges (done by main.ts once the pool exists). */
-    setCollectors(value: MetricsCollectors) {
-      collectors = value;
-    },
   };
+}
 
-  for (const reason of messageFailureReasons) metrics.messagesFailed.inc({ reason }, 0);
-  for (const statusClass of webhookStatusClasses) metrics.webhookDuration.zero({ status_class: statusClass });
-  for (const state of ['closed', 'open', 'half-open'])
-    metrics.webhookBreaker.set({ state }, state === 'closed' ? 1 : 0);
-
+/** Intake's: the backlog of messages waiting to be sent, read at scrape time (no field: nothing records it). */
+function messageMetrics({ registers, collectors, cached }: MetricGroup): void {
   new Gauge({
     name: 'job_manager_messages_pending',
     help: 'Messages waiting to be sent (read from the database, cached 5 s).',
     registers,
     async collect() {
-      if (!collectors) return;
-      const pending = await readOrKeep(() => cached('pending', () => collectors!.pendingMessages()));
+      const source = collectors();
+      if (!source) return;
+      const pending = await readOrKeep(() => cached('pending', () => source.pendingMessages()));
       if (pending !== undefined) this.set(pending);
     },
   });
-  new Gauge({
-    name: 'job_manager_jobs',
-    help: 'Jobs by status (read from the database, cached 5 s).',
-    labelNames: ['status'] as const,
-    registers,
-    async collect() {
-      if (!collectors) return;
-      const counts = await readOrKeep(() => cached('jobs', () => collectors!.jobsByStatus()));
-      if (counts === undefined) return;
-      for (const status of ['active', 'inactive', 'in_progress']) this.set({ status }, counts[status] ?? 0);
-    },
-  });
-  new Gauge({
-    name: 'job_manager_webhook_pause_seconds',
-    help: "Seconds left of the pause every pod's deliveries are in after a 429 or 503 with Retry-After (read from the database); 0: none.",
-    registers,
-    async collect() {
-      if (!collectors?.deliveryPauseMs) return;
-      const pauseMs = await readOrKeep(() => collectors!.deliveryPauseMs!());
-      if (pauseMs !== undefined) this.set(pauseMs / 1000);
-    },
-  });
-  for (const reason of ['rate_limit', 'paused']) metrics.deliveriesHeldBack.inc({ reason }, 0);
-  return metrics;
 }
-
-export type Metrics = ReturnType<typeof createMetrics>;
 
 /**
  * Run duration by job. At scrape, each job without a series yet gets an empty

@@ -14,7 +14,7 @@ describe('routes and openapi.yaml agree', () => {
   const unusedPool = {} as never; // the routes are only listed, never called
   const app = createApp({
     jobs: new JobService(unusedPool, new HandlerFactory({})),
-    messages: new MessageService(unusedPool, 160),
+    messages: new MessageService(unusedPool, { current: { messageMaxLength: 160 } }),
     idempotency: new IdempotencyStore(unusedPool),
     health: [],
     metrics: createMetrics(),

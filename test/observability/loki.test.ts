@@ -132,7 +132,7 @@ describe('Loki log shipping (pino-loki)', () => {
       destination: memoryDestination().stream,
     });
     logger.debug('not yet');
-    logger.level = 'debug'; // what applyConfig does for a live LOG_LEVEL change
+    logger.level = 'debug'; // what followLogLevel does for a live LOG_LEVEL change
     logger.child({ runId: 'r-9' }).debug('now visible');
     await closeLogger(logger);
     const shipped = entries(await arrived(receiver.pushes));
