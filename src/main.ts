@@ -119,7 +119,7 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   });
 }
 
-service = await startService(config, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
+service = await startService(live, logger, { healthChecks: [vaultHealthCheck(watcher)] }).catch(
   async (error: unknown) => {
     let exitCode = 1;
     if (error instanceof DatabaseUnreachableError) {
@@ -138,7 +138,6 @@ service = await startService(config, logger, { healthChecks: [vaultHealthCheck(w
   },
 );
 const started = service;
-live.addGuard((next) => started.checkConfig(next));
 live.onChange((next) => started.applyConfig(next));
 watcher?.start();
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');

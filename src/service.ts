@@ -1,12 +1,9 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { type Config, ConfigError } from './config/config.ts';
-import { isLoopbackHost, listenHost } from './config/network.ts';
+import type { Config } from './config/config.ts';
+import type { LiveSettings } from './config/live-config.ts';
 import { type Database, migrateWhenReachable, openDatabase, resizePool } from './db/database.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
-import { createApp } from './http/app.ts';
-import { createHttpServer } from './http/server.ts';
+import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { CircuitBreaker, observeBreaker } from './messages/circuit-breaker.ts';
@@ -34,8 +31,6 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
-  /** Refuses a live change this running process cannot take (LiveConfig calls it before applying). @throws ConfigError */
-  checkConfig(next: Config): void;
   /**
    * Applies a configuration that LiveConfig validated (restart-only settings
    * already pinned at their running values): log level, message limit,
@@ -56,8 +51,12 @@ export interface Service {
  * SQL and holds no behaviour of its own; each component brings its health
  * check, gauges and shutdown step.
  */
-export async function startService(initial: Config, logger: Logger, options: ServiceOptions = {}): Promise<Service> {
-  let config = initial;
+export async function startService(
+  settings: LiveSettings,
+  logger: Logger,
+  options: ServiceOptions = {},
+): Promise<Service> {
+  let config = settings.current;
   const metrics = createMetrics();
   const cleanup: Array<(deadline: number) => Promise<void>> = [];
   const closeAll = async (deadline = Date.now() + config.shutdownTimeoutMs) => {
@@ -125,31 +124,9 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       ...builtIn.map((check) => extra.find((replacement) => replacement.name === check.name) ?? check),
       ...extra.filter((check) => !builtIn.some((known) => known.name === check.name)),
     ];
-    const app = createApp({
-      jobs,
-      messages,
-      idempotency,
-      health,
-      metrics,
-      logger,
-      apiKeys: () => config.apiKeys,
-      intakePerMinute: () => config.intakeRateLimitPerMinute,
-      trustProxy: config.trustProxy,
-    });
-    const host = listenHost(config);
-    const server = await listen(createHttpServer(app, logger), config.port, host);
-    cleanup.push((deadline) => closeServer(server, deadline));
-    const port = (server.address() as AddressInfo).port;
-    // Said before "up", so anyone (or any test) waiting for "up" has already seen it.
-    if (config.apiKeys.length === 0) {
-      const reach = isLoopbackHost(host)
-        ? `listening on ${host}:${port} only`
-        : `listening on ${host}:${port}, open to the network without a key`;
-      logger.warn(
-        { host, port },
-        `no API_KEYS: the API needs no key; ${reach}${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
-      );
-    }
+    const http = await startHttpServer(settings, { jobs, messages, idempotency, health, metrics, logger });
+    cleanup.push((deadline) => http.close(deadline));
+    const { host, port } = http;
     logger.info(
       {
         host,
@@ -168,15 +145,6 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       metrics,
       database,
       engine,
-      checkConfig(next) {
-        // Emptying API_KEYS while listening beyond loopback would open the API to the network.
-        if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
-          throw new ConfigError(
-            'API_KEYS',
-            `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
-          );
-        }
-      },
       async applyConfig(next) {
         config = next;
         logger.level = config.logLevel;
@@ -204,28 +172,4 @@ function dispatchSettings(config: Config): DispatchSettings {
     timeoutMs: config.webhook.timeoutMs,
     backoff: { baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs },
   };
-}
-
-function listen(server: Server, port: number, host: string): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    server.keepAliveTimeout = 65_000;
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
-}
-
-/** Stops accepting; requests in flight get until a fifth of the time left (at most 5 s), then their connections close. */
-function closeServer(server: Server, deadline: number): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-    const graceMs = Math.min(5_000, Math.max(0, (deadline - Date.now()) / 5));
-    setTimeout(() => {
-      server.closeAllConnections();
-      resolve();
-    }, graceMs).unref();
-  });
 }

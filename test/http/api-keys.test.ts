@@ -2,7 +2,6 @@
 // openapi.yaml so Swagger's Authorize sends them, and a 401 that says how.
 import { expect } from 'chai';
 import { ConfigError } from '../../src/config/config.ts';
-import { LiveConfig } from '../../src/config/live-config.ts';
 import { operations, responseProblems, spec } from '../support/openapi-contract.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
@@ -83,9 +82,9 @@ describe('API keys (issue 10, point 2)', () => {
   });
 
   it('refuses a live change that would empty API_KEYS while listening on 0.0.0.0', async () => {
-    // Wired as main.ts wires it: the service guards the change before anything applies.
-    const live = new LiveConfig({ DATABASE_URL: db().url, API_KEYS: 'first-key, second-key' });
-    live.addGuard((next) => service.checkConfig(next));
+    // Wired as main.ts wires it: the HTTP component guards the service's own live settings
+    // before anything applies.
+    const live = service.live;
     live.onChange((next) => service.applyConfig(next));
     let refusal: unknown;
     await live.update({ API_KEYS: '' }).catch((error) => {

@@ -1,9 +1,11 @@
-import { resolveConfig } from '../../src/config/config.ts';
+import { LiveConfig } from '../../src/config/live-config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
 
 export interface TestService extends Service {
   url: string;
+  /** The live settings the service runs with: `live.update(...)` applies a change as a Vault change does. */
+  live: LiveConfig;
 }
 
 /** The real service, in this process, on a random port, against a test database. */
@@ -12,15 +14,15 @@ export async function startTestService(
   settings: Record<string, string> = {},
   options: ServiceOptions = {},
 ): Promise<TestService> {
-  const config = resolveConfig({
+  const live = new LiveConfig({
     DATABASE_URL: databaseUrl,
     PORT: '0',
     LOG_LEVEL: 'silent',
     INSTANCE_ID: `test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`,
     ...settings,
   });
-  const service = await startService(config, silentLogger(), options);
-  return { ...service, url: `http://127.0.0.1:${service.port}` };
+  const service = await startService(live, silentLogger(), options);
+  return { ...service, url: `http://127.0.0.1:${service.port}`, live };
 }
 
 /** JSON over real HTTP. */
