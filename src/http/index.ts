@@ -5,6 +5,7 @@ import type { LiveSettings } from '../config/live-config.ts';
 import { isLoopbackHost, listenHost } from '../config/network.ts';
 import { type AppDependencies, createApp } from './app.ts';
 import { createHttpServer } from './server.ts';
+import { loadApiSpec } from './spec-routes.ts';
 
 /**
  * The HTTP component: the API (openapi.yaml, read once, and the route table)
@@ -31,20 +32,12 @@ export interface HttpServer {
  * Starts listening and registers the API keys guard on `settings`. Logs the
  * 'no API_KEYS' warning when the API runs without keys (before it returns, so
  * before the service says it is up).
- * @throws Error from `listen` (e.g. EADDRINUSE)
+ * @throws Error from `listen` (e.g. EADDRINUSE), or when openapi.yaml and the route table disagree
  */
-export async function startHttpServer(
-  settings: LiveSettings,
-  deps: Omit<AppDependencies, 'apiKeys' | 'intakePerMinute' | 'trustProxy'>,
-): Promise<HttpServer> {
+export async function startHttpServer(settings: LiveSettings, deps: AppDependencies): Promise<HttpServer> {
   const config = settings.current;
   const host = listenHost(config);
-  const app = createApp({
-    ...deps,
-    apiKeys: () => settings.current.apiKeys,
-    intakePerMinute: () => settings.current.intakeRateLimitPerMinute,
-    trustProxy: config.trustProxy,
-  });
+  const app = createApp(settings, loadApiSpec(), deps);
   const server = await listen(createHttpServer(app, deps.logger), config.port, host);
   const port = (server.address() as AddressInfo).port;
   settings.addGuard((next) => refuseOpenToNetwork(next, host));

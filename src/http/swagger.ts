@@ -26,6 +26,9 @@ const swaggerUiDistDir = dirname(
 const assetFiles =
   /^\/(swagger-ui\.css|swagger-ui-bundle\.js|swagger-ui-standalone-preset\.js|favicon-(16x16|32x32)\.png)(\.map)?$/;
 
+/** Where Swagger UI is served: this path and everything below it. */
+export const swaggerPathPrefix = '/swagger';
+
 /** Metric and log label for every Swagger route: bounded, whatever the path. */
 export const swaggerRouteLabel = '/swagger/*';
 
