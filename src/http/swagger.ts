@@ -79,7 +79,7 @@ export function swaggerRoutes(spec: { info?: { title?: string } }): Router {
     if (!assetFiles.test(file)) return next();
     res.sendFile(join(swaggerUiDistDir, file), { maxAge: '1d', dotfiles: 'deny' });
   });
-  // Another method on a page that exists is 405 with Allow (DESIGN.md: "405 carries Allow"), as on the API's paths.
+  // Another method on a page that exists is 405 with Allow (every 405 of this service carries Allow), as on the API's paths.
   router.all(['/swagger', '/swagger/', '/swagger/*rest'], (req, _res, next) => {
     const file = req.path.slice('/swagger'.length);
     if (!(Object.hasOwn(pages, file) || assetFiles.test(file))) return next();
