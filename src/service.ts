@@ -1,13 +1,9 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { type Config, ConfigError } from './config/config.ts';
-import type { ConfigGuard, LiveSettings } from './config/live-config.ts';
-import { isLoopbackHost, listenHost } from './config/network.ts';
+import type { Config } from './config/config.ts';
+import type { LiveSettings } from './config/live-config.ts';
 import { type Database, migrateWhenReachable, openDatabase } from './db/database.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { sendMessagesHandler } from './engine/send-messages-handler.ts';
-import { type AppDependencies, createApp } from './http/app.ts';
-import { createHttpServer } from './http/server.ts';
+import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
 import { CircuitBreaker, observeBreaker } from './messages/circuit-breaker.ts';
@@ -176,76 +172,4 @@ type ShutdownStep = (deadline: number) => Promise<void>;
 async function stopInReverse(steps: ShutdownStep[], deadline: number, logger: Logger): Promise<void> {
   for (const step of steps.reverse())
     await step(deadline).catch((error) => logger.error({ err: error }, 'shutdown step failed'));
-}
-
-/**
- * The HTTP API on HOST:PORT (PORT 0: any free port). API_KEYS and the intake
- * rate limit are read from `settings.current` per request, so a live change
- * applies; it registers the API_KEYS guard for the address it listens on, and
- * warns when the API needs no key.
- * @returns where it listens, and `close(deadline)` (epoch ms)
- */
-async function startHttpServer(
-  settings: LiveSettings,
-  deps: Omit<AppDependencies, 'apiKeys' | 'intakePerMinute' | 'trustProxy'>,
-): Promise<{ host: string; port: number; close: ShutdownStep }> {
-  const { logger } = deps;
-  const config = settings.current;
-  const app = createApp({
-    ...deps,
-    apiKeys: () => settings.current.apiKeys,
-    intakePerMinute: () => settings.current.intakeRateLimitPerMinute,
-    trustProxy: config.trustProxy,
-  });
-  const host = listenHost(config);
-  settings.addGuard(apiKeysGuard(host));
-  const server = await listen(createHttpServer(app, logger), config.port, host);
-  const port = (server.address() as AddressInfo).port;
-  // Said before "up", so anyone (or any test) waiting for "up" has already seen it.
-  if (config.apiKeys.length === 0) {
-    const reach = isLoopbackHost(host)
-      ? `listening on ${host}:${port} only`
-      : `listening on ${host}:${port}, open to the network without a key`;
-    logger.warn(
-      { host, port },
-      `no API_KEYS: the API needs no key; ${reach}${config.allowUnauthenticated ? ' (ALLOW_UNAUTHENTICATED=true)' : ''}`,
-    );
-  }
-  return { host, port, close: (deadline) => closeServer(server, deadline) };
-}
-
-/** Emptying API_KEYS while listening beyond loopback would open the API to the network: refused. */
-function apiKeysGuard(host: string): ConfigGuard {
-  return (next) => {
-    if (next.apiKeys.length === 0 && !next.allowUnauthenticated && !isLoopbackHost(host)) {
-      throw new ConfigError(
-        'API_KEYS',
-        `cannot be emptied while the service listens on ${host}, which is not a loopback address (restart with HOST=127.0.0.1, or set ALLOW_UNAUTHENTICATED=true)`,
-      );
-    }
-  };
-}
-
-function listen(server: Server, port: number, host: string): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    server.keepAliveTimeout = 65_000;
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-  });
-}
-
-/** Stops accepting; requests in flight get until a fifth of the time left (at most 5 s), then their connections close. */
-function closeServer(server: Server, deadline: number): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeIdleConnections();
-    const graceMs = Math.min(5_000, Math.max(0, (deadline - Date.now()) / 5));
-    setTimeout(() => {
-      server.closeAllConnections();
-      resolve();
-    }, graceMs).unref();
-  });
 }

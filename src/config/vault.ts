@@ -242,7 +242,7 @@ export class VaultWatcher {
 /**
  * The "vault" readiness check: "disabled" without Vault, else the watcher's
  * state. Not critical: a Vault outage leaves the service on its current
- * configuration. (Structurally an http/routes/health.ts HealthCheck.)
+ * configuration. (Structurally an observability/health.ts HealthCheck.)
  */
 export function vaultHealthCheck(watcher: VaultWatcher | undefined): {
   name: string;

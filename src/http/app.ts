@@ -1,61 +1,54 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import express, { type Express, type RequestHandler } from 'express';
+import express, { type Express, type Request, type RequestHandler } from 'express';
 import * as OpenApiValidator from 'express-openapi-validator';
-import { parse } from 'yaml';
-import type { TrustProxy } from '../config/network.ts';
+import type { LiveSettings } from '../config/live-config.ts';
 import { AppError, ValidationError } from '../errors.ts';
-import type { JobService } from '../jobs/job-service.ts';
-import type { IdempotencyStore } from '../messages/idempotency.ts';
-import type { MessageService } from '../messages/message-service.ts';
-import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { requireApiKey } from './auth.ts';
 import { errorHandler, hasBody, notFound } from './errors.ts';
 import { jsonBody, rejectInvalidUrlText } from './input-decoding.ts';
+import {
+  intakeOperations,
+  type OperationDependencies,
+  type OperationHandlers,
+  operationHandlers,
+} from './operations.ts';
 import { strictQueryText } from './query-params.ts';
 import { intakeRateLimit } from './rate-limit.ts';
-import { healthRoutes } from './routes/health.ts';
-import { jobRoutes } from './routes/jobs.ts';
-import { messageRoutes } from './routes/messages.ts';
 import { securityHeaders } from './security-headers.ts';
-import { compileSpecRoutes, type SpecRoute, type SpecRoutes } from './spec-routes.ts';
-import { swaggerRouteLabel, swaggerRoutes } from './swagger.ts';
+import {
+  compileSpecRoutes,
+  type OpenApiDocument,
+  type SpecOperation,
+  type SpecRoute,
+  type SpecRoutes,
+} from './spec-routes.ts';
+import { swaggerPathPrefix, swaggerRouteLabel, swaggerRoutes } from './swagger.ts';
 
-export const openApiPath = new URL('../../openapi.yaml', import.meta.url).pathname;
-
-export interface AppDependencies {
-  jobs: JobService;
-  messages: MessageService;
-  /** Idempotency-Key records of message intake. */
-  idempotency: IdempotencyStore;
-  health: HealthCheck[];
-  metrics: Metrics;
+export interface AppDependencies extends Omit<OperationDependencies, 'apiKeys'> {
   logger: Logger;
-  /** Current API keys; empty means the API is open. Read per request so a Vault change applies live. */
-  apiKeys: () => string[];
-  /** Message intake requests per client and minute; 0 is unlimited. */
-  intakePerMinute: () => number;
-  /** express `trust proxy` (TRUST_PROXY); default false: the socket's peer is the client. */
-  trustProxy?: TrustProxy;
 }
 
 /** Batch of 1000 messages of 160 characters, with room for JSON and multi-byte text. */
 const bodyLimit = '2mb';
 
-/** Paths that never need an API key: probes, metrics and the Swagger UI. */
-const publicPaths = /^\/(health-alive|health-check|metrics|swagger)(\/|$)/;
-
 /**
  * The HTTP app, in the order a request meets it: security headers; request id,
  * log line and latency metric; the URL's text checked; 405 for a method the
- * path does not have (HEAD served as GET); probes, metrics and Swagger UI (no
- * key); API key; intake rate limit; the JSON body decoded; the OpenAPI
+ * path does not have (HEAD served as GET); the operations that need no key
+ * (probes, metrics) and Swagger UI; API key; intake rate limit; the JSON body
+ * decoded; a required body that is missing; the query's text; the OpenAPI
  * validator (bodies strictly typed, query and path parameters parsed from
- * their text); the routes; 404; the one error handler.
+ * their text); the operations of the route table; 404; the one error handler.
+ *
+ * Every route comes from `spec` (the parsed openapi.yaml, read once) and the
+ * route table (operations.ts). `settings.current` is read per request for the
+ * API keys and the intake rate limit, so a live change applies at once;
+ * `trustProxy` is read here (it applies at restart).
+ * @throws Error when the spec and the route table do not name the same operations
  */
-export function createApp(deps: AppDependencies): Express {
+export function createApp(settings: LiveSettings, spec: OpenApiDocument, deps: AppDependencies): Express {
   const app = express();
   app.disable('x-powered-by');
   // No conditional answers: a 304 is a status no operation documents, and every answer here (jobs,
@@ -63,33 +56,28 @@ export function createApp(deps: AppDependencies): Express {
   // If-None-Match (even `*`) or If-Modified-Since never makes express answer 304 instead.
   app.set('etag', false);
   Object.defineProperty(app.request, 'fresh', { configurable: true, get: () => false });
-  app.set('trust proxy', deps.trustProxy ?? false);
-  const spec = parse(readFileSync(openApiPath, 'utf8'));
+  app.set('trust proxy', settings.current.trustProxy ?? false);
   const routes = compileSpecRoutes(spec);
+  const apiKeys = () => settings.current.apiKeys;
+  const handlers = operationHandlers({ ...deps, apiKeys });
+  checkRouteTable(routes, handlers);
 
   app.use(securityHeaders());
   app.use(requestContext(deps.logger, deps.metrics, routes));
   app.use(rejectInvalidUrlText);
   app.use(methodCheck(routes));
-  app.use(healthRoutes(deps.health));
-  app.get('/metrics', async (_req, res) => {
-    res.type(deps.metrics.registry.contentType).send(await deps.metrics.registry.metrics());
-  });
+  mountOperations(app, routes, handlers, (operation) => operation.public);
   app.use(swaggerRoutes(spec));
 
-  app.use(requireApiKey(deps.apiKeys));
-  const limitIntake = intakeRateLimit(deps.intakePerMinute);
-  app.use((req, res, next) =>
-    req.method === 'POST' && (req.path === '/messages' || req.path === '/messages/batch')
-      ? limitIntake(req, res, next)
-      : next(),
-  );
-  app.use(jsonBody(bodyLimit, (req) => routes.match(req.path)?.operations.get(req.method)?.hasBody === true));
+  app.use(requireApiKey(apiKeys));
+  const limitIntake = intakeRateLimit(() => settings.current.intakeRateLimitPerMinute);
+  app.use((req, res, next) => (isIntake(routes, req) ? limitIntake(req, res, next) : next()));
+  app.use(jsonBody(bodyLimit, (req) => routes.operation(req.method, req.path)?.hasBody === true));
   app.use(requireBody(routes));
   app.use(strictQueryText(routes));
   app.use(
     OpenApiValidator.middleware({
-      apiSpec: openApiPath,
+      apiSpec: spec as Parameters<typeof OpenApiValidator.middleware>[0]['apiSpec'],
       // Bodies are JSON and must carry the spec's types exactly; query and path
       // parameters are text and are still parsed into numbers (the validator
       // always coerces those).
@@ -97,14 +85,77 @@ export function createApp(deps: AppDependencies): Express {
       validateResponses: false,
       // API keys are checked by auth.ts whatever the spec's `security` says (it may be off).
       validateSecurity: false,
-      ignorePaths: publicPaths,
+      ignorePaths: publicPaths(routes),
     }),
   );
-  app.use(jobRoutes(deps.jobs));
-  app.use(messageRoutes(deps.messages, deps.idempotency, deps.apiKeys));
+  mountOperations(app, routes, handlers, (operation) => !operation.public);
   app.use(notFound);
   app.use(errorHandler(deps.logger));
   return app;
+}
+
+/**
+ * A request the intake rate limit counts: a message intake operation
+ * (operations.ts) at its path exactly as openapi.yaml writes it. A trailing
+ * slash (`POST /messages/`, which express serves too) is not counted, as it
+ * never was.
+ */
+function isIntake(routes: SpecRoutes, req: Request): boolean {
+  const route = routes.match(req.path);
+  return route?.template === req.path && intakeOperations.has(route.operations.get(req.method)?.operationId ?? '');
+}
+
+/**
+ * Serves each operation `which` selects at its path and method, literal paths
+ * first (`/messages/sent` before `/messages/{id}`), with express's own
+ * matching (case-insensitive, one trailing slash tolerated, HEAD by GET).
+ */
+function mountOperations(
+  app: Express,
+  routes: SpecRoutes,
+  handlers: OperationHandlers,
+  which: (operation: SpecOperation) => boolean,
+): void {
+  for (const route of routes.all) {
+    const path = route.template.replace(/\{([^}]+)\}/g, ':$1');
+    for (const operation of route.operations.values()) {
+      if (!which(operation)) continue;
+      const handler = handlers[operation.operationId as keyof OperationHandlers];
+      app[operation.method.toLowerCase() as 'get'](path, handler);
+    }
+  }
+}
+
+/**
+ * The route table's type names the operations of the generated types
+ * (src/api/openapi.ts); this holds the spec that is read at start to the same
+ * names, so a spec edited without regenerating them fails at start.
+ * @throws Error naming the operations only one side has
+ */
+function checkRouteTable(routes: SpecRoutes, handlers: OperationHandlers): void {
+  const inSpec = routes.all.flatMap((route) => [...route.operations.values()].map((op) => op.operationId));
+  const unserved = inSpec.filter((id) => !Object.hasOwn(handlers, id));
+  const undocumented = Object.keys(handlers).filter((id) => !inSpec.includes(id));
+  if (unserved.length > 0 || undocumented.length > 0) {
+    throw new Error(
+      `openapi.yaml and the route table disagree: no handler for [${unserved.join(', ')}], not in openapi.yaml: [${undocumented.join(', ')}]`,
+    );
+  }
+}
+
+/**
+ * The validator's `ignorePaths`: the (literal) paths of the operations that
+ * need no key and Swagger UI's, each with anything below it. Those are
+ * answered before the API key, or are 404s the validator need not judge.
+ */
+function publicPaths(routes: SpecRoutes): RegExp {
+  const templates = routes.all
+    .filter((route) => [...route.operations.values()].some((operation) => operation.public))
+    .map((route) => route.template);
+  const alternatives = [...templates, swaggerPathPrefix].map((path) =>
+    path.slice(1).replace(/[.*+?^${}()|[\]\\]/g, '\\$&'),
+  );
+  return new RegExp(`^/(${alternatives.join('|')})(/|$)`);
 }
 
 const standardMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
@@ -117,7 +168,7 @@ const standardMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'
 export function routeLabel(path: string, routes: SpecRoutes): string {
   const matched = routes.match(path);
   if (matched) return matched.template;
-  if (path === '/swagger' || path.startsWith('/swagger/')) return swaggerRouteLabel;
+  if (path === swaggerPathPrefix || path.startsWith(`${swaggerPathPrefix}/`)) return swaggerRouteLabel;
   return 'unmatched';
 }
 
@@ -172,7 +223,7 @@ function methodCheck(routes: SpecRoutes): RequestHandler {
  */
 function requireBody(routes: SpecRoutes): RequestHandler {
   return (req, _res, next) => {
-    const operation = routes.match(req.path)?.operations.get(req.method);
+    const operation = routes.operation(req.method, req.path);
     if (operation?.hasBody && req.body === undefined && !hasBody(req)) {
       if (operation.bodyRequired) {
         return next(

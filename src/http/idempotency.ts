@@ -9,7 +9,7 @@ import {
 import type { Queryable } from '../messages/message-service.ts';
 import { authenticatedKeyId } from './auth.ts';
 
-/** Header names of idempotent intake (DESIGN.md "HTTP API"). */
+/** Header names of idempotent message intake (openapi.yaml's `Idempotency-Key` parameter and replay header). */
 export const IDEMPOTENCY_KEY_HEADER = 'Idempotency-Key';
 export const REPLAYED_HEADER = 'Idempotent-Replayed';
 

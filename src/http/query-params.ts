@@ -12,7 +12,7 @@ import type { SpecRoutes } from './spec-routes.ts';
  */
 export function strictQueryText(routes: SpecRoutes): RequestHandler {
   return (req, _res, next) => {
-    const operation = routes.match(req.path)?.operations.get(req.method);
+    const operation = routes.operation(req.method, req.path);
     if (!operation) return next();
     for (const [name, value] of Object.entries(req.query)) {
       if (Array.isArray(value)) {

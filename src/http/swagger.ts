@@ -26,6 +26,9 @@ const swaggerUiDistDir = dirname(
 const assetFiles =
   /^\/(swagger-ui\.css|swagger-ui-bundle\.js|swagger-ui-standalone-preset\.js|favicon-(16x16|32x32)\.png)(\.map)?$/;
 
+/** Where Swagger UI is served: this path and everything below it. */
+export const swaggerPathPrefix = '/swagger';
+
 /** Metric and log label for every Swagger route: bounded, whatever the path. */
 export const swaggerRouteLabel = '/swagger/*';
 
@@ -76,7 +79,7 @@ export function swaggerRoutes(spec: { info?: { title?: string } }): Router {
     if (!assetFiles.test(file)) return next();
     res.sendFile(join(swaggerUiDistDir, file), { maxAge: '1d', dotfiles: 'deny' });
   });
-  // Another method on a page that exists is 405 with Allow (DESIGN.md: "405 carries Allow"), as on the API's paths.
+  // Another method on a page that exists is 405 with Allow (every 405 of this service carries Allow), as on the API's paths.
   router.all(['/swagger', '/swagger/', '/swagger/*rest'], (req, _res, next) => {
     const file = req.path.slice('/swagger'.length);
     if (!(Object.hasOwn(pages, file) || assetFiles.test(file))) return next();

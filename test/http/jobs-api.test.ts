@@ -76,7 +76,7 @@ describe('jobs API over HTTP', () => {
   });
 
   it('treats an empty body as no body whatever its Content-Type says: every job', async () => {
-    // DESIGN.md: "no body or no name: every job". Clients (curl -d '', form posts) label empty bodies.
+    // openapi.yaml: with no body or no `name`, every job. Clients (curl -d '', form posts) label empty bodies.
     const labelled = (method: string, path: string, body: string, headers: Record<string, string>) =>
       api(service.url, method, path, body, headers);
     for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/json']) {
@@ -106,7 +106,7 @@ describe('jobs API over HTTP', () => {
   });
 
   it('answers 404 job_not_found for any name no job has, even one no job could have', async () => {
-    // DESIGN.md: "404 unknown name". The name format is a rule for creating jobs, not for looking them up.
+    // openapi.yaml: an unknown name is 404. The name format is a rule for creating jobs, not for looking them up.
     for (const name of ['Nightly', 'no such job', 'x'.repeat(100), 'nul\u0000byte', 'ünïcode']) {
       const path = `/jobs/${encodeURIComponent(name)}`;
       for (const [method, where, body] of [

@@ -10,7 +10,7 @@ import { parse } from 'yaml';
 const specPath = new URL('../../openapi.yaml', import.meta.url);
 
 /**
- * Every operation of DESIGN.md's "HTTP API" table, plus `GET /messages`
+ * Every operation of the HTTP API, plus `GET /messages`
  * (operators' list by status, issue 4). `GET /swagger/index.html` is left out
  * on purpose: it serves the UI over this document and is not part of the API.
  */

@@ -258,7 +258,7 @@ describe('strict input at the edge (issue 10, points 3-6)', () => {
     });
 
     it('answers a conditional GET (If-None-Match) with a status documented on the operation', async () => {
-      // A 304 would be a status no operation documents (DESIGN.md: every status an operation can answer is).
+      // A 304 would be a status no operation documents (every status an operation can answer is documented in openapi.yaml).
       for (const operation of operations().filter((each) => each.method === 'GET')) {
         const path = operation.path
           .replace('{name}', 'message-sender')
