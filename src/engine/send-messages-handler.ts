@@ -1,4 +1,4 @@
-import { type DispatchDependencies, type DispatchSettings, dispatchMessages } from '../messages/dispatch.ts';
+import { type DispatchDependencies, type DispatchSettings, dispatchMessages } from '../delivery/loop.ts';
 import type { JobHandler } from './handler.ts';
 
 /**

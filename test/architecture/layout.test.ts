@@ -19,6 +19,7 @@ const rank: Record<string, number> = {
   'config/': 2,
   'db/': 3,
   'messages/': 4,
+  'delivery/': 4,
   'jobs/': 4,
   'engine/': 5,
   'http/': 5,

@@ -9,7 +9,7 @@ import type { Pool } from '../db/pool.ts';
 import { recordDeliveryOutcomes, releaseUntriedMessages } from '../db/sqlc/messages_sql.ts';
 import { retryUntilDone } from '../lib/retry.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { DeliveryDecision } from './retry-policy.ts';
+import type { DeliveryDecision } from './backoff.ts';
 
 export interface ChunkOutcomes {
   /** The lease owner that claimed the chunk. */

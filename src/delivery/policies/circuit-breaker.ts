@@ -13,8 +13,8 @@
  * the probe's message when the probe fails, go back to pending with their
  * attempt count unchanged, so an outage of the webhook fails no message.
  */
-import type { Logger } from '../observability/logger.ts';
-import type { Metrics } from '../observability/metrics.ts';
+import type { Logger } from '../../observability/logger.ts';
+import type { Metrics } from '../../observability/metrics.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 

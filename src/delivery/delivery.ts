@@ -8,9 +8,9 @@
 import type { Config } from '../config/config.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { CircuitBreaker } from './circuit-breaker.ts';
+import type { CircuitBreaker } from './policies/circuit-breaker.ts';
 import { createWebhookSigner } from './signing.ts';
-import { createDryRunClient, createWebhookClient, type DeliveryClient } from './webhook-client.ts';
+import { createDryRunClient, createWebhookClient, type DeliveryClient } from './webhook.ts';
 
 export type WebhookSettings = Config['webhook'];
 

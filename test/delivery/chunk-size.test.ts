@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { dispatchChunkSize } from '../../src/messages/dispatch.ts';
+import { dispatchChunkSize } from '../../src/delivery/loop.ts';
 
 describe('dispatch chunk size', () => {
   it('is four sends per lane when four webhook timeouts fit in half the lease', () => {

@@ -15,9 +15,9 @@
  *   the pod that got it stops starting deliveries at once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Pool } from '../db/pool.ts';
-import { getDeliveryPause, pauseDeliveries, takeDeliveryTokens } from '../db/sqlc/webhook_rate_limit_sql.ts';
-import { MAX_RETRY_AFTER_MS } from './retry-policy.ts';
+import type { Pool } from '../../db/pool.ts';
+import { getDeliveryPause, pauseDeliveries, takeDeliveryTokens } from '../../db/sqlc/webhook_rate_limit_sql.ts';
+import { MAX_RETRY_AFTER_MS } from '../backoff.ts';
 
 export interface DeliveryPermit {
   /** Messages that may be claimed and sent now; 0: none (the run was aborted, or the wait was too long). */

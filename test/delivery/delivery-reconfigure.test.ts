@@ -3,8 +3,8 @@
 // to the project's webhook sink.
 import { expect } from 'chai';
 import { resolveConfig } from '../../src/config/config.ts';
-import { CircuitBreaker } from '../../src/messages/circuit-breaker.ts';
-import { createDelivery } from '../../src/messages/delivery.ts';
+import { createDelivery } from '../../src/delivery/delivery.ts';
+import { CircuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
 

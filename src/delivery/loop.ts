@@ -13,13 +13,13 @@ import type { Pool } from '../db/pool.ts';
 import { releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { type BreakerTurn, CircuitBreaker } from './circuit-breaker.ts';
+import { type BackoffOptions, type DeliveryDecision, decideOutcome } from './backoff.ts';
 import { claimDueMessages } from './claim.ts';
-import type { DeliveryGate } from './outbound-rate-limit.ts';
-import { writeChunkOutcomes } from './outcome-writer.ts';
-import { type BackoffOptions, type DeliveryDecision, decideOutcome } from './retry-policy.ts';
+import { type BreakerTurn, CircuitBreaker } from './policies/circuit-breaker.ts';
+import type { DeliveryGate } from './policies/rate-limit.ts';
 import type { SentCache } from './sent-cache.ts';
-import type { DeliveryClient, DeliveryResult } from './webhook-client.ts';
+import { writeChunkOutcomes } from './settle.ts';
+import type { DeliveryClient, DeliveryResult } from './webhook.ts';
 
 /** Everything one dispatch needs to know, read once per run (live configuration applies from the next run). */
 export interface DispatchSettings {

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { CircuitBreaker } from '../../src/messages/circuit-breaker.ts';
+import { CircuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
 
 /** The breaker's state machine on its own (the dispatch tests show it with a real webhook). */
 describe('webhook circuit breaker', () => {
