@@ -1,19 +1,14 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Config, ConfigError } from './config/config.ts';
+import type { ConfigListener, LiveSettings } from './config/live-config.ts';
 import { isLoopbackHost, listenHost } from './config/network.ts';
 import { type Database, migrateWhenReachable, openDatabase, resizePool } from './db/database.ts';
 import { createDelivery } from './delivery/delivery.ts';
-import type { DispatchSettings } from './delivery/loop.ts';
-import { CircuitBreaker, observeBreaker } from './delivery/policies/circuit-breaker.ts';
-import { createSharedDeliveryGate } from './delivery/policies/rate-limit.ts';
-import { connectSentCache, disabledSentCache, type SentCache } from './delivery/sent-cache.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
-import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { createApp } from './http/app.ts';
 import { createHttpServer } from './http/server.ts';
 import { JobService } from './jobs/job-service.ts';
-import { withTimeout } from './lib/with-timeout.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
 import type { HealthCheck } from './observability/health.ts';
@@ -70,28 +65,30 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
     const { pool } = database;
 
-    const breaker = new CircuitBreaker({
-      threshold: config.webhook.breakerThreshold,
-      onChange: observeBreaker(metrics, logger),
-    });
-    const delivery = createDelivery(config.webhook, breaker, logger);
-    // Requests still open at this point were aborted at the deadline; do not wait on a hung webhook.
-    cleanup.push(() => withTimeout(delivery.close(), 1_000).catch(() => {}));
-    const cache: SentCache = config.redis.url
-      ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
-      : disabledSentCache;
-    cleanup.push(() => cache.close());
-    const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => config.webhook.rateLimitPerSecond });
+    // Delivery subscribes to the live settings it uses itself. startService is handed a Config, not the
+    // LiveSettings, so this stand-in follows `config` and applyConfig tells it of each change.
+    const liveListeners: ConfigListener[] = [];
+    const live: LiveSettings = {
+      get current() {
+        return config;
+      },
+      onChange: (listener) => void liveListeners.push(listener),
+      addGuard: () => {},
+    };
+    const delivery = await createDelivery(live, { pool, metrics, logger });
+    cleanup.push(() => delivery.close());
+    // The `send-messages` handler: a thin adapter from the engine's run context to one delivery run.
+    const sendMessages: JobHandler = {
+      run: ({ runId, executionId, batchSize, signal, deadline, logger: runLogger }) =>
+        delivery.run({ runId, executionId, batchSize, signal, deadline, logger: runLogger }),
+    };
 
     const engine = await createEngine(config, {
       pool,
       databaseUrl: database.url,
       connectionBounds: database.bounds,
       handlers: {
-        'send-messages': sendMessagesHandler(() => ({
-          settings: dispatchSettings(config),
-          deps: { pool, delivery: delivery.client, cache, metrics, gate, breaker },
-        })),
+        'send-messages': sendMessages,
         ...options.handlers,
       },
       logger,
@@ -109,13 +106,13 @@ export async function startService(initial: Config, logger: Logger, options: Ser
       pendingMessages: () => messages.countPending(),
       jobsByStatus: () => jobs.countByStatus(),
       jobNames: async () => (await jobs.list()).map((job) => job.name),
-      deliveryPauseMs: () => gate.pauseRemainingMs(),
+      deliveryPauseMs: () => delivery.pauseRemainingMs(),
     });
 
     const builtIn: HealthCheck[] = [
       database.health,
       engine.health,
-      { name: 'redis', critical: false, check: () => cache.check() },
+      delivery.cacheHealth,
       // main.ts replaces this with the Vault watcher's own check.
       { name: 'vault', critical: false, check: async () => 'disabled' },
       delivery.health,
@@ -182,8 +179,7 @@ export async function startService(initial: Config, logger: Logger, options: Ser
         logger.level = config.logLevel;
         messages.setMaxLength(config.messageMaxLength);
         engine.setFetchInterval(config.fetchIntervalMs);
-        await delivery.reconfigure(config.webhook);
-        breaker.setThreshold(config.webhook.breakerThreshold);
+        for (const listener of liveListeners) await listener(config);
         resizePool(pool, config.workerCount);
         await engine.resize(config.workerCount);
       },
@@ -193,17 +189,6 @@ export async function startService(initial: Config, logger: Logger, options: Ser
     await closeAll();
     throw error;
   }
-}
-
-function dispatchSettings(config: Config): DispatchSettings {
-  return {
-    instanceId: config.instanceId,
-    messageLeaseSeconds: config.messageLeaseSeconds,
-    concurrency: config.webhook.concurrency,
-    maxAttempts: config.webhook.maxAttempts,
-    timeoutMs: config.webhook.timeoutMs,
-    backoff: { baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs },
-  };
 }
 
 function listen(server: Server, port: number, host: string): Promise<Server> {

@@ -1,73 +1,82 @@
-// messages/delivery.ts: the delivery client a live configuration change
-// leaves in place or rebuilds, and the `delivery` readiness check. Real HTTP
-// to the project's webhook sink.
+// delivery/delivery.ts: the component's subscription to the live settings
+// (the client a change leaves in place or rebuilds, the breaker threshold)
+// and its readiness checks. Real HTTP to the project's webhook sink, a real
+// PostgreSQL for the run that opens the breaker.
 import { expect } from 'chai';
-import { resolveConfig } from '../../src/config/config.ts';
-import { createDelivery } from '../../src/delivery/delivery.ts';
-import { CircuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
+import { LiveConfig } from '../../src/config/live-config.ts';
+import { createPool, type Pool } from '../../src/db/pool.ts';
+import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
+import { createDelivery, type Delivery } from '../../src/delivery/delivery.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { createMetrics } from '../../src/observability/metrics.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
+import { useTestDatabase } from '../support/postgres.ts';
 
 const message = (id: string) => ({ id, to: '+905551111111', content: `content ${id}` });
 
-describe('delivery client and its readiness check (messages/delivery.ts)', () => {
+describe('delivery component: live settings and readiness checks (delivery/delivery.ts)', () => {
+  const db = useTestDatabase();
+  let pool: Pool;
   let first: RunningSink;
   let second: RunningSink;
+  let delivery: Delivery | undefined;
   before(async () => {
+    pool = createPool({ connectionString: db().url, max: 2 });
     first = await startSink();
     second = await startSink();
   });
   after(async () => {
     await first.close();
     await second.close();
+    await pool.end();
   });
+  afterEach(async () => {
+    await delivery?.close();
+    delivery = undefined;
+  });
+  /** The component over a real LiveConfig: `env` is the environment, `update` the Vault layer. */
+  const start = async (env: Record<string, string>, vault: Record<string, string> = {}) => {
+    const live = new LiveConfig(env, vault);
+    delivery = await createDelivery(live, { pool, metrics: createMetrics(), logger: silentLogger() });
+    return { live, delivery };
+  };
 
-  it('without WEBHOOK_URL is a dry run, and says "dry-run" in its check', async () => {
-    const delivery = createDelivery(resolveConfig({}).webhook, new CircuitBreaker({ threshold: 5 }), silentLogger());
+  it('without WEBHOOK_URL is a dry run, says "dry-run" in its check, and "disabled" for Redis without REDIS_URL', async () => {
+    const { delivery } = await start({});
     expect(delivery.client.mode).to.equal('dry-run');
     expect(await delivery.health.check()).to.equal('dry-run');
     expect(delivery.health).to.include({ name: 'delivery', critical: false });
+    expect(delivery.cacheHealth).to.include({ name: 'redis', critical: false });
+    expect(await delivery.cacheHealth.check()).to.equal('disabled');
     const result = await delivery.client.deliver(message('00000000-0000-4000-8000-000000000001'));
     expect(result.outcome).to.equal('sent');
-    await delivery.close();
   });
 
   it('keeps its client when only settings read per run change (attempts, backoff, breaker, rate limit)', async () => {
-    const env = { WEBHOOK_URL: `${first.url}/`, WEBHOOK_TIMEOUT_MS: '2000' };
-    const delivery = createDelivery(resolveConfig(env).webhook, new CircuitBreaker({ threshold: 5 }), silentLogger());
+    const { live, delivery } = await start({ WEBHOOK_URL: `${first.url}/`, WEBHOOK_TIMEOUT_MS: '2000' });
     const client = delivery.client;
-    await delivery.reconfigure(
-      resolveConfig({
-        ...env,
-        WEBHOOK_MAX_ATTEMPTS: '9',
-        WEBHOOK_RETRY_BASE_MS: '50',
-        WEBHOOK_BREAKER_THRESHOLD: '2',
-        WEBHOOK_RATE_LIMIT_PER_SECOND: '7',
-      }).webhook,
-    );
+    await live.update({
+      WEBHOOK_MAX_ATTEMPTS: '9',
+      WEBHOOK_RETRY_BASE_MS: '50',
+      WEBHOOK_BREAKER_THRESHOLD: '2',
+      WEBHOOK_RATE_LIMIT_PER_SECOND: '7',
+    });
     expect(delivery.client).to.equal(client);
     // Not closed by the change: it still delivers.
     expect((await delivery.client.deliver(message('00000000-0000-4000-8000-000000000002'))).outcome).to.equal('sent');
     expect(first.received().items.map((item) => item.idempotencyKey)).to.include(
       '00000000-0000-4000-8000-000000000002',
     );
-    await delivery.close();
   });
 
   it('rebuilds its client when the URL, auth header or signing secret changes, and the new one is used', async () => {
-    const delivery = createDelivery(
-      resolveConfig({ WEBHOOK_URL: `${first.url}/` }).webhook,
-      new CircuitBreaker({ threshold: 5 }),
-      silentLogger(),
-    );
+    const { live, delivery } = await start({}, { WEBHOOK_URL: `${first.url}/` });
     const before = delivery.client;
-    await delivery.reconfigure(
-      resolveConfig({
-        WEBHOOK_URL: `${second.url}/`,
-        WEBHOOK_AUTH_HEADER: 'x-ins-auth-key',
-        WEBHOOK_AUTH_VALUE: 's3cret',
-      }).webhook,
-    );
+    await live.update({
+      WEBHOOK_URL: `${second.url}/`,
+      WEBHOOK_AUTH_HEADER: 'x-ins-auth-key',
+      WEBHOOK_AUTH_VALUE: 's3cret',
+    });
     expect(delivery.client).to.not.equal(before);
     second.clear();
     const result = await delivery.client.deliver(message('00000000-0000-4000-8000-000000000003'));
@@ -77,18 +86,23 @@ describe('delivery client and its readiness check (messages/delivery.ts)', () =>
     ]);
 
     // Back to no URL: a dry run again.
-    await delivery.reconfigure(resolveConfig({}).webhook);
+    await live.update({});
     expect(delivery.client.mode).to.equal('dry-run');
-    await delivery.close();
   });
 
-  it('reports the breaker state while it is not closed, "webhook" while it is', async () => {
-    const breaker = new CircuitBreaker({ threshold: 1, firstProbeDelayMs: 60_000 });
-    const delivery = createDelivery(resolveConfig({ WEBHOOK_URL: `${first.url}/` }).webhook, breaker, silentLogger());
-    expect(await delivery.health.check()).to.equal('webhook');
-    breaker.record('transient', false);
-    expect(breaker.state).to.equal('open');
-    expect(await delivery.health.check()).to.equal('open');
-    await delivery.close();
+  it('takes a live breaker threshold, and reports the breaker state while it is not closed, "webhook" while it is', async () => {
+    const down = await startSink({ statusCode: 503 });
+    try {
+      const { live, delivery } = await start({ WEBHOOK_URL: `${down.url}/` });
+      await live.update({ WEBHOOK_BREAKER_THRESHOLD: '1' });
+      expect(await delivery.health.check()).to.equal('webhook');
+      await insertMessages(pool, { recipients: ['+905551111111'], contents: ['x'], sendAts: [''] });
+      const summary = await delivery.run({ runId: 'run-1', batchSize: 1, signal: new AbortController().signal });
+      // One transient failure opened it: the threshold of 1 came from the live change (the default is 5).
+      expect(summary).to.include({ claimed: 1, retried: 1, failed: 0 });
+      expect(await delivery.health.check()).to.equal('open');
+    } finally {
+      await down.close();
+    }
   });
 });
