@@ -20,7 +20,7 @@ import {
   listMessages,
   listSentMessages,
 } from '../src/db/sqlc/messages_sql.ts';
-import { claimDueMessages, promotionBatch } from '../src/messages/claim.ts';
+import { claimDueMessages, promotionBatch } from '../src/delivery/claim.ts';
 import { MessageService } from '../src/messages/message-service.ts';
 import { startSink } from '../src/sink/server.ts';
 import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/support/postgres.ts';

@@ -1,18 +1,11 @@
-import type { Config } from './config/config.ts';
 import type { LiveSettings } from './config/live-config.ts';
 import { type Database, migrateWhenReachable, openDatabase } from './db/database.ts';
+import { createDelivery } from './delivery/delivery.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
-import { sendMessagesHandler } from './engine/send-messages-handler.ts';
 import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
-import { withTimeout } from './lib/with-timeout.ts';
-import { CircuitBreaker, observeBreaker } from './messages/circuit-breaker.ts';
-import { createDelivery } from './messages/delivery.ts';
-import type { DispatchSettings } from './messages/dispatch.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
-import { createSharedDeliveryGate } from './messages/outbound-rate-limit.ts';
-import { connectSentCache, disabledSentCache, type SentCache } from './messages/sent-cache.ts';
 import { type HealthCheck, withReplacements } from './observability/health.ts';
 import { followLogLevel, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
@@ -64,26 +57,13 @@ export async function startService(
     await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
     const { pool } = database;
 
-    const breaker = new CircuitBreaker({
-      threshold: config.webhook.breakerThreshold,
-      onChange: observeBreaker(metrics, logger),
-    });
-    const delivery = createDelivery(config.webhook, breaker, logger);
-    // Requests still open at this point were aborted at the deadline; do not wait on a hung webhook.
-    cleanup.push(() => withTimeout(delivery.close(), 1_000).catch(() => {}));
-    const cache: SentCache = config.redis.url
-      ? await connectSentCache(config.redis.url, config.redis.ttlSeconds, logger, metrics)
-      : disabledSentCache;
-    cleanup.push(() => cache.close());
-    const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => settings.current.webhook.rateLimitPerSecond });
-    settings.onChange(async (next) => {
-      await delivery.reconfigure(next.webhook);
-      breaker.setThreshold(next.webhook.breakerThreshold);
-    });
-    const sendMessages = sendMessagesHandler(() => ({
-      settings: dispatchSettings(settings.current),
-      deps: { pool, delivery: delivery.client, cache, metrics, gate, breaker },
-    }));
+    const delivery = await createDelivery(settings, { pool, metrics, logger });
+    cleanup.push(() => delivery.close());
+    // The `send-messages` handler: a thin adapter from the engine's run context to one delivery run.
+    const sendMessages: JobHandler = {
+      run: ({ runId, executionId, batchSize, signal, deadline, logger: runLogger }) =>
+        delivery.run({ runId, executionId, batchSize, signal, deadline, logger: runLogger }),
+    };
 
     const engine = await createEngine(config, {
       pool,
@@ -106,14 +86,14 @@ export async function startService(
       pendingMessages: () => messages.countPending(),
       jobsByStatus: () => jobs.countByStatus(),
       jobNames: async () => (await jobs.list()).map((job) => job.name),
-      deliveryPauseMs: () => gate.pauseRemainingMs(),
+      deliveryPauseMs: () => delivery.pauseRemainingMs(),
     });
 
     const health = withReplacements(
       [
         database.health,
         engine.health,
-        { name: 'redis', critical: false, check: () => cache.check() },
+        delivery.cacheHealth,
         // main.ts replaces this with the Vault watcher's own check.
         { name: 'vault', critical: false, check: async () => 'disabled' },
         delivery.health,
@@ -153,17 +133,6 @@ export async function startService(
     await closeAll();
     throw error;
   }
-}
-
-function dispatchSettings(config: Config): DispatchSettings {
-  return {
-    instanceId: config.instanceId,
-    messageLeaseSeconds: config.messageLeaseSeconds,
-    concurrency: config.webhook.concurrency,
-    maxAttempts: config.webhook.maxAttempts,
-    timeoutMs: config.webhook.timeoutMs,
-    backoff: { baseMs: config.webhook.retryBaseMs, maxMs: config.webhook.retryMaxMs },
-  };
 }
 
 type ShutdownStep = (deadline: number) => Promise<void>;

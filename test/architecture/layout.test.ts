@@ -4,8 +4,8 @@ import { expect } from 'chai';
 import { settingNames } from '../../src/config/settings.ts';
 
 /**
- * The design kept visible (DESIGN.md "Layout"): rooms of src/ with
- * dependencies pointing inward only, no cycles, the composition root wiring.
+ * The layout kept visible: rooms of src/ with dependencies pointing inward
+ * only, no cycles, the composition root wiring.
  * Type-only imports count: they are dependencies too.
  */
 const src = new URL('../../src/', import.meta.url).pathname;
@@ -19,6 +19,7 @@ const rank: Record<string, number> = {
   'config/': 2,
   'db/': 3,
   'messages/': 4,
+  'delivery/': 4,
   'jobs/': 4,
   'engine/': 5,
   'http/': 5,
@@ -26,6 +27,17 @@ const rank: Record<string, number> = {
   'main.ts': 7,
   'sink/': 7,
   'tools/': 7,
+};
+
+/**
+ * Rooms that must not know of others, whatever their rank: the engine runs any
+ * handler and knows no domain (the composition root registers `send-messages`),
+ * and the use cases know neither the engine nor HTTP.
+ */
+const forbidden: Record<string, string[]> = {
+  'engine/': ['messages/', 'delivery/', 'jobs/', 'http/'],
+  'messages/': ['engine/', 'http/'],
+  'delivery/': ['engine/', 'http/'],
 };
 
 function files(dir: string): string[] {
@@ -65,6 +77,16 @@ describe('layout', () => {
       }
     }
     expect(outward).to.deep.equal([]);
+  });
+
+  it('keeps the engine free of the domain, and the use cases free of the engine and HTTP', () => {
+    const crossing: string[] = [];
+    for (const [file, targets] of imports) {
+      const banned = forbidden[roomOf(file)] ?? [];
+      for (const target of targets)
+        if (banned.includes(roomOf(target))) crossing.push(`${relative(src, file)} -> ${relative(src, target)}`);
+    }
+    expect(crossing).to.deep.equal([]);
   });
 
   it('has no import cycle', () => {

@@ -6,7 +6,7 @@ import {
   listMessagesQuery,
   promoteDueMessagesQuery,
 } from '../../src/db/sqlc/messages_sql.ts';
-import { claimDueMessages, promotionBatch } from '../../src/messages/claim.ts';
+import { claimDueMessages, promotionBatch } from '../../src/delivery/claim.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
 interface PlanNode {

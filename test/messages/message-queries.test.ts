@@ -13,7 +13,7 @@ import {
   releaseUntriedMessages,
   retryMessage,
 } from '../../src/db/sqlc/messages_sql.ts';
-import { claimDueMessages, promotionBatch } from '../../src/messages/claim.ts';
+import { claimDueMessages, promotionBatch } from '../../src/delivery/claim.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
 /** The message queries and their invariants, against a real PostgreSQL. */

@@ -1,6 +1,6 @@
 /**
- * One outbound rate limit and one pause for every pod (DESIGN.md "Webhook
- * contract": outbound rate limit). Both live in the single row of
+ * One outbound rate limit and one pause for every pod, and the delivery
+ * policy that applies them. Both live in the single row of
  * `webhook_rate_limit`, on the database clock:
  *
  * - WEBHOOK_RATE_LIMIT_PER_SECOND (r > 0) is a token bucket refilled at r per
@@ -15,9 +15,10 @@
  *   the pod that got it stops starting deliveries at once.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Pool } from '../db/pool.ts';
-import { getDeliveryPause, pauseDeliveries, takeDeliveryTokens } from '../db/sqlc/webhook_rate_limit_sql.ts';
-import { MAX_RETRY_AFTER_MS } from './retry-policy.ts';
+import type { Pool } from '../../db/pool.ts';
+import { getDeliveryPause, pauseDeliveries, takeDeliveryTokens } from '../../db/sqlc/webhook_rate_limit_sql.ts';
+import { MAX_RETRY_AFTER_MS } from '../backoff.ts';
+import type { DeliveryPolicyFactory } from '../policy.ts';
 
 export interface DeliveryPermit {
   /** Messages that may be claimed and sent now; 0: none (the run was aborted, or the wait was too long). */
@@ -26,7 +27,7 @@ export interface DeliveryPermit {
   heldBackBy?: 'rate_limit' | 'paused';
 }
 
-/** What dispatch asks before each chunk and tells after a Retry-After. */
+/** What the rate-limit policy asks before each chunk and tells after a Retry-After. */
 export interface DeliveryGate {
   /**
    * Waits until deliveries may go (no pause, at least one token) and takes up
@@ -106,5 +107,34 @@ export function createSharedDeliveryGate(pool: Pool, options: SharedDeliveryGate
     async pauseRemainingMs() {
       return (await getDeliveryPause(pool))?.pausedMs ?? 0;
     },
+  };
+}
+
+/**
+ * The gate as a delivery policy: each claim takes only as many messages as
+ * the gate grants (waiting for tokens or for a pause to end; none: the run
+ * ends), counting a chunk that had to wait in `deliveriesHeldBack{reason}`; no
+ * message starts while a known pause is in force; and a 429 or 503 with
+ * Retry-After pauses every pod's deliveries.
+ */
+export function rateLimit(gate: DeliveryGate): DeliveryPolicyFactory {
+  return ({ signal, metrics }) => {
+    let heldBackBy: DeliveryPermit['heldBackBy'];
+    return {
+      async beforeClaim(wanted) {
+        const permit = await gate.acquire(wanted, signal);
+        heldBackBy = permit.heldBackBy;
+        return permit.granted;
+      },
+      afterClaim(claimed) {
+        if (heldBackBy) metrics.deliveriesHeldBack.inc({ reason: heldBackBy }, claimed);
+      },
+      beforeSend: () => !gate.paused(),
+      async afterAttempt(result) {
+        if (result.outcome !== 'transient' || result.retryAfterMs === undefined) return undefined;
+        if (result.httpStatus === 429 || result.httpStatus === 503) await gate.pause(result.retryAfterMs);
+        return undefined;
+      },
+    };
   };
 }

@@ -1,6 +1,6 @@
 /**
- * The webhook circuit breaker (DESIGN.md "Webhook contract"). One per pod,
- * shared by every run on it.
+ * The webhook circuit breaker, and the delivery policy that applies it. One
+ * breaker per pod, shared by every run on it.
  *
  * - closed: deliveries go out as usual. `threshold` consecutive transient
  *   failures (network error, timeout, 408, 429, 5xx) open it.
@@ -13,8 +13,9 @@
  * the probe's message when the probe fails, go back to pending with their
  * attempt count unchanged, so an outage of the webhook fails no message.
  */
-import type { Logger } from '../observability/logger.ts';
-import type { Metrics } from '../observability/metrics.ts';
+import type { Logger } from '../../observability/logger.ts';
+import type { Metrics } from '../../observability/metrics.ts';
+import type { DeliveryPolicyFactory } from '../policy.ts';
 
 export type BreakerState = 'closed' | 'open' | 'half-open';
 
@@ -175,5 +176,47 @@ export function observeBreaker(
     } else if (state === 'closed') {
       logger.info('webhook circuit breaker closed: the webhook answers again');
     }
+  };
+}
+
+/**
+ * The breaker as a delivery policy: before each claim the run waits for its
+ * turn (while the breaker is open nobody claims; an aborted run ends); the
+ * probe's turn claims a single message. A message claimed earlier is not sent
+ * once the breaker has opened. Every attempt's result is recorded; a failed
+ * probe hands its message back, since it only confirms the outage the breaker
+ * already knows of (not the message's fault). A probe that ends without a
+ * verdict (nothing to claim, shutdown) is released at the end of the chunk.
+ */
+export function circuitBreaker(breaker: CircuitBreaker): DeliveryPolicyFactory {
+  return ({ signal }) => {
+    let probe = false;
+    /** The probe ended with a verdict, or there is none this chunk. */
+    let settled = true;
+    return {
+      async beforeClaim(wanted) {
+        let turn: BreakerTurn;
+        try {
+          turn = await breaker.turn(signal);
+        } catch {
+          return 0;
+        }
+        probe = turn === 'probe';
+        settled = !probe;
+        return probe ? 1 : wanted;
+      },
+      beforeSend: () => probe || breaker.allowsDelivery(),
+      afterAttempt(result) {
+        breaker.record(result.outcome === 'transient' ? 'transient' : 'answered', probe);
+        if (!probe) return undefined;
+        settled = true;
+        return result.outcome === 'transient' ? 'hand-back' : undefined;
+      },
+      endChunk() {
+        if (!settled) breaker.releaseProbe();
+        probe = false;
+        settled = true;
+      },
+    };
   };
 }

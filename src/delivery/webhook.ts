@@ -1,6 +1,7 @@
 /**
- * Outbound delivery: POSTs one message to the configured webhook and
- * classifies the answer (DESIGN.md "Webhook contract").
+ * The webhook client: POSTs one message to the configured webhook and
+ * classifies the answer (the webhook contract the README describes); and the
+ * dry-run client used without WEBHOOK_URL.
  *
  * - sent:      2xx with a JSON body holding a non-empty string `messageId`
  * - transient: network error, timeout, 408, 429, 5xx (worth retrying; the
@@ -9,7 +10,7 @@
  *
  * Error strings are short, name the HTTP status when there is one, and never
  * contain the auth value. Deciding what to do with a result (retry, give up)
- * is retry-policy.ts's job.
+ * is backoff.ts's job.
  */
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError, resolveConfig } from '../../src/config/config.ts';
-import { createWebhookSigner, parseSigningSecrets } from '../../src/messages/signing.ts';
-import { createWebhookClient } from '../../src/messages/webhook-client.ts';
+import { createWebhookSigner, parseSigningSecrets } from '../../src/delivery/signing.ts';
+import { createWebhookClient } from '../../src/delivery/webhook.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
 
 const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;

@@ -2,7 +2,7 @@
  * What happens to a message after a delivery attempt: sent, back to pending
  * after a delay, or failed for good.
  */
-import type { DeliveryResult } from './webhook-client.ts';
+import type { DeliveryResult } from './webhook.ts';
 
 export interface BackoffOptions {
   /** Ceiling of the first retry's delay; doubles with each attempt. Default 1 s. */

@@ -1,6 +1,6 @@
 /**
- * Standard Webhooks signatures on outbound deliveries (DESIGN.md "Webhook
- * contract", https://www.standardwebhooks.com). Signing is done by the npm
+ * Standard Webhooks signatures on outbound deliveries
+ * (https://www.standardwebhooks.com). Signing is done by the npm
  * `standardwebhooks` library, the same one receivers verify with:
  *
  *   webhook-id:        the message id (the same on every attempt)

@@ -32,8 +32,11 @@ import { withTransaction } from '../db/transaction.ts';
  */
 export const promotionBatch = 2_000;
 
+/** A message claimed for delivery: leased to the claiming run until it is settled or the lease expires. */
+export type ClaimedMessage = ClaimMessagesRow;
+
 /** Promotes due messages, then claims up to `args.maxMessages` of the oldest available ones. */
-export function claimDueMessages(pool: Pool, args: ClaimMessagesArgs): Promise<ClaimMessagesRow[]> {
+export function claimDueMessages(pool: Pool, args: ClaimMessagesArgs): Promise<ClaimedMessage[]> {
   return withTransaction(pool, async (client) => {
     await promoteDueMessages(client, { maxRows: promotionBatch });
     return claimMessages(client, args);

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
-import { CircuitBreaker } from '../../src/messages/circuit-breaker.ts';
+import { CircuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
 
-/** The breaker's state machine on its own (the dispatch tests show it with a real webhook). */
+/** The breaker's state machine on its own (the delivery loop tests show it with a real webhook). */
 describe('webhook circuit breaker', () => {
   const open = new AbortController().signal;
 

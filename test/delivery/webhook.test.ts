@@ -3,14 +3,14 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import { backoffDelayMs, decideOutcome, MAX_RETRY_AFTER_MS } from '../../src/messages/retry-policy.ts';
+import { backoffDelayMs, decideOutcome, MAX_RETRY_AFTER_MS } from '../../src/delivery/backoff.ts';
 import {
   createDryRunClient,
   createWebhookClient,
   type DeliveryClient,
   type DeliveryResult,
   parseRetryAfter,
-} from '../../src/messages/webhook-client.ts';
+} from '../../src/delivery/webhook.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
 
 const secret = 's3cr3t-auth-value';

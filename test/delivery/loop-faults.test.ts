@@ -4,10 +4,13 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { createPool, type Pool } from '../../src/db/pool.ts';
 import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
-import { CircuitBreaker } from '../../src/messages/circuit-breaker.ts';
-import { type DispatchSettings, dispatchMessages } from '../../src/messages/dispatch.ts';
-import { disabledSentCache, type SentCache, type SentEntry } from '../../src/messages/sent-cache.ts';
-import { createWebhookClient } from '../../src/messages/webhook-client.ts';
+import { type DeliveryRequest, deliverBatch } from '../../src/delivery/loop.ts';
+import { CircuitBreaker, circuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
+import { lanes } from '../../src/delivery/policies/lanes.ts';
+import { shutdown } from '../../src/delivery/policies/shutdown.ts';
+import type { RunSettings } from '../../src/delivery/run-settings.ts';
+import { disabledSentCache, type SentCache, type SentEntry } from '../../src/delivery/sent-cache.ts';
+import { createWebhookClient, type DeliveryClient } from '../../src/delivery/webhook.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
@@ -15,17 +18,17 @@ import { testServer, useTestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/service.ts';
 
 /**
- * The dispatch loop when something around it breaks, with a real PostgreSQL
+ * The delivery loop when something around it breaks, with a real PostgreSQL
  * and real HTTP: the webhook down (circuit breaker), the database gone while
  * outcomes are written, the shutdown deadline in the middle of a request, and
  * a webhook whose clock is not ours.
  */
-describe('dispatch under faults', function () {
+describe('delivery loop under faults', function () {
   this.timeout(60_000);
   const db = useTestDatabase();
   let pool: Pool;
   let sink: RunningSink;
-  const settings = (overrides: Partial<DispatchSettings> = {}): DispatchSettings => ({
+  const settings = (overrides: Partial<RunSettings> = {}): RunSettings => ({
     instanceId: 'pod-test',
     messageLeaseSeconds: 60,
     concurrency: 5,
@@ -42,6 +45,19 @@ describe('dispatch under faults', function () {
         sendAts: Array.from({ length: count }, () => ''),
       })
     ).map((row) => row.id);
+  /** One run of the loop with the policies of a real run (the shared rate limit aside), the breaker when given. */
+  const deliver = (
+    request: Pick<DeliveryRequest, 'runId' | 'batchSize'> & Partial<DeliveryRequest>,
+    parts: { client: DeliveryClient; cache?: SentCache; breaker?: CircuitBreaker; settings?: RunSettings },
+  ) =>
+    deliverBatch({ signal: new AbortController().signal, ...request }, parts.settings ?? settings(), {
+      pool,
+      client: parts.client,
+      cache: parts.cache ?? disabledSentCache,
+      metrics: createMetrics(),
+      logger: silentLogger(),
+      policies: [lanes, shutdown, ...(parts.breaker ? [circuitBreaker(parts.breaker)] : [])],
+    });
   const rows = async () =>
     (await pool.query('SELECT id, status, attempts, locked_by, sent_at FROM messages ORDER BY created_at')).rows;
 
@@ -66,14 +82,7 @@ describe('dispatch under faults', function () {
       onChange: (state) => states.push(state),
     });
     const delivery = createWebhookClient({ url: sink.url, timeoutMs: 2_000 });
-    const done = dispatchMessages({ runId: 'run-1', batchSize: 30, signal: new AbortController().signal }, settings(), {
-      pool,
-      delivery,
-      cache: disabledSentCache,
-      metrics: createMetrics(),
-      logger: silentLogger(),
-      breaker,
-    });
+    const done = deliver({ runId: 'run-1', batchSize: 30 }, { client: delivery, breaker });
     // With maxAttempts 2, counting every probe would have failed the probed messages long ago.
     await eventually(
       async () => sink.received().total,
@@ -93,11 +102,7 @@ describe('dispatch under faults', function () {
     expect(summary.handedBack).to.be.greaterThan(0);
     // The messages tried before the breaker opened used up part of the batch; the next run sends them.
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const next = await dispatchMessages(
-      { runId: 'run-2', batchSize: 30, signal: new AbortController().signal },
-      settings(),
-      { pool, delivery, cache: disabledSentCache, metrics: createMetrics(), logger: silentLogger(), breaker },
-    );
+    const next = await deliver({ runId: 'run-2', batchSize: 30 }, { client: delivery, breaker });
     await delivery.close();
     expect(next.failed).to.equal(0);
     const after = await rows();
@@ -112,13 +117,7 @@ describe('dispatch under faults', function () {
     const ids = await seed(5);
     sink.configure({ latencyMs: 800 });
     const delivery = createWebhookClient({ url: sink.url, timeoutMs: 5_000 });
-    const done = dispatchMessages({ runId: 'run-1', batchSize: 5, signal: new AbortController().signal }, settings(), {
-      pool,
-      delivery,
-      cache: disabledSentCache,
-      metrics: createMetrics(),
-      logger: silentLogger(),
-    });
+    const done = deliver({ runId: 'run-1', batchSize: 5 }, { client: delivery });
     await eventually(
       async () => sink.received().total,
       (total) => total === 5,
@@ -144,10 +143,9 @@ describe('dispatch under faults', function () {
     const delivery = createWebhookClient({ url: sink.url, timeoutMs: 10_000 });
     const stopping = new AbortController();
     const deadline = new AbortController();
-    const done = dispatchMessages(
-      { runId: 'run-1', batchSize: 3, signal: stopping.signal, abortDeliveries: deadline.signal },
-      settings({ messageLeaseSeconds: 30 }),
-      { pool, delivery, cache: disabledSentCache, metrics: createMetrics(), logger: silentLogger() },
+    const done = deliver(
+      { runId: 'run-1', batchSize: 3, signal: stopping.signal, deadline: deadline.signal },
+      { client: delivery, settings: settings({ messageLeaseSeconds: 30 }) },
     );
     await eventually(
       async () => sink.received().total,
@@ -177,13 +175,7 @@ describe('dispatch under faults', function () {
     const cached: SentEntry[] = [];
     const cache: SentCache = { ...disabledSentCache, remember: async (entries) => void cached.push(...entries) };
     const delivery = createWebhookClient({ url: sink.url, timeoutMs: 5_000 });
-    await dispatchMessages({ runId: 'run-1', batchSize: 2, signal: new AbortController().signal }, settings(), {
-      pool,
-      delivery,
-      cache,
-      metrics: createMetrics(),
-      logger: silentLogger(),
-    });
+    await deliver({ runId: 'run-1', batchSize: 2 }, { client: delivery, cache });
     await delivery.close();
     const stored = await pool.query('SELECT id, sent_at::text AS exact, sent_at FROM messages');
     expect(cached).to.have.length(2);
