@@ -52,7 +52,7 @@ RETURNING id;
 -- Scheduled -> available: pending messages whose next_attempt_at has come
 -- (a sendAt reached, a retry's backoff over) become available to the claim.
 -- Run in the claim's transaction, just before ClaimMessages (see
--- src/messages/claim.ts), so what it promotes is claimable at once.
+-- src/delivery/claim.ts), so what it promotes is claimable at once.
 --
 -- Bounded: at most max_rows, the earliest due first, skipping rows another
 -- pod is promoting or holds (FOR UPDATE SKIP LOCKED), so concurrent pods never

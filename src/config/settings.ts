@@ -7,8 +7,8 @@ import { hostProblem, isLoopbackHost, listenHost, parseTrustProxy, type TrustPro
  * environment name (Vault keys mirror them). Everything else derives from it:
  * the validation, the typed `Config` (the table's shape, with each setting's
  * parsed value), the secret list and log redaction, the live/restart split,
- * the "needs restart" report and the README's configuration table
- * (`npm run docs:config`; a test fails when the README disagrees).
+ * the "needs restart" report and the configuration page, docs/configuration.md
+ * (`npm run docs:config`; a test fails when the page disagrees).
  *
  * Values arrive as strings (environment, Vault) and are parsed here; an empty
  * string counts as unset.
@@ -21,7 +21,7 @@ export interface Setting<T = unknown> {
   /** Environment variable name; the Vault secret uses the same key. */
   readonly env: string;
   readonly schema: z.ZodType<T>;
-  /** The default as the README shows it (`undefined`: unset). */
+  /** The default as docs/configuration.md shows it (`undefined`: unset). */
   readonly shownDefault: string | undefined;
   readonly apply: Apply;
   /** Never logged, never echoed in an error. */

@@ -1,6 +1,6 @@
 /**
  * The webhook client: POSTs one message to the configured webhook and
- * classifies the answer (the webhook contract the README describes); and the
+ * classifies the answer (the webhook contract docs/api.md describes); and the
  * dry-run client used without WEBHOOK_URL.
  *
  * - sent:      2xx with a JSON body holding a non-empty string `messageId`

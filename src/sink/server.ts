@@ -1,6 +1,6 @@
 /**
  * A webhook sink: a stand-in for the SMS provider that implements the
- * outbound contract of DESIGN.md, for local runs, tests, benchmarks and
+ * outbound webhook contract (docs/api.md, "The webhook call"), for local runs, tests, benchmarks and
  * docker compose.
  *
  *   POST <any path>   {"to", "content"} with an Idempotency-Key header

@@ -25,7 +25,7 @@ import { withoutCredentials } from '../observability/safe-url.ts';
  * follows); never while a service owns the folder (db/data-dir-lock.ts).
  *
  * The dashboard's own pg-boss must read the same pg-boss schema version the
- * service's pg-boss writes; package.json pins both (see README, "Operator tools").
+ * service's pg-boss writes; package.json pins both (see docs/operations.md, the pg-boss dashboard).
  */
 
 export const pgBossSchema = 'pgboss';
