@@ -4,18 +4,13 @@ import { expect } from 'chai';
 import { ConfigError } from '../../src/config/config.ts';
 import { LiveConfig } from '../../src/config/live-config.ts';
 import { operations, responseProblems, spec } from '../support/openapi-contract.ts';
-import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
-import { startTestService, type TestService } from '../support/service.ts';
+import { useTestService } from '../support/service.ts';
 
 describe('API keys (issue 10, point 2)', () => {
-  const db = useTestDatabase();
-  let service: TestService;
-  before(async () => {
-    service = await startTestService(db().url, { API_KEYS: 'first-key, second-key', FETCH_INTERVAL_MS: '3600000' });
-  });
-  after(() => service.stop());
-  const get = (path: string, headers: Record<string, string> = {}) => rawRequest(service.url, 'GET', path, { headers });
+  const { db, service } = useTestService({ API_KEYS: 'first-key, second-key', FETCH_INTERVAL_MS: '3600000' });
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    rawRequest(service().url, 'GET', path, { headers });
 
   it('accepts a key as Authorization: Bearer or as X-API-Key, any of the configured keys', async () => {
     const variants: Array<Record<string, string>> = [
@@ -64,7 +59,7 @@ describe('API keys (issue 10, point 2)', () => {
       const path = operation.path
         .replace('{name}', 'message-sender')
         .replace('{id}', '0f8fad5b-d9cb-469f-a165-70867728950e');
-      const response = await rawRequest(service.url, operation.method, path, {
+      const response = await rawRequest(service().url, operation.method, path, {
         headers: { 'content-type': 'application/json' },
         body: operation.bodySchema ? '{}' : undefined,
       });
@@ -85,8 +80,8 @@ describe('API keys (issue 10, point 2)', () => {
   it('refuses a live change that would empty API_KEYS while listening on 0.0.0.0', async () => {
     // Wired as main.ts wires it: the service guards the change before anything applies.
     const live = new LiveConfig({ DATABASE_URL: db().url, API_KEYS: 'first-key, second-key' });
-    live.addGuard((next) => service.checkConfig(next));
-    live.onChange((next) => service.applyConfig(next));
+    live.addGuard((next) => service().checkConfig(next));
+    live.onChange((next) => service().applyConfig(next));
     let refusal: unknown;
     await live.update({ API_KEYS: '' }).catch((error) => {
       refusal = error;

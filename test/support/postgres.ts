@@ -183,6 +183,15 @@ export function useTestDatabase(options: { migrate?: boolean } = {}): () => Test
 }
 
 /**
+ * Mocha helper for query tests: `const { db, pool } = useTestPool();`, a
+ * fresh migrated database for the current test file and its pool.
+ */
+export function useTestPool(): { db: () => TestDatabase; pool: () => Pool } {
+  const db = useTestDatabase();
+  return { db, pool: () => db().pool };
+}
+
+/**
  * Mocha global setup (main process): starts the run's server, migrates the
  * template, and hands both to the parallel workers through the environment
  * (a worker's environment is copied from the main process when it starts).

@@ -1,6 +1,7 @@
 import { resolveConfig } from '../../src/config/config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
+import { type TestDatabase, useTestDatabase } from './postgres.ts';
 
 export interface TestService extends Service {
   url: string;
@@ -60,4 +61,30 @@ export async function eventually<T>(
     last = await probe();
   }
   return last;
+}
+
+/**
+ * Mocha helper: a migrated database of its own and the service on it, for
+ * the current describe block (started in `before`, stopped in `after`).
+ * `const { db, service } = useTestService({ FETCH_INTERVAL_MS: '3600000' });`
+ * then `service().url` and `db().pool` inside tests. `settings` are
+ * environment-style settings as for startTestService.
+ */
+export function useTestService(
+  settings: Record<string, string> = {},
+  options: ServiceOptions = {},
+): { db: () => TestDatabase; service: () => TestService } {
+  const db = useTestDatabase();
+  let started: TestService | undefined;
+  before(async () => {
+    started = await startTestService(db().url, settings, options);
+  });
+  after(async () => {
+    await started?.stop();
+  });
+  const service = () => {
+    if (!started) throw new Error('test service not started (use inside a test or hook)');
+    return started;
+  };
+  return { db, service };
 }
