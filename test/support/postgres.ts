@@ -164,17 +164,20 @@ export async function adminQuery(sql: string, url?: string): Promise<void> {
 }
 
 /**
- * Mocha helper: a fresh migrated database for the current test file.
- * `const db = useTestDatabase();` then `db().pool` inside tests.
+ * Mocha helper: a fresh migrated database for the current describe block.
+ * `const db = useTestDatabase();` then `db().pool` inside tests. It is dropped
+ * after every other after-all hook of the block, so a service the block
+ * stops in its own `after` still has its database while it stops.
  */
 export function useTestDatabase(options: { migrate?: boolean } = {}): () => TestDatabase {
   let database: TestDatabase | undefined;
   before(async function () {
     this.timeout(120_000);
     database = await createTestDatabase(options);
-  });
-  after(async () => {
-    if (database) await dropTestDatabase(database);
+    // Added now, after the block's own after-all hooks were declared, so it runs last.
+    this.test?.parent?.afterAll('drop the test database', async () => {
+      if (database) await dropTestDatabase(database);
+    });
   });
   return () => {
     if (!database) throw new Error('test database not ready (use inside a test or hook)');
