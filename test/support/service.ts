@@ -2,6 +2,7 @@ import { resolveConfig } from '../../src/config/config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
 import { type TestDatabase, useTestDatabase } from './postgres.ts';
+import { rawRequest } from './raw-http.ts';
 
 export interface TestService extends Service {
   url: string;
@@ -24,7 +25,12 @@ export async function startTestService(
   return { ...service, url: `http://127.0.0.1:${service.port}` };
 }
 
-/** JSON over real HTTP. */
+/**
+ * JSON over real HTTP (rawRequest): `body` is sent as JSON (a string as
+ * given), and the answer's body parsed as JSON when it is JSON, else the
+ * text. `path` is normalised and percent-encoded as a client library would
+ * (use rawRequest to send it exactly as given).
+ */
 export async function api(
   base: string,
   method: string,
@@ -32,15 +38,14 @@ export async function api(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
-  const response = await fetch(`${base}${path}`, {
-    method,
+  const url = new URL(path, base);
+  const response = await rawRequest(base, method, url.pathname + url.search, {
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
-  const text = await response.text();
-  let parsed: unknown = text;
+  let parsed: unknown = response.text;
   try {
-    parsed = text ? JSON.parse(text) : undefined;
+    parsed = response.text ? JSON.parse(response.text) : undefined;
   } catch {
     // not JSON: keep the text
   }
