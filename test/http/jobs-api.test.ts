@@ -70,7 +70,7 @@ describe('jobs API over HTTP', () => {
   });
 
   it('treats an empty body as no body whatever its Content-Type says: every job', async () => {
-    // DESIGN.md: "no body or no name: every job". Clients (curl -d '', form posts) label empty bodies.
+    // The contract: "no body or no name: every job". Clients (curl -d '', form posts) label empty bodies.
     const labelled = (method: string, path: string, body: string, headers: Record<string, string>) =>
       api(service().url, method, path, body, headers);
     for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/json']) {
