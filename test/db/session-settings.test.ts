@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import pg from 'pg';
-import { testServer, useTestDatabase } from '../support/postgres.ts';
+import { adminQuery, useTestDatabase } from '../support/postgres.ts';
 import { api, startTestService, type TestService } from '../support/service.ts';
 
 /**
@@ -13,7 +13,7 @@ describe('session settings pinned on every connection', function () {
   const db = useTestDatabase();
   let service: TestService;
   before(async () => {
-    await admin(
+    await adminQuery(
       `ALTER DATABASE ${db().name} SET DateStyle = 'SQL, DMY'; ` +
         `ALTER DATABASE ${db().name} SET TimeZone = 'America/New_York'; ` +
         `ALTER DATABASE ${db().name} SET IntervalStyle = 'sql_standard'`,
@@ -59,13 +59,3 @@ describe('session settings pinned on every connection', function () {
     expect(Date.parse(jobs.body.jobs[0].lastTriggeredAt)).to.be.closeTo(Date.now(), 60_000);
   });
 });
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: (await testServer()).adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}

@@ -1,7 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
-import pg from 'pg';
 import { createPool, type Pool } from '../../src/db/pool.ts';
 import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { type DeliveryRequest, deliverBatch } from '../../src/delivery/loop.ts';
@@ -14,7 +13,7 @@ import { createWebhookClient, type DeliveryClient } from '../../src/delivery/web
 import { silentLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
-import { testServer, useTestDatabase } from '../support/postgres.ts';
+import { adminQuery, useTestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/service.ts';
 
 /**
@@ -124,10 +123,10 @@ describe('delivery loop under faults', function () {
       { intervalMs: 20 },
     );
     // Cut the database off while the webhook is still answering: no new connection, every one dropped.
-    await admin(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS false`);
-    await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db().name}'`);
+    await adminQuery(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS false`);
+    await adminQuery(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${db().name}'`);
     await new Promise((resolve) => setTimeout(resolve, 2_000));
-    await admin(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS true`);
+    await adminQuery(`ALTER DATABASE ${db().name} ALLOW_CONNECTIONS true`);
     const summary = await done;
     await delivery.close();
     expect(summary.sent).to.equal(5);
@@ -211,13 +210,3 @@ describe('delivery loop under faults', function () {
     }
   });
 });
-
-async function admin(sql: string): Promise<void> {
-  const client = new pg.Client({ connectionString: (await testServer()).adminUrl });
-  await client.connect();
-  try {
-    await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}

@@ -3,18 +3,13 @@
 import { expect } from 'chai';
 import { ConfigError } from '../../src/config/config.ts';
 import { operations, responseProblems, spec } from '../support/openapi-contract.ts';
-import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
-import { startTestService, type TestService } from '../support/service.ts';
+import { useTestService } from '../support/service.ts';
 
 describe('API keys (issue 10, point 2)', () => {
-  const db = useTestDatabase();
-  let service: TestService;
-  before(async () => {
-    service = await startTestService(db().url, { API_KEYS: 'first-key, second-key', FETCH_INTERVAL_MS: '3600000' });
-  });
-  after(() => service.stop());
-  const get = (path: string, headers: Record<string, string> = {}) => rawRequest(service.url, 'GET', path, { headers });
+  const { db, service } = useTestService({ API_KEYS: 'first-key, second-key', FETCH_INTERVAL_MS: '3600000' });
+  const get = (path: string, headers: Record<string, string> = {}) =>
+    rawRequest(service().url, 'GET', path, { headers });
 
   it('accepts a key as Authorization: Bearer or as X-API-Key, any of the configured keys', async () => {
     const variants: Array<Record<string, string>> = [
@@ -63,7 +58,7 @@ describe('API keys (issue 10, point 2)', () => {
       const path = operation.path
         .replace('{name}', 'message-sender')
         .replace('{id}', '0f8fad5b-d9cb-469f-a165-70867728950e');
-      const response = await rawRequest(service.url, operation.method, path, {
+      const response = await rawRequest(service().url, operation.method, path, {
         headers: { 'content-type': 'application/json' },
         body: operation.bodySchema ? '{}' : undefined,
       });
@@ -83,7 +78,7 @@ describe('API keys (issue 10, point 2)', () => {
 
   it('refuses a live change that would empty API_KEYS while listening on 0.0.0.0', async () => {
     // The service's own live configuration, changed the way a new Vault secret changes it.
-    const { live } = service;
+    const { live } = service();
     let refusal: unknown;
     await live.update({ API_KEYS: '' }).catch((error) => {
       refusal = error;

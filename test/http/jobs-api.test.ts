@@ -1,15 +1,9 @@
 import { expect } from 'chai';
-import { useTestDatabase } from '../support/postgres.ts';
-import { api, startTestService, type TestService } from '../support/service.ts';
+import { api, useTestService } from '../support/service.ts';
 
 describe('jobs API over HTTP', () => {
-  const db = useTestDatabase();
-  let service: TestService;
-  before(async () => {
-    service = await startTestService(db().url, { FETCH_INTERVAL_MS: '60000' });
-  });
-  after(() => service.stop());
-  const call = (method: string, path: string, body?: unknown) => api(service.url, method, path, body);
+  const { db, service } = useTestService({ FETCH_INTERVAL_MS: '60000' });
+  const call = (method: string, path: string, body?: unknown) => api(service().url, method, path, body);
 
   it('lists the seeded message-sender job, active, with the documented fields', async () => {
     const { status, body } = await call('GET', '/jobs');
@@ -76,9 +70,9 @@ describe('jobs API over HTTP', () => {
   });
 
   it('treats an empty body as no body whatever its Content-Type says: every job', async () => {
-    // openapi.yaml: with no body or no `name`, every job. Clients (curl -d '', form posts) label empty bodies.
+    // The contract: "no body or no name: every job". Clients (curl -d '', form posts) label empty bodies.
     const labelled = (method: string, path: string, body: string, headers: Record<string, string>) =>
-      api(service.url, method, path, body, headers);
+      api(service().url, method, path, body, headers);
     for (const contentType of ['text/plain', 'application/x-www-form-urlencoded', 'application/json']) {
       for (const path of ['/jobs/stop', '/jobs/start']) {
         const answer = await labelled('PUT', path, '', { 'content-type': contentType });
@@ -160,7 +154,7 @@ describe('jobs API over HTTP', () => {
   });
 
   it('answers malformed JSON, unknown routes and wrong methods with the error shape, never a stack', async () => {
-    const malformed = await api(service.url, 'POST', '/jobs', '{"name": ', {});
+    const malformed = await api(service().url, 'POST', '/jobs', '{"name": ', {});
     expect(malformed.status).to.equal(400);
     expect(malformed.body.error.code).to.equal('malformed_json');
     const unknownRoute = await call('GET', '/nope');

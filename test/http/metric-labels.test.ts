@@ -2,20 +2,14 @@
 // the OpenAPI path template, /swagger/* or unmatched, whatever a client sends.
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
-import { startTestService, type TestService } from '../support/service.ts';
+import { useTestService } from '../support/service.ts';
 
 describe('bounded metric labels (issue 10, point 7)', () => {
-  const db = useTestDatabase();
-  let service: TestService;
-  before(async () => {
-    service = await startTestService(db().url, { FETCH_INTERVAL_MS: '3600000' });
-  });
-  after(() => service.stop());
+  const { service } = useTestService({ FETCH_INTERVAL_MS: '3600000' });
 
   async function routeLabels(): Promise<Set<string>> {
-    const text = (await rawRequest(service.url, 'GET', '/metrics')).text;
+    const text = (await rawRequest(service().url, 'GET', '/metrics')).text;
     return new Set(
       [...text.matchAll(/^http_request_duration_seconds_count\{[^}]*route="([^"]*)"/gm)].map((match) => match[1]!),
     );
@@ -35,7 +29,7 @@ describe('bounded metric labels (issue 10, point 7)', () => {
     const methods = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'HEAD', 'OPTIONS'];
     for (const [index, path] of paths.entries()) {
       const response = await rawRequest(
-        service.url,
+        service().url,
         methods[index % methods.length]!,
         path.startsWith('/') ? path : `/${path}`,
       );

@@ -3,17 +3,11 @@
 // and the absolute-form request line is served. Raw bytes on a raw socket: no
 // client library sends these.
 import { expect } from 'chai';
-import { useTestDatabase } from '../support/postgres.ts';
 import { type RawResponse, rawExchange } from '../support/raw-http.ts';
-import { startTestService, type TestService } from '../support/service.ts';
+import { useTestService } from '../support/service.ts';
 
 describe('malformed HTTP requests get the error body (protocol level)', () => {
-  const db = useTestDatabase();
-  let service: TestService;
-  before(async () => {
-    service = await startTestService(db().url, { FETCH_INTERVAL_MS: '3600000' });
-  });
-  after(() => service.stop());
+  const { db, service } = useTestService({ FETCH_INTERVAL_MS: '3600000' });
 
   function expectError(response: RawResponse, status: number, code: string, message: string) {
     expect(response.status).to.equal(status);
@@ -89,7 +83,7 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
   ];
   for (const [what, bytes, status, code, message] of cases) {
     it(`answers ${status} ${code} with the error body to ${what}`, async () => {
-      expectError(await rawExchange(service.url, bytes), status, code, message);
+      expectError(await rawExchange(service().url, bytes), status, code, message);
     });
   }
 
@@ -97,7 +91,7 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
     const count = async () => Number((await db().pool.query('SELECT count(*) AS n FROM messages')).rows[0].n);
     const before = await count();
     const response = await rawExchange(
-      service.url,
+      service().url,
       'POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{"to":"+905551111111","content":"x"}\r\n0\r\n\r\n',
     );
     expectError(response, 400, 'invalid_chunked_encoding', 'the body is not valid chunked encoding');
@@ -107,22 +101,22 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
   });
 
   it('keeps serving after a malformed request', async () => {
-    await rawExchange(service.url, 'GET /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
-    expect((await fetch(`${service.url}/health-alive`)).status).to.equal(200);
+    await rawExchange(service().url, 'GET /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');
+    expect((await fetch(`${service().url}/health-alive`)).status).to.equal(200);
   });
 
   it('serves a request with an Expect other than 100-continue as usual, never a bare 417', async () => {
     // RFC 9110 §10.1.1: a server MAY answer 417; Node's default one has no error body and is
     // documented on no operation, so the request is served like any other.
     const listed = await rawExchange(
-      service.url,
+      service().url,
       'GET /jobs HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\nConnection: close\r\n\r\n',
     );
     expect(listed.status).to.equal(200);
     expect(JSON.parse(listed.text).jobs.map((job: { name: string }) => job.name)).to.include('message-sender');
     const body = '{"to":"+905551111111","content":"expect"}';
     const created = await rawExchange(
-      service.url,
+      service().url,
       `POST /messages HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );
     expect(created.status).to.equal(201);
@@ -132,7 +126,7 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
   describe('absolute-form request line (RFC 9112 §3.2.2)', () => {
     it('serves GET http://x/jobs as GET /jobs', async () => {
       const response = await rawExchange(
-        service.url,
+        service().url,
         'GET http://x/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
       );
       expect(response.status).to.equal(200);
@@ -142,12 +136,12 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
 
     it('keeps the query and serves a bare authority as /', async () => {
       const limited = await rawExchange(
-        service.url,
+        service().url,
         'GET http://x:8080/messages?limit=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
       );
       expect(limited.status).to.equal(400);
       expect(JSON.parse(limited.text).error.code).to.equal('validation_failed');
-      const root = await rawExchange(service.url, 'GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      const root = await rawExchange(service().url, 'GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
       expect(root.status).to.equal(404);
       expect(JSON.parse(root.text)).to.deep.equal({ error: { code: 'not_found', message: 'no route for GET /' } });
     });

@@ -1,17 +1,11 @@
 // Issue 10, point 9: helmet's headers on every answer, with a
 // Content-Security-Policy the Swagger UI page can live with.
 import { expect } from 'chai';
-import { useTestDatabase } from '../support/postgres.ts';
 import { rawRequest } from '../support/raw-http.ts';
-import { startTestService, type TestService } from '../support/service.ts';
+import { useTestService } from '../support/service.ts';
 
 describe('security headers (issue 10, point 9)', () => {
-  const db = useTestDatabase();
-  let service: TestService;
-  before(async () => {
-    service = await startTestService(db().url, { FETCH_INTERVAL_MS: '3600000' });
-  });
-  after(() => service.stop());
+  const { service } = useTestService({ FETCH_INTERVAL_MS: '3600000' });
 
   const directives = (csp: string) =>
     Object.fromEntries(
@@ -29,7 +23,7 @@ describe('security headers (issue 10, point 9)', () => {
       ['GET', '/health-alive'],
       ['GET', '/swagger/index.html'],
     ] as const) {
-      const { headers } = await rawRequest(service.url, method, path);
+      const { headers } = await rawRequest(service().url, method, path);
       const where = `${method} ${path}`;
       expect(headers.get('x-content-type-options'), where).to.equal('nosniff');
       // The API is never framed; the Swagger page's own helmet (src/http/swagger.ts) allows its origin.
@@ -43,7 +37,7 @@ describe('security headers (issue 10, point 9)', () => {
   });
 
   it('gives API answers a policy that allows nothing but this origin and no framing', async () => {
-    const { headers } = await rawRequest(service.url, 'GET', '/jobs');
+    const { headers } = await rawRequest(service().url, 'GET', '/jobs');
     const csp = directives(headers.get('content-security-policy')!);
     expect(csp['default-src']).to.deep.equal(["'self'"]);
     expect(csp['script-src']).to.deep.equal(["'self'"]);
@@ -53,7 +47,7 @@ describe('security headers (issue 10, point 9)', () => {
   });
 
   it('allows only this origin for scripts, so every script of the Swagger UI page must be a file it serves', async () => {
-    const page = await rawRequest(service.url, 'GET', '/swagger/index.html');
+    const page = await rawRequest(service().url, 'GET', '/swagger/index.html');
     const csp = directives(page.headers.get('content-security-policy')!);
     expect(csp['script-src']).to.deep.equal(["'self'"]);
     expect(csp['default-src']).to.deep.equal(["'self'"]);
@@ -65,7 +59,11 @@ describe('security headers (issue 10, point 9)', () => {
       const src = /\bsrc=["']([^"']+)["']/.exec(attributes!)?.[1];
       expect(src, `inline script would be blocked: ${body!.slice(0, 80)}`).to.be.a('string');
       expect(src, 'scripts come from this origin').to.not.match(/^(https?:)?\/\//);
-      const script = await rawRequest(service.url, 'GET', new URL(src!, `${service.url}/swagger/index.html`).pathname);
+      const script = await rawRequest(
+        service().url,
+        'GET',
+        new URL(src!, `${service().url}/swagger/index.html`).pathname,
+      );
       expect(script.status, src).to.equal(200);
     }
   });

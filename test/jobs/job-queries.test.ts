@@ -16,12 +16,11 @@ import {
   updateJobSettings,
 } from '../../src/db/sqlc/jobs_sql.ts';
 import { claimMessages, insertMessages } from '../../src/db/sqlc/messages_sql.ts';
-import { useTestDatabase } from '../support/postgres.ts';
+import { useTestPool } from '../support/postgres.ts';
 
 /** Every job query and state transition, against a real PostgreSQL. */
 describe('job queries and state transitions', () => {
-  const db = useTestDatabase();
-  const pool = () => db().pool;
+  const { db, pool } = useTestPool();
   const claim = (owner = 'pod-1', leaseSeconds = 30) => claimDueJobs(pool(), { maxJobs: 10, owner, leaseSeconds });
   const job = async (name: string) => (await getJobByName(pool(), { name }))!;
   /** Starts an execution of a claimed run, as a worker does; resolves with its execution id. */

@@ -14,12 +14,11 @@ import {
   retryMessage,
 } from '../../src/db/sqlc/messages_sql.ts';
 import { claimDueMessages, promotionBatch } from '../../src/delivery/claim.ts';
-import { useTestDatabase } from '../support/postgres.ts';
+import { useTestPool } from '../support/postgres.ts';
 
 /** The message queries and their invariants, against a real PostgreSQL. */
 describe('message queries', () => {
-  const db = useTestDatabase();
-  const pool = () => db().pool;
+  const { db, pool } = useTestPool();
   // The dispatch loop's claim: due messages promoted, then the oldest available claimed, in one transaction.
   const claim = (owner: string, maxMessages: number, leaseSeconds = 60) =>
     claimDueMessages(pool(), { owner, maxMessages, leaseSeconds, executionId: null });
@@ -29,6 +28,21 @@ describe('message queries', () => {
       contents: Array.from({ length: count }, (_, index) => `m${index}`),
       sendAts: Array.from({ length: count }, () => ''),
     });
+
+  /** One message claimed by pod-a whose delivery outcome was recorded as `status`, with `error` and a retry delay (ms). */
+  const seedClaimedAndRecorded = async (status: 'pending' | 'failed', error: string, retryDelayMs: number) => {
+    const [row] = await seed(1);
+    await claim('pod-a', 1);
+    await recordDeliveryOutcomes(pool(), {
+      owner: 'pod-a',
+      ids: [row!.id],
+      statuses: [status],
+      externalMessageIds: [''],
+      errors: [error],
+      retryDelaysMs: [retryDelayMs],
+    });
+    return row!;
+  };
 
   beforeEach(async () => {
     await pool().query('DELETE FROM messages');
@@ -178,16 +192,7 @@ describe('message queries', () => {
     });
 
     it('holds a retry in backoff until its next_attempt_at, then claims it again', async () => {
-      const [row] = await seed(1);
-      await claim('pod-a', 1);
-      await recordDeliveryOutcomes(pool(), {
-        owner: 'pod-a',
-        ids: [row!.id],
-        statuses: ['pending'],
-        externalMessageIds: [''],
-        errors: ['HTTP 503'],
-        retryDelaysMs: [1_000],
-      });
+      const row = await seedClaimedAndRecorded('pending', 'HTTP 503', 1_000);
       expect(await available(row!.id)).to.equal(false);
       const { next } = (await pool().query('SELECT next_attempt_at AS next FROM messages WHERE id = $1', [row!.id]))
         .rows[0];
@@ -281,16 +286,7 @@ describe('message queries', () => {
     });
 
     it('a statement that makes a message pending without naming available only delays it', async () => {
-      const [row] = await seed(1);
-      await claim('pod-a', 1);
-      await recordDeliveryOutcomes(pool(), {
-        owner: 'pod-a',
-        ids: [row!.id],
-        statuses: ['failed'],
-        externalMessageIds: [''],
-        errors: ['HTTP 400'],
-        retryDelaysMs: [0],
-      });
+      const row = await seedClaimedAndRecorded('failed', 'HTTP 400', 0);
       // A hand-written "back to pending, in an hour" that does not know the column:
       await pool().query(
         "UPDATE messages SET status = 'pending', next_attempt_at = now() + interval '1 hour' WHERE id = $1",

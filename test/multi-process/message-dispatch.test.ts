@@ -2,27 +2,30 @@ import { expect } from 'chai';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
 import { type Pod, startPod, stopPods } from '../support/pods.ts';
 import { useTestDatabase } from '../support/postgres.ts';
-import { api, eventually } from '../support/service.ts';
+import { api, eventually, startTestService, type TestService } from '../support/service.ts';
 
 /**
- * Real processes against one database and the project's webhook sink:
- * nothing lost, nothing sent twice, and after a SIGKILL every message still
- * ends sent, any resend carrying the same Idempotency-Key.
+ * Pods against one database and the project's webhook sink: nothing lost,
+ * nothing sent twice, and after a SIGKILL every message still ends sent, any
+ * resend carrying the same Idempotency-Key. The pods share nothing but the
+ * database, so the first block runs three service instances in this process;
+ * the SIGKILL block needs real processes.
  */
 describe('message dispatch across processes', function () {
   this.timeout(240_000);
 
   describe('three pods, 1,000 messages, a 1 s job with batch 100', () => {
     const db = useTestDatabase();
-    const pods: Pod[] = [];
+    const pods: TestService[] = [];
     let sink: RunningSink;
     before(async () => {
       sink = await startSink();
-      const env = { DATABASE_URL: db().url, WEBHOOK_URL: `${sink.url}/webhook`, WEBHOOK_CONCURRENCY: '10' };
-      pods.push(...(await Promise.all(['send-a', 'send-b', 'send-c'].map((name) => startPod(name, env)))));
+      const env = { WEBHOOK_URL: `${sink.url}/webhook`, WEBHOOK_CONCURRENCY: '10' };
+      const names = ['send-a', 'send-b', 'send-c'];
+      pods.push(...(await Promise.all(names.map((name) => startTestService(db().url, { ...env, INSTANCE_ID: name })))));
     });
     after(async () => {
-      await stopPods(pods);
+      await Promise.all(pods.map((pod) => pod.stop()));
       await sink.close();
     });
 

@@ -1,19 +1,21 @@
 import { expect } from 'chai';
 import { type ReceivedItem, type RunningSink, startSink } from '../../src/sink/server.ts';
-import { type Pod, startPod, stopPods } from '../support/pods.ts';
 import { useTestDatabase } from '../support/postgres.ts';
-import { api, eventually } from '../support/service.ts';
+import { api, eventually, startTestService, type TestService } from '../support/service.ts';
 
 /**
- * Two real service processes on one database and the project's sink: the
+ * Two service instances on one database and the project's sink: the
  * outbound rate limit and the Retry-After pause hold for both pods together,
  * and a message is not delivered before its sendAt. Timings are read at the
- * sink, as a provider would see them.
+ * sink, as a provider would see them. The two pods share nothing but the
+ * database (each has its own pools, registry and webhook client), so they run
+ * in this process; the process boundary is tested in job-engine.test.ts.
  */
 describe('outbound rate limit, pause and send-at across two pods', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
-  const pods: Pod[] = [];
+  const pods: TestService[] = [];
+  const names = ['limit-a', 'limit-b'];
   let sink: RunningSink;
   /** The sink answers 429 once, then accepts again (set by the pause test). */
   let rejectOnce = false;
@@ -28,14 +30,13 @@ describe('outbound rate limit, pause and send-at across two pods', function () {
       },
     });
     const env = {
-      DATABASE_URL: db().url,
       WEBHOOK_URL: `${sink.url}/webhook`,
       WEBHOOK_RATE_LIMIT_PER_SECOND: '20',
       WEBHOOK_CONCURRENCY: '10',
       // One run at a time per pod: with two sender jobs, each pod runs one.
       WORKER_COUNT: '1',
     };
-    pods.push(...(await Promise.all(['limit-a', 'limit-b'].map((name) => startPod(name, env)))));
+    pods.push(...(await Promise.all(names.map((name) => startTestService(db().url, { ...env, INSTANCE_ID: name })))));
     await api(pods[0]!.url, 'PUT', '/jobs/stop', { name: 'message-sender' });
     // Two sender jobs, so both pods run sends at the same time.
     for (const name of ['sender-1', 'sender-2']) {
@@ -50,13 +51,13 @@ describe('outbound rate limit, pause and send-at across two pods', function () {
     }
   });
   after(async () => {
-    await stopPods(pods);
+    await Promise.all(pods.map((pod) => pod.stop()));
     await sink.close();
   });
   beforeEach(() => sink.clear());
 
   const times = (items: ReceivedItem[]) => items.map((item) => Date.parse(item.receivedAt)).sort((a, b) => a - b);
-  const metric = async (pod: Pod, name: string) => {
+  const metric = async (pod: TestService, name: string) => {
     const text = await (await fetch(`${pod.url}/metrics`)).text();
     return text
       .split('\n')
@@ -83,11 +84,11 @@ describe('outbound rate limit, pause and send-at across two pods', function () {
     }
     expect(busiest, 'deliveries in the busiest one-second window').to.be.at.most(40);
     // Both pods sent, and both were held back by the shared limit.
-    for (const pod of pods) {
-      expect(await metric(pod, 'job_manager_messages_sent_total'), pod.name).to.be.greaterThan(0);
+    for (const [index, pod] of pods.entries()) {
+      expect(await metric(pod, 'job_manager_messages_sent_total'), names[index]).to.be.greaterThan(0);
       expect(
         await metric(pod, 'job_manager_webhook_deliveries_held_back_total{reason="rate_limit"}'),
-        pod.name,
+        names[index],
       ).to.be.greaterThan(0);
     }
   });

@@ -1,6 +1,8 @@
 import { LiveConfig } from '../../src/config/live-config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { type Service, type ServiceOptions, startService } from '../../src/service.ts';
+import { type TestDatabase, useTestDatabase } from './postgres.ts';
+import { rawRequest } from './raw-http.ts';
 
 export interface TestService extends Service {
   url: string;
@@ -25,7 +27,12 @@ export async function startTestService(
   return { ...service, url: `http://127.0.0.1:${service.port}`, live };
 }
 
-/** JSON over real HTTP. */
+/**
+ * JSON over real HTTP (rawRequest): `body` is sent as JSON (a string as
+ * given), and the answer's body parsed as JSON when it is JSON, else the
+ * text. `path` is normalised and percent-encoded as a client library would
+ * (use rawRequest to send it exactly as given).
+ */
 export async function api(
   base: string,
   method: string,
@@ -33,15 +40,14 @@ export async function api(
   body?: unknown,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; body: any; headers: Headers }> {
-  const response = await fetch(`${base}${path}`, {
-    method,
+  const url = new URL(path, base);
+  const response = await rawRequest(base, method, url.pathname + url.search, {
     headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
-  const text = await response.text();
-  let parsed: unknown = text;
+  let parsed: unknown = response.text;
   try {
-    parsed = text ? JSON.parse(text) : undefined;
+    parsed = response.text ? JSON.parse(response.text) : undefined;
   } catch {
     // not JSON: keep the text
   }
@@ -62,4 +68,30 @@ export async function eventually<T>(
     last = await probe();
   }
   return last;
+}
+
+/**
+ * Mocha helper: a migrated database of its own and the service on it, for
+ * the current describe block (started in `before`, stopped in `after`).
+ * `const { db, service } = useTestService({ FETCH_INTERVAL_MS: '3600000' });`
+ * then `service().url` and `db().pool` inside tests. `settings` are
+ * environment-style settings as for startTestService.
+ */
+export function useTestService(
+  settings: Record<string, string> = {},
+  options: ServiceOptions = {},
+): { db: () => TestDatabase; service: () => TestService } {
+  const db = useTestDatabase();
+  let started: TestService | undefined;
+  before(async () => {
+    started = await startTestService(db().url, settings, options);
+  });
+  after(async () => {
+    await started?.stop();
+  });
+  const service = () => {
+    if (!started) throw new Error('test service not started (use inside a test or hook)');
+    return started;
+  };
+  return { db, service };
 }
