@@ -7,7 +7,7 @@ import { rawRequest } from '../support/raw-http.ts';
 import { useTestService } from '../support/service.ts';
 
 describe('API keys (issue 10, point 2)', () => {
-  const { db, service } = useTestService({ API_KEYS: 'first-key, second-key', FETCH_INTERVAL_MS: '3600000' });
+  const { service } = useTestService({ API_KEYS: 'first-key, second-key', FETCH_INTERVAL_MS: '3600000' });
   const get = (path: string, headers: Record<string, string> = {}) =>
     rawRequest(service().url, 'GET', path, { headers });
 
