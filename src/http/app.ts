@@ -96,13 +96,11 @@ export function createApp(settings: LiveSettings, spec: OpenApiDocument, deps: A
 
 /**
  * A request the intake rate limit counts: a message intake operation
- * (operations.ts) at its path exactly as openapi.yaml writes it. A trailing
- * slash (`POST /messages/`, which express serves too) is not counted, as it
- * never was.
+ * (operations.ts), at whichever path express serves it (`POST /messages/`
+ * with its trailing slash too).
  */
 function isIntake(routes: SpecRoutes, req: Request): boolean {
-  const route = routes.match(req.path);
-  return route?.template === req.path && intakeOperations.has(route.operations.get(req.method)?.operationId ?? '');
+  return intakeOperations.has(routes.operation(req.method, req.path)?.operationId ?? '');
 }
 
 /**

@@ -34,6 +34,21 @@ describe('intake rate limit per client (issue 10, point 8)', () => {
     return response.status;
   };
 
+  it('counts an intake request at any path express serves it: a trailing slash is the same bucket', async () => {
+    const service = await start({});
+    const statuses: number[] = [];
+    for (const path of ['/messages', '/messages/', '/messages/', '/messages/batch/']) {
+      const body = path.startsWith('/messages/batch') ? JSON.stringify({ messages: [JSON.parse(message)] }) : message;
+      const response = await rawRequest(service.url, 'POST', path, {
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      statuses.push(response.status);
+    }
+    expect(statuses).to.deep.equal([201, 201, 429, 429]);
+    expect(await post(service, {})).to.equal(429);
+  });
+
   it('gives each API key its own bucket, the same whether the key came as Bearer or X-API-Key', async () => {
     const service = await start({ API_KEYS: 'key-a,key-b,key-c' });
     expect(await post(service, { authorization: 'Bearer key-a' })).to.equal(201);
