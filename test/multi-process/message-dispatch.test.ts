@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
-import { type Pod, startPod, stopPods } from '../support/pods.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { startTestPod, stopAll, type TestProcess } from '../support/processes.ts';
 import { api, eventually } from '../support/service.ts';
 
 /**
@@ -14,15 +14,15 @@ describe('message dispatch across processes', function () {
 
   describe('three pods, 1,000 messages, a 1 s job with batch 100', () => {
     const db = useTestDatabase();
-    const pods: Pod[] = [];
+    const pods: TestProcess[] = [];
     let sink: RunningSink;
     before(async () => {
       sink = await startSink();
       const env = { DATABASE_URL: db().url, WEBHOOK_URL: `${sink.url}/webhook`, WEBHOOK_CONCURRENCY: '10' };
-      pods.push(...(await Promise.all(['send-a', 'send-b', 'send-c'].map((name) => startPod(name, env)))));
+      pods.push(...(await Promise.all(['send-a', 'send-b', 'send-c'].map((name) => startTestPod(name, env)))));
     });
     after(async () => {
-      await stopPods(pods);
+      await stopAll(pods);
       await sink.close();
     });
 
@@ -95,7 +95,7 @@ describe('message dispatch across processes', function () {
 
   describe('a pod killed with SIGKILL while it is sending', () => {
     const db = useTestDatabase();
-    const pods: Pod[] = [];
+    const pods: TestProcess[] = [];
     let sink: RunningSink;
     before(async () => {
       // Slow webhook and short leases: the victim is sure to die with sends in flight.
@@ -108,10 +108,10 @@ describe('message dispatch across processes', function () {
         JOB_LEASE_SECONDS: '3',
         WEBHOOK_CONCURRENCY: '10',
       };
-      pods.push(...(await Promise.all(['crash-a', 'crash-b', 'crash-c'].map((name) => startPod(name, env)))));
+      pods.push(...(await Promise.all(['crash-a', 'crash-b', 'crash-c'].map((name) => startTestPod(name, env)))));
     });
     after(async () => {
-      await stopPods(pods);
+      await stopAll(pods);
       await sink.close();
     });
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { type ReceivedItem, type RunningSink, startSink } from '../../src/sink/server.ts';
-import { type Pod, startPod, stopPods } from '../support/pods.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { startTestPod, stopAll, type TestProcess } from '../support/processes.ts';
 import { api, eventually } from '../support/service.ts';
 
 /**
@@ -13,7 +13,7 @@ import { api, eventually } from '../support/service.ts';
 describe('outbound rate limit, pause and send-at across two pods', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
-  const pods: Pod[] = [];
+  const pods: TestProcess[] = [];
   let sink: RunningSink;
   /** The sink answers 429 once, then accepts again (set by the pause test). */
   let rejectOnce = false;
@@ -35,7 +35,7 @@ describe('outbound rate limit, pause and send-at across two pods', function () {
       // One run at a time per pod: with two sender jobs, each pod runs one.
       WORKER_COUNT: '1',
     };
-    pods.push(...(await Promise.all(['limit-a', 'limit-b'].map((name) => startPod(name, env)))));
+    pods.push(...(await Promise.all(['limit-a', 'limit-b'].map((name) => startTestPod(name, env)))));
     await api(pods[0]!.url, 'PUT', '/jobs/stop', { name: 'message-sender' });
     // Two sender jobs, so both pods run sends at the same time.
     for (const name of ['sender-1', 'sender-2']) {
@@ -50,13 +50,13 @@ describe('outbound rate limit, pause and send-at across two pods', function () {
     }
   });
   after(async () => {
-    await stopPods(pods);
+    await stopAll(pods);
     await sink.close();
   });
   beforeEach(() => sink.clear());
 
   const times = (items: ReceivedItem[]) => items.map((item) => Date.parse(item.receivedAt)).sort((a, b) => a - b);
-  const metric = async (pod: Pod, name: string) => {
+  const metric = async (pod: TestProcess, name: string) => {
     const text = await (await fetch(`${pod.url}/metrics`)).text();
     return text
       .split('\n')
