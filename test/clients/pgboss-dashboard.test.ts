@@ -115,7 +115,7 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
     });
 
     it('starts the embedded database itself when the service is not running', async () => {
-      expect(await service!.stop(), 'service exit code').to.equal(0);
+      expect((await service!.stop()).code, 'service exit code').to.equal(0);
       service = undefined;
       dashboard = await startDashboardTool({ DATABASE_URL: undefined, DATA_DIR: data.dir });
       session = await openBrowser({ httpCredentials: { username: dashboard.username, password: dashboard.password } });

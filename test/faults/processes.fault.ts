@@ -106,7 +106,8 @@ describe('fault injection: the service processes', function () {
 
   it('6. one execution per run: a pod frozen mid-run (300 s job lease) is not doubled by a pg-boss retry', async () => {
     const s = await begin('6. frozen pod, pg-boss retry');
-    rig.receiver.latencyMs = 300;
+    // 100 ms a send, 5 at a time: the run of 400 lasts about 8 s, long enough to be frozen mid-run.
+    rig.receiver.latencyMs = 100;
     const env = s.env({ JOB_LEASE_SECONDS: '300', WEBHOOK_CONCURRENCY: '5' });
     const [a, b] = await twoPods(s, env);
     await s.seed(a, 500);
@@ -134,6 +135,7 @@ describe('fault injection: the service processes', function () {
       15_000,
     );
     // FAULT_FREEZE_MS=80000 reproduces the 80 s freeze (pg-boss's own heartbeat retry then arrives too).
+    // Not shorter than 25 s: a freeze that ends just as the sends in flight time out (5 s) resends them.
     await sleep(Math.max(0, Number(process.env.FAULT_FREEZE_MS ?? 25_000) - (Date.now() - frozenAt)));
     holder.kill('SIGCONT');
     s.faultEnded();
