@@ -7,6 +7,7 @@ import type { Page } from 'playwright-core';
 import { useTestDatabase } from '../support/postgres.ts';
 import {
   type BrowserSession,
+  closeBrowser,
   makeDataDir,
   openBrowser,
   type RunningDashboard,
@@ -65,6 +66,8 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
   let session: BrowserSession | undefined;
   let dashboard: RunningDashboard | undefined;
   let service: RunningService | undefined;
+
+  after(closeBrowser);
 
   afterEach(async function () {
     await screenshotOnFailure(this, session?.page);

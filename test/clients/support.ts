@@ -87,21 +87,33 @@ export interface BrowserSession {
 
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
+let running: Promise<Browser> | undefined;
+
+/** Debian's chromium, headless: one per test file (closeBrowser() in the file's `after`). */
+function sharedBrowser(): Promise<Browser> {
+  running ??= chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true });
+  return running;
+}
+
+/** Closes the file's chromium, if one was started. */
+export async function closeBrowser(): Promise<void> {
+  const browser = running;
+  running = undefined;
+  await (await browser)?.close();
+}
+
 /**
- * Debian's chromium, headless, with a new empty profile. Requests to any other
- * host are recorded and aborted (so nothing leaves the machine even when a
- * page tries).
+ * A page in a new browser context of the file's chromium: an empty profile
+ * of its own (no cookies, storage or credentials from another test). Requests
+ * to any other host are recorded and aborted (so nothing leaves the machine
+ * even when a page tries).
  */
 export async function openBrowser(options: { httpCredentials?: { username: string; password: string } } = {}) {
-  const profile = mkdtempSync(join(tmpdir(), 'jm-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    args: chromiumArgs,
-    headless: true,
+  const browser = await sharedBrowser();
+  const context = await browser.newContext({
     httpCredentials: options.httpCredentials,
     viewport: { width: 1280, height: 900 },
   });
-  const browser = context.browser() as Browser;
   const offHost: string[] = [];
   const serverErrors: string[] = [];
   const pageErrors: string[] = [];
@@ -112,7 +124,7 @@ export async function openBrowser(options: { httpCredentials?: { username: strin
       return route.abort('blockedbyclient');
     },
   );
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await context.newPage();
   page.on('response', (response) => {
     if (response.status() >= 500) serverErrors.push(`${response.status()} ${response.url()}`);
   });
@@ -129,7 +141,6 @@ export async function openBrowser(options: { httpCredentials?: { username: strin
     pageErrors,
     async close() {
       await context.close();
-      rmSync(profile, { recursive: true, force: true });
     },
   } satisfies BrowserSession;
 }

@@ -7,8 +7,10 @@ import { useTestDatabase } from '../support/postgres.ts';
 import { launch } from '../support/processes.ts';
 import { root } from './support.ts';
 
-/** ANSI colour codes (ESC [ … m) that pino-pretty writes on a terminal. */
-const ansi = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+/** ANSI control sequences (ESC [ … letter): pino-pretty's colours, npm's cursor moves for its spinner. */
+const ansi = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g');
+/** Text a terminal erases: whatever precedes "cursor to column 1, erase line" (npm's progress spinner). */
+const erased = new RegExp(`[^\\n]*${String.fromCharCode(27)}\\[1G${String.fromCharCode(27)}\\[0K`, 'g');
 
 /** Runs `npm start` (in a pseudo-terminal when `terminal`), waits until it is up, presses Ctrl-C; returns the output. */
 async function npmStart(
@@ -31,7 +33,8 @@ async function npmStart(
   const force = setTimeout(() => npm.killGroup(), 30_000);
   const { code } = await npm.exited;
   clearTimeout(force);
-  return { output: npm.output().replace(ansi, ''), code }; // the launcher ends lines at CRLF too
+  // What the terminal shows: the spinner npm erased is gone (the launcher ends lines at CRLF too).
+  return { output: npm.output().replace(erased, '').replace(ansi, ''), code };
 }
 
 /** The lines the service logged (npm's own "> job-manager start" header and the terminal's ^C echo left out). */
