@@ -7,6 +7,7 @@ import type { Page } from 'playwright-core';
 import { useTestDatabase } from '../support/postgres.ts';
 import {
   type BrowserSession,
+  closeBrowser,
   makeDataDir,
   openBrowser,
   type RunningDashboard,
@@ -66,6 +67,8 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
   let dashboard: RunningDashboard | undefined;
   let service: RunningService | undefined;
 
+  after(closeBrowser);
+
   afterEach(async function () {
     await screenshotOnFailure(this, session?.page);
     await session?.close();
@@ -115,7 +118,7 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
     });
 
     it('starts the embedded database itself when the service is not running', async () => {
-      expect(await service!.stop(), 'service exit code').to.equal(0);
+      expect((await service!.stop()).code, 'service exit code').to.equal(0);
       service = undefined;
       dashboard = await startDashboardTool({ DATABASE_URL: undefined, DATA_DIR: data.dir });
       session = await openBrowser({ httpCredentials: { username: dashboard.username, password: dashboard.password } });

@@ -3,7 +3,6 @@
 // storage) that scrapes a real service process and itself. A query that
 // errors, or one over a job_manager_* metric that returns no series, fails;
 // "Replicas" must count the one service instance and not Prometheus.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +10,8 @@ import { expect } from 'chai';
 import { parse, stringify } from 'yaml';
 import { findFreePort } from '../../src/db/embedded.ts';
 import { useTestDatabase } from '../support/postgres.ts';
-import { type RealProcess, type RunningService, root, startService } from './support.ts';
+import { launch, type TestProcess } from '../support/processes.ts';
+import { type RunningService, root, startService } from './support.ts';
 
 interface Target {
   expr?: string;
@@ -73,7 +73,7 @@ describe('Grafana dashboard queries in a real Prometheus', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
   let service: RunningService;
-  let prometheus: RealProcess & { base: string; storage: string };
+  let prometheus: TestProcess & { base: string; storage: string };
 
   before(async () => {
     service = await startService({ DATABASE_URL: db().url });
@@ -92,31 +92,16 @@ describe('Grafana dashboard queries in a real Prometheus', function () {
       scrape_configs: [serviceJob, { job_name: 'prometheus', static_configs: [{ targets: [`127.0.0.1:${port}`] }] }],
     };
     writeFileSync(join(storage, 'prometheus.yml'), stringify(config));
-    const child = spawn(
-      'prometheus',
-      [
+    const child = launch('prometheus', {
+      args: [
         `--config.file=${join(storage, 'prometheus.yml')}`,
         `--storage.tsdb.path=${join(storage, 'data')}`,
         `--web.listen-address=127.0.0.1:${port}`,
         '--log.level=warn',
       ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const chunks: string[] = [];
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    prometheus = {
-      child,
-      exited,
-      output: () => chunks.join(''),
-      base: `http://127.0.0.1:${port}`,
-      storage,
-      async stop() {
-        if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-        return exited;
-      },
-    };
+      keepLines: 500,
+    });
+    prometheus = Object.assign(child, { base: `http://127.0.0.1:${port}`, storage });
     await until('Prometheus ready', async () => ((await fetch(`${prometheus.base}/-/ready`)).ok ? true : undefined));
     // Enough scrapes of both targets for rate() over the substituted $__rate_interval.
     await until(

@@ -2,14 +2,13 @@
 // the service as `node src/main.ts`, the pg-boss dashboard as
 // `node src/tools/dashboard-cli.ts` (what `npm run dashboard` runs), and Debian's
 // chromium driven by playwright-core (never a downloaded browser).
-import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { launchNode, projectRoot, startPod, type TestProcess } from '../support/processes.ts';
 
-export const root = fileURLToPath(new URL('../..', import.meta.url));
+export const root = projectRoot;
 /** Screenshots of failed browser tests; .ci/run keeps the folder as a CI artifact. */
 export const artifactsDir = join(root, 'test-artifacts');
 
@@ -25,75 +24,21 @@ export const chromiumArgs = [
   '--disable-sync',
 ];
 
-export interface RealProcess {
-  child: ChildProcess;
-  /** stdout and stderr as received, for assertions and failure messages. */
-  output: () => string;
-  exited: Promise<number | null>;
-  /** SIGTERM (then SIGKILL after 20 s); resolves with the exit code. */
-  stop(): Promise<number | null>;
-}
-
-/** Spawns `node <entry>` in the project root with the given environment (added to this process's). */
-export function spawnReal(entry: string, env: Record<string, string | undefined>): RealProcess {
-  const child = spawn(process.execPath, [entry], {
-    cwd: root,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const chunks: string[] = [];
-  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
-  child.stderr?.setEncoding('utf8').on('data', (chunk: string) => chunks.push(chunk));
-  // 'close', not 'exit': 'exit' can come before the last output has been read.
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  return {
-    child,
-    output: () => chunks.join(''),
-    exited,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-      child.kill('SIGTERM');
-      const force = setTimeout(() => child.kill('SIGKILL'), 20_000);
-      const code = await exited;
-      clearTimeout(force);
-      return code;
-    },
-  };
-}
-
-/** Resolves with the first match of `pattern` in the process output; rejects on exit or after timeoutMs. */
-export async function waitForOutput(proc: RealProcess, pattern: RegExp, timeoutMs = 90_000): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs;
-  let exited = false;
-  proc.exited.then(() => {
-    exited = true;
-  });
-  while (Date.now() < deadline) {
-    const match = proc.output().match(pattern);
-    if (match) return match;
-    if (exited) throw new Error(`process exited before printing ${pattern}:\n${proc.output()}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`no ${pattern} within ${timeoutMs} ms:\n${proc.output()}`);
-}
-
-export interface RunningService extends RealProcess {
+export interface RunningService extends TestProcess {
   url: string;
 }
 
-/** The service as `npm start` runs it (src/main.ts), on a free port, JSON logs; resolves once it is up. */
-export async function startService(env: Record<string, string | undefined>): Promise<RunningService> {
-  const proc = spawnReal('src/main.ts', { PORT: '0', LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env });
-  try {
-    const [, port] = await waitForOutput(proc, /"port":(\d+)[^\n]*"msg":"job-manager is up"/);
-    return { ...proc, url: `http://127.0.0.1:${port}` };
-  } catch (error) {
-    await proc.stop();
-    throw error;
-  }
+/** The service as `npm start` runs it (src/main.ts) in the project root, on a free port, JSON logs; resolves once it is up. */
+export function startService(env: Record<string, string | undefined>): Promise<RunningService> {
+  // INSTANCE_ID as npm start would have it: this environment's, else the service's hostname-pid default.
+  return startPod(
+    'service',
+    { INSTANCE_ID: process.env.INSTANCE_ID, ...env },
+    { inheritEnv: true, cwd: root, timeoutMs: 90_000 },
+  );
 }
 
-export interface RunningDashboard extends RealProcess {
+export interface RunningDashboard extends TestProcess {
   url: string;
   username: string;
   password: string;
@@ -102,17 +47,20 @@ export interface RunningDashboard extends RealProcess {
 
 /** `npm run dashboard` (src/tools/dashboard-cli.ts) on any free port; resolves with what it printed. */
 export async function startDashboardTool(env: Record<string, string | undefined>): Promise<RunningDashboard> {
-  const proc = spawnReal('src/tools/dashboard-cli.ts', { DASHBOARD_PORT: '0', ...env });
+  const proc = launchNode(join(root, 'src/tools/dashboard-cli.ts'), {
+    cwd: root,
+    env: { DASHBOARD_PORT: '0', ...env },
+  });
   try {
-    const [banner] = await waitForOutput(proc, /pg-boss dashboard for job-manager[\s\S]*?Ctrl-C stops it\./);
+    const [banner] = await proc.waitForOutput(/pg-boss dashboard for job-manager[\s\S]*?Ctrl-C stops it\./);
     const field = (name: string) => new RegExp(`^\\s*${name}:\\s+(\\S+)`, 'm').exec(banner)?.[1];
     const url = field('URL');
     const username = field('user');
     const password = field('password');
     if (!url || !username || !password) throw new Error(`URL or credentials missing from:\n${banner}`);
-    return { ...proc, url, username, password, banner };
+    return Object.assign(proc, { url, username, password, banner });
   } catch (error) {
-    await proc.stop();
+    await proc.stop('SIGTERM', 20_000);
     throw error;
   }
 }
@@ -139,21 +87,33 @@ export interface BrowserSession {
 
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
 
+let running: Promise<Browser> | undefined;
+
+/** Debian's chromium, headless: one per test file (closeBrowser() in the file's `after`). */
+function sharedBrowser(): Promise<Browser> {
+  running ??= chromium.launch({ executablePath: chromiumPath, args: chromiumArgs, headless: true });
+  return running;
+}
+
+/** Closes the file's chromium, if one was started. */
+export async function closeBrowser(): Promise<void> {
+  const browser = running;
+  running = undefined;
+  await (await browser)?.close();
+}
+
 /**
- * Debian's chromium, headless, with a new empty profile. Requests to any other
- * host are recorded and aborted (so nothing leaves the machine even when a
- * page tries).
+ * A page in a new browser context of the file's chromium: an empty profile
+ * of its own (no cookies, storage or credentials from another test). Requests
+ * to any other host are recorded and aborted (so nothing leaves the machine
+ * even when a page tries).
  */
 export async function openBrowser(options: { httpCredentials?: { username: string; password: string } } = {}) {
-  const profile = mkdtempSync(join(tmpdir(), 'jm-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath: chromiumPath,
-    args: chromiumArgs,
-    headless: true,
+  const browser = await sharedBrowser();
+  const context = await browser.newContext({
     httpCredentials: options.httpCredentials,
     viewport: { width: 1280, height: 900 },
   });
-  const browser = context.browser() as Browser;
   const offHost: string[] = [];
   const serverErrors: string[] = [];
   const pageErrors: string[] = [];
@@ -164,7 +124,7 @@ export async function openBrowser(options: { httpCredentials?: { username: strin
       return route.abort('blockedbyclient');
     },
   );
-  const page = context.pages()[0] ?? (await context.newPage());
+  const page = await context.newPage();
   page.on('response', (response) => {
     if (response.status() >= 500) serverErrors.push(`${response.status()} ${response.url()}`);
   });
@@ -181,7 +141,6 @@ export async function openBrowser(options: { httpCredentials?: { username: strin
     pageErrors,
     async close() {
       await context.close();
-      rmSync(profile, { recursive: true, force: true });
     },
   } satisfies BrowserSession;
 }

@@ -10,6 +10,7 @@ import { parse } from 'yaml';
 import { useTestDatabase } from '../support/postgres.ts';
 import {
   type BrowserSession,
+  closeBrowser,
   openBrowser,
   type RunningService,
   root,
@@ -55,6 +56,8 @@ describe('Swagger UI in a real browser', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
   let session: BrowserSession | undefined;
+
+  after(closeBrowser);
 
   afterEach(async function () {
     await screenshotOnFailure(this, session?.page);

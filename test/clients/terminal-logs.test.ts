@@ -2,49 +2,39 @@
 // as a person's shell would. On a terminal the log is pino-pretty; piped, it
 // is JSON; LOG_FORMAT overrides either way. Ctrl-C (sent through the terminal)
 // stops it cleanly.
-import { spawn } from 'node:child_process';
 import { expect } from 'chai';
 import { useTestDatabase } from '../support/postgres.ts';
+import { launch } from '../support/processes.ts';
 import { root } from './support.ts';
 
-/** ANSI colour codes (ESC [ … m) that pino-pretty writes on a terminal. */
-const ansi = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+/** ANSI control sequences (ESC [ … letter): pino-pretty's colours, npm's cursor moves for its spinner. */
+const ansi = new RegExp(`${String.fromCharCode(27)}\\[[0-9;?]*[A-Za-z]`, 'g');
+/** Text a terminal erases: whatever precedes "cursor to column 1, erase line" (npm's progress spinner). */
+const erased = new RegExp(`[^\\n]*${String.fromCharCode(27)}\\[1G${String.fromCharCode(27)}\\[0K`, 'g');
 
 /** Runs `npm start` (in a pseudo-terminal when `terminal`), waits until it is up, presses Ctrl-C; returns the output. */
 async function npmStart(
   env: Record<string, string>,
   terminal: boolean,
 ): Promise<{ output: string; code: number | null }> {
-  const child = terminal
-    ? spawn('script', ['-qfec', 'npm start', '/dev/null'], { cwd: root, env: { ...process.env, ...env } })
-    : spawn('npm', ['start'], { cwd: root, env: { ...process.env, ...env }, detached: true });
-  let output = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    output += chunk;
-  });
-  // 'close', not 'exit': the output is read after the exit, and 'exit' can come before its last chunks.
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  const deadline = Date.now() + 60_000;
-  while (!/job-manager is up[\s\S]*\n/.test(output.replace(ansi, '')) && Date.now() < deadline) {
-    if (child.exitCode !== null) break;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const npm = terminal
+    ? launch('script', { args: ['-qfec', 'npm start', '/dev/null'], cwd: root, env, stdin: true })
+    : launch('npm', { args: ['start'], cwd: root, env, group: true });
+  // Up, or gone without coming up (a refused setting): either way the output says which.
+  await npm
+    .waitForLine((line) => String(line.msg).replace(ansi, '').includes('job-manager is up'), 60_000)
+    .catch(() => {});
   // Ctrl-C: through the terminal, or to npm's process group as a shell would.
-  if (child.exitCode === null) {
-    if (terminal) child.stdin.write('\x03');
-    else process.kill(-child.pid!, 'SIGINT');
+  if (npm.alive) {
+    if (terminal) npm.write('\x03');
+    else process.kill(-npm.pid, 'SIGINT');
   }
   // npm's group when detached: the service shares npm's output pipe, and 'close' waits for it too.
-  const force = setTimeout(() => {
-    if (terminal) child.kill('SIGKILL');
-    else process.kill(-child.pid!, 'SIGKILL');
-  }, 30_000);
-  const code = await exited;
+  const force = setTimeout(() => npm.killGroup(), 30_000);
+  const { code } = await npm.exited;
   clearTimeout(force);
-  return { output: output.replace(ansi, '').replaceAll('\r\n', '\n'), code };
+  // What the terminal shows: the spinner npm erased is gone (the launcher ends lines at CRLF too).
+  return { output: npm.output().replace(erased, '').replace(ansi, ''), code };
 }
 
 /** The lines the service logged (npm's own "> job-manager start" header and the terminal's ^C echo left out). */

@@ -3,8 +3,8 @@
 // values kept out, and the start-up failures' exit codes and messages.
 
 import { expect } from 'chai';
-import { lineMatching, type Running, runMain } from '../support/main-process.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { runMain, type TestProcess } from '../support/processes.ts';
 import { VaultStandIn } from '../support/vault-stand-in.ts';
 
 const secretPath = 'secret/data/job-manager';
@@ -13,7 +13,7 @@ describe('main.ts with Vault', function () {
   this.timeout(60_000);
   const db = useTestDatabase();
   let vault: VaultStandIn;
-  const running: Running[] = [];
+  const running: TestProcess[] = [];
 
   beforeEach(async () => {
     vault = await VaultStandIn.start();
@@ -27,7 +27,7 @@ describe('main.ts with Vault', function () {
     await vault.stop();
   });
 
-  function start(extra: Record<string, string> = {}): Running {
+  function start(extra: Record<string, string> = {}): TestProcess {
     const run = runMain({
       DATABASE_URL: db().url,
       PORT: '0',
@@ -50,7 +50,7 @@ describe('main.ts with Vault', function () {
       API_KEYS: 'key-one-55aa',
     });
     const run = start({ WORKER_COUNT: '1' });
-    const up = await lineMatching(run, (line) => line.msg === 'job-manager is up');
+    const up = await run.waitForLine((line) => line.msg === 'job-manager is up');
     expect(up.workers).to.equal(3);
 
     const health = await fetch(`http://127.0.0.1:${up.port}/health-check`);
@@ -65,19 +65,19 @@ describe('main.ts with Vault', function () {
       API_KEYS: 'key-one-55aa',
       PORT: 9999,
     });
-    const applied = await lineMatching(run, (line) => line.msg === 'configuration from Vault applied');
+    const applied = await run.waitForLine((line) => line.msg === 'configuration from Vault applied');
     expect(applied.workers).to.equal(6);
-    const restart = await lineMatching(run, (line) => String(line.msg).startsWith('needs restart'));
+    const restart = await run.waitForLine((line) => String(line.msg).startsWith('needs restart'));
     expect(restart.settings).to.deep.equal(['PORT']);
 
     vault.setSecret(secretPath, { WORKER_COUNT: 'zero' });
-    const refused = await lineMatching(run, (line) => String(line.msg).includes('refused'));
+    const refused = await run.waitForLine((line) => String(line.msg).includes('refused'));
     expect(refused.reason).to.include('WORKER_COUNT');
     const stillOk = await fetch(`http://127.0.0.1:${up.port}/health-check`);
     expect(((await stillOk.json()) as { checks: Record<string, string> }).checks.vault).to.equal('stale');
 
     run.child.kill('SIGTERM');
-    expect(await run.exited).to.equal(0);
+    expect((await run.exited).code).to.equal(0);
     expect(run.lines.some((line) => line.msg === 'stopped')).to.equal(true);
     for (const secret of [vault.rootToken, 'auth-value-8c1f', 'key-one-55aa']) {
       expect(run.output()).not.to.include(secret);
@@ -87,21 +87,21 @@ describe('main.ts with Vault', function () {
   it('exits 69 with "permission denied reading <path>" when Vault answers 403', async () => {
     vault.forbidden = true;
     const run = start();
-    expect(await run.exited).to.equal(69);
+    expect((await run.exited).code).to.equal(69);
     expect(run.output()).to.include(`permission denied reading ${secretPath}`);
   });
 
   it('exits 69 naming Vault when it stays unreachable', async () => {
     await vault.setOutage('closed');
     const run = start({ VAULT_START_TIMEOUT_MS: '500' });
-    expect(await run.exited).to.equal(69);
+    expect((await run.exited).code).to.equal(69);
     expect(run.output()).to.match(new RegExp(`Vault at ${vault.url} unreachable after \\d+ ms`));
   });
 
   it('exits 78 naming the key when a Vault value is invalid', async () => {
     vault.setSecret(secretPath, { MESSAGE_MAX_LENGTH: 'long' });
     const run = start();
-    expect(await run.exited).to.equal(78);
+    expect((await run.exited).code).to.equal(78);
     expect(run.output()).to.include('MESSAGE_MAX_LENGTH').and.to.include(`Vault at ${secretPath}`);
   });
 });

@@ -5,8 +5,6 @@
 // running; the dashboard tool still relays to the running service. Real
 // processes, real embedded PostgreSQL. (A server orphaned by a SIGKILLed
 // service is still stopped: test/db/embedded.test.ts.)
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -20,16 +18,16 @@ import {
   lockFileName,
   processStartTime,
 } from '../../src/db/data-dir-lock.ts';
-import { lineMatching, type Running, runMain } from '../support/main-process.ts';
+import { runMain, startBystander, type TestProcess } from '../support/processes.ts';
 
 const dashboardCli = fileURLToPath(new URL('../../src/tools/dashboard-cli.ts', import.meta.url));
 
 describe('one service per DATA_DIR (embedded PostgreSQL)', function () {
   this.timeout(120_000);
   let dir: string;
-  let first: Running;
+  let first: TestProcess;
   let port: number;
-  const others: Running[] = [];
+  const others: TestProcess[] = [];
 
   const postmasterPid = async () => Number((await readFile(join(dir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
   const isAlive = (pid: number) => {
@@ -44,7 +42,7 @@ describe('one service per DATA_DIR (embedded PostgreSQL)', function () {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'jm-data-dir-'));
     first = runMain({ DATA_DIR: dir });
-    port = (await lineMatching(first, (line) => line.msg === 'job-manager is up', 90_000)).port;
+    port = (await first.waitForLine((line) => line.msg === 'job-manager is up', 90_000)).port;
   });
   afterEach(async () => {
     for (const run of others.splice(0)) {
@@ -62,7 +60,7 @@ describe('one service per DATA_DIR (embedded PostgreSQL)', function () {
     const postgres = await postmasterPid();
     const second = runMain({ DATA_DIR: dir });
     others.push(second);
-    expect(await second.exited).to.equal(75);
+    expect((await second.exited).code).to.equal(75);
     const fatal = second.lines.find((line) => line.level === 'fatal');
     expect(fatal?.msg).to.equal(
       `cannot start: another job-manager (pid ${first.child.pid}) is using ${dir}; stop it, or set DATA_DIR to another folder (or DATABASE_URL to use your own PostgreSQL)`,
@@ -75,15 +73,15 @@ describe('one service per DATA_DIR (embedded PostgreSQL)', function () {
 
   it('lets the dashboard tool relay to the running service without stopping its database', async () => {
     const postgres = await postmasterPid();
-    const dashboard = runMain({ DATA_DIR: dir, DASHBOARD_PORT: '0' }, dashboardCli);
+    const dashboard = runMain({ DATA_DIR: dir, DASHBOARD_PORT: '0' }, { entry: dashboardCli });
     others.push(dashboard);
-    const url = (await lineMatching(dashboard, (line) => /^ {2}URL: /.test(line.msg ?? ''), 60_000)).msg
+    const url = (await dashboard.waitForLine((line) => /^ {2}URL: /.test(line.msg ?? ''), 60_000)).msg
       .replace(/^ {2}URL: +/, '')
       .trim();
     expect((await fetch(url)).status, 'the dashboard answers (401 without its credentials)').to.equal(401);
     expect(dashboard.output()).to.not.include('starting it for the dashboard');
     dashboard.child.kill('SIGTERM');
-    expect(await dashboard.exited).to.equal(0);
+    expect((await dashboard.exited).code).to.equal(0);
     expect(isAlive(postgres), "the service's PostgreSQL after the dashboard stopped").to.equal(true);
     expect((await fetch(`http://127.0.0.1:${port}/jobs`)).status).to.equal(200);
   });
@@ -91,22 +89,21 @@ describe('one service per DATA_DIR (embedded PostgreSQL)', function () {
   it('gives the folder back on a clean stop, so the next start takes it', async () => {
     expect(existsSync(join(dir, lockFileName)), 'lock while running').to.equal(true);
     first.child.kill('SIGTERM');
-    expect(await first.exited).to.equal(0);
+    expect((await first.exited).code).to.equal(0);
     expect(existsSync(join(dir, lockFileName)), 'lock after a clean stop').to.equal(false);
   });
 });
 
 describe('DATA_DIR lock (db/data-dir-lock.ts)', () => {
   let dir: string;
-  let bystander: ChildProcess;
+  let bystander: TestProcess;
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'jm-lock-'));
-    bystander = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+    bystander = startBystander();
   });
   afterEach(async () => {
-    const exited = once(bystander, 'exit');
     bystander.kill('SIGKILL');
-    await exited;
+    await bystander.exited;
     await rm(dir, { recursive: true, force: true });
   });
   const writeLock = (owner: object) => writeFile(join(dir, lockFileName), JSON.stringify(owner));
@@ -116,7 +113,7 @@ describe('DATA_DIR lock (db/data-dir-lock.ts)', () => {
     const error = await lockDataDir(dir).catch((failure: Error) => failure);
     expect(error).to.be.instanceOf(DataDirInUseError);
     expect((error as DataDirInUseError).ownerPid).to.equal(bystander.pid);
-    expect(bystander.exitCode).to.equal(null);
+    expect(bystander.child.exitCode).to.equal(null);
   });
 
   it('takes over a lock whose pid now belongs to another process (other start time: reused after a restart)', async () => {
@@ -128,8 +125,8 @@ describe('DATA_DIR lock (db/data-dir-lock.ts)', () => {
   });
 
   it('takes over a lock whose process is gone, and one that is not a lock at all', async () => {
-    const gone = spawn(process.execPath, ['-e', ''], { stdio: 'ignore' });
-    await once(gone, 'exit');
+    const gone = startBystander('');
+    await gone.exited;
     await writeLock({ pid: gone.pid, startTime: '1', since: 'test' });
     await (await lockDataDir(dir)).release();
     await writeFile(join(dir, lockFileName), 'garbage');

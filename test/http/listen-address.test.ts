@@ -4,21 +4,21 @@
 // ALLOW_UNAUTHENTICATED=true; with keys it listens on every interface.
 import { networkInterfaces } from 'node:os';
 import { expect } from 'chai';
-import { lineMatching, type Running, runMain } from '../support/main-process.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { runMain, type TestProcess } from '../support/processes.ts';
 
 /** src/main.ts as a real process (JSON logs at info, read line by line as they arrive). */
-function run(env: Record<string, string>): Running {
+function run(env: Record<string, string>): TestProcess {
   return runMain({ FETCH_INTERVAL_MS: '3600000', ...env });
 }
 
 /** Waits for the "job-manager is up" log line; returns its host and port. */
-async function upLine(started: Running): Promise<{ host: string; port: number }> {
-  const up = await lineMatching(started, (line) => line.msg === 'job-manager is up', 60_000);
+async function upLine(started: TestProcess): Promise<{ host: string; port: number }> {
+  const up = await started.waitForLine((line) => line.msg === 'job-manager is up', 60_000);
   return { host: up.host, port: up.port };
 }
 
-async function stop(started: Running): Promise<void> {
+async function stop(started: TestProcess): Promise<void> {
   if (started.child.exitCode === null) started.child.kill('SIGTERM');
   await started.exited;
 }
@@ -59,7 +59,7 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
   it('refuses HOST=0.0.0.0 without API_KEYS: exit 78 with a message naming HOST', async () => {
     for (const host of ['0.0.0.0', '::', externalAddress ?? '192.0.2.10']) {
       const started = run({ DATABASE_URL: db().url, HOST: host });
-      const code = await started.exited;
+      const { code } = await started.exited;
       expect(code, host).to.equal(78);
       const output = started.output();
       expect(output, host).to.include(`Invalid configuration: HOST is ${host}, which is reachable from the network`);

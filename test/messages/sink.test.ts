@@ -1,9 +1,8 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
+import { launchNode } from '../support/processes.ts';
 
 const message = { to: '+905551111111', content: 'hello' };
 
@@ -177,42 +176,23 @@ describe('webhook sink', () => {
     const mainPath = fileURLToPath(new URL('../../src/sink/main.ts', import.meta.url));
 
     it('starts from flags, prints its URL, applies them, and stops cleanly on SIGTERM', async () => {
-      const child = spawn(process.execPath, [mainPath, '--port', '0', '--host', '127.0.0.1', '--failure-rate', '1'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const sink = launchNode(mainPath, { args: ['--port', '0', '--host', '127.0.0.1', '--failure-rate', '1'] });
       try {
-        let output = '';
-        const url = await new Promise<string>((resolve, reject) => {
-          child.stdout.on('data', (chunk: Buffer) => {
-            output += chunk;
-            const match = /listening on (http:\/\/\S+)/.exec(output);
-            if (match) resolve(match[1]!);
-          });
-          child.once('exit', (code) => reject(new Error(`sink exited with ${code}: ${output}`)));
-        });
-        expect((await post(url, message, { 'idempotency-key': 'p1' })).status).to.equal(503);
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM');
-        const [code] = await exited;
+        const [, url] = await sink.waitForOutput(/listening on (http:\/\/\S+)/, 30_000);
+        expect((await post(url!, message, { 'idempotency-key': 'p1' })).status).to.equal(503);
+        const { code } = await sink.stop('SIGTERM');
         expect(code).to.equal(0);
-        expect(output).to.match(/sink stopped on SIGTERM: 1 received, 0 accepted/);
+        expect(sink.output()).to.match(/sink stopped on SIGTERM: 1 received, 0 accepted/);
       } finally {
-        if (child.exitCode === null) child.kill('SIGKILL');
+        sink.kill('SIGKILL');
       }
     });
 
-    /** Starts main.ts with `args`, resolves with its first stdout line and the child. */
+    /** Starts main.ts with `args`, resolves with its first output line and the child. */
     async function startMain(args: string[]) {
-      const child = spawn(process.execPath, [mainPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let output = '';
-      const line = await new Promise<string>((resolve, reject) => {
-        child.stdout.on('data', (chunk: Buffer) => {
-          output += chunk;
-          if (output.includes('\n')) resolve(output.split('\n')[0]!);
-        });
-        child.once('exit', (code) => reject(new Error(`sink exited with ${code}: ${output}`)));
-      });
-      return { child, line };
+      const child = launchNode(mainPath, { args });
+      const { msg: line } = await child.waitForLine(() => true);
+      return { child, line: String(line) };
     }
 
     /** Whether a TCP connection to host:port is accepted. 127.0.0.2 is loopback too, but only a wildcard bind answers it. */
@@ -253,28 +233,17 @@ describe('webhook sink', () => {
     });
 
     it('refuses an invalid flag with exit code 2 and names it', async () => {
-      const child = spawn(process.execPath, [mainPath, '--failure-rate', '1.5'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk;
-      });
-      const [code] = await once(child, 'exit');
+      const sink = launchNode(mainPath, { args: ['--failure-rate', '1.5'] });
+      const { code } = await sink.exited;
       expect(code).to.equal(2);
-      expect(stderr).to.include('--failure-rate (SINK_FAILURE_RATE) must be a number 0..1, got "1.5"');
+      expect(sink.output()).to.include('--failure-rate (SINK_FAILURE_RATE) must be a number 0..1, got "1.5"');
     });
 
     it('takes its settings from the environment too', async () => {
-      const child = spawn(process.execPath, [mainPath], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, SINK_LATENCY_MS: '-5' },
-      });
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk;
-      });
-      const [code] = await once(child, 'exit');
+      const sink = launchNode(mainPath, { env: { SINK_LATENCY_MS: '-5' } });
+      const { code } = await sink.exited;
       expect(code).to.equal(2);
-      expect(stderr).to.include('--latency-ms (SINK_LATENCY_MS) must be an integer 0..600000, got "-5"');
+      expect(sink.output()).to.include('--latency-ms (SINK_LATENCY_MS) must be an integer 0..600000, got "-5"');
     });
   });
 });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { type Pod, startPod, stopPods } from '../support/pods.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { startTestPod, stopAll, type TestProcess } from '../support/processes.ts';
 import { createTestRunsTable } from '../support/recording-handler.ts';
 import { runsNotSettled } from '../support/runs.ts';
 import { api, eventually } from '../support/service.ts';
@@ -13,15 +13,15 @@ import { api, eventually } from '../support/service.ts';
 describe('job engine across processes', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
-  const pods: Pod[] = [];
+  const pods: TestProcess[] = [];
   const env = () => ({ DATABASE_URL: db().url, JOB_LEASE_SECONDS: '2', FETCH_INTERVAL_MS: '10000' });
 
   before(async () => {
     await db().pool.query(createTestRunsTable);
-    pods.push(...(await Promise.all(['pod-a', 'pod-b', 'pod-c'].map((name) => startPod(name, env())))));
+    pods.push(...(await Promise.all(['pod-a', 'pod-b', 'pod-c'].map((name) => startTestPod(name, env())))));
     await api(pods[0]!.url, 'PUT', '/jobs/stop', { name: 'message-sender' });
   });
-  after(() => stopPods(pods));
+  after(() => stopAll(pods));
 
   it('runs every slot of every 1 s job exactly once across three pods', async () => {
     const names = ['tick-1', 'tick-2', 'tick-3', 'tick-4'];
@@ -154,7 +154,7 @@ describe('job engine across processes', function () {
   });
 
   it('SIGTERM during a run lets the run finish and exits 0', async () => {
-    const pod = await startPod('pod-term', env());
+    const pod = await startTestPod('pod-term', env());
     pods.push(pod);
     // Whichever pod claims the run is the one sent SIGTERM.
     const created = await api(pod.url, 'POST', '/jobs', {
@@ -171,7 +171,7 @@ describe('job engine across processes', function () {
     );
     const runner = pods.find((candidate) => candidate.name === started[0].instance)!;
     runner.kill('SIGTERM');
-    expect(await runner.exited).to.equal(0);
+    expect((await runner.exited).code).to.equal(0);
     const { rows } = await db().pool.query("SELECT finished_at FROM test_runs WHERE job_name = 'term-sleep3000'");
     expect(rows).to.have.length(1);
     expect(rows[0].finished_at, 'the run completed before the process exited').to.not.equal(null);

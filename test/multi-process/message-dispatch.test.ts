@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
-import { type Pod, startPod, stopPods } from '../support/pods.ts';
 import { useTestDatabase } from '../support/postgres.ts';
+import { startTestPod, stopAll, type TestProcess } from '../support/processes.ts';
 import { api, eventually, startTestService, type TestService } from '../support/service.ts';
 
 /**
@@ -98,7 +98,7 @@ describe('message dispatch across processes', function () {
 
   describe('a pod killed with SIGKILL while it is sending', () => {
     const db = useTestDatabase();
-    const pods: Pod[] = [];
+    const pods: TestProcess[] = [];
     let sink: RunningSink;
     before(async () => {
       // Slow webhook and short leases: the victim is sure to die with sends in flight.
@@ -111,10 +111,10 @@ describe('message dispatch across processes', function () {
         JOB_LEASE_SECONDS: '3',
         WEBHOOK_CONCURRENCY: '10',
       };
-      pods.push(...(await Promise.all(['crash-a', 'crash-b', 'crash-c'].map((name) => startPod(name, env)))));
+      pods.push(...(await Promise.all(['crash-a', 'crash-b', 'crash-c'].map((name) => startTestPod(name, env)))));
     });
     after(async () => {
-      await stopPods(pods);
+      await stopAll(pods);
       await sink.close();
     });
 

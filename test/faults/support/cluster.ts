@@ -1,9 +1,10 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { findFreePort } from '../../../src/db/embedded.ts';
+import { launch, type TestProcess } from '../../support/processes.ts';
 
 /**
  * A throwaway PostgreSQL cluster the fault suite owns: it can stop it
@@ -17,8 +18,7 @@ export class PgCluster {
   readonly dir: string;
   readonly #bin: string;
   readonly #user: { uid: number; gid: number } | undefined;
-  #server: ChildProcess | undefined;
-  #log: string[] = [];
+  #server: TestProcess | undefined;
 
   private constructor(bin: string, dir: string, port: number, user: { uid: number; gid: number } | undefined) {
     this.#bin = bin;
@@ -34,10 +34,12 @@ export class PgCluster {
     const dir = join(root, 'data');
     const user = process.getuid?.() === 0 ? postgresUser() : undefined;
     if (user) chownSync(root, user.uid, user.gid);
-    execFileSync(join(bin, 'initdb'), ['-D', dir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'], {
-      stdio: 'pipe',
-      ...(user ?? {}),
+    const initdb = launch(join(bin, 'initdb'), {
+      args: ['-D', dir, '-U', 'postgres', '--auth=trust', '--encoding=UTF8', '--no-sync'],
+      user,
     });
+    const { code } = await initdb.exited;
+    if (code !== 0) throw new Error(`initdb exited with ${code}:\n${initdb.output()}`);
     const cluster = new PgCluster(bin, dir, await findFreePort(), user);
     await cluster.start();
     return cluster;
@@ -52,9 +54,9 @@ export class PgCluster {
   }
 
   async start(): Promise<void> {
-    const server = spawn(
-      join(this.#bin, 'postgres'),
-      [
+    const server = launch(join(this.#bin, 'postgres'), {
+      name: 'postgres',
+      args: [
         '-D',
         this.dir,
         '-p',
@@ -68,29 +70,22 @@ export class PgCluster {
         '-c',
         'max_connections=200',
       ],
-      { stdio: ['ignore', 'ignore', 'pipe'], ...(this.#user ?? {}) },
-    );
-    server.stderr?.on('data', (chunk: Buffer) => {
-      this.#log.push(chunk.toString());
-      if (this.#log.length > 200) this.#log.shift();
+      user: this.#user,
+      keepLines: 200,
     });
     this.#server = server;
     const deadline = Date.now() + 30_000;
     for (;;) {
-      if (server.exitCode !== null) throw new Error(`postgres exited:\n${this.#log.join('')}`);
+      if (!server.alive) throw new Error(`postgres exited:\n${server.output()}`);
       if (await this.#accepts()) return;
-      if (Date.now() > deadline) throw new Error(`postgres did not start:\n${this.#log.join('')}`);
+      if (Date.now() > deadline) throw new Error(`postgres did not start:\n${server.output()}`);
       await sleep(100);
     }
   }
 
   /** `pg_ctl stop -m fast`: SIGINT to the postmaster, wait for it to exit. */
   async stop(): Promise<void> {
-    const server = this.#server;
-    if (!server || server.exitCode !== null) return;
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill('SIGINT');
-    await exited;
+    await this.#server?.stop('SIGINT', Number.POSITIVE_INFINITY);
     this.#server = undefined;
   }
 
@@ -119,11 +114,7 @@ export class PgCluster {
   #allPids(): number[] {
     const pid = this.#server?.pid;
     if (!pid) return [];
-    const children = execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .map((line) => Number(line.trim()))
-      .filter((value) => value > 0);
-    return [pid, ...children];
+    return [pid, ...childPids(pid)];
   }
 
   async #accepts(): Promise<boolean> {
@@ -148,14 +139,29 @@ function findBinaries(): string {
   return found;
 }
 
-function postgresUser(): { uid: number; gid: number } {
-  try {
-    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-    return { uid, gid };
-  } catch {
-    throw new Error('running as root needs a "postgres" user to own the throwaway cluster (useradd postgres)');
-  }
+/** Processes whose parent is `parent` (from /proc: the postmaster's backends). */
+function childPids(parent: number): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+        // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so read after the last ')'.
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === parent;
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
 }
 
-export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The uid and gid of the `postgres` user, from /etc/passwd. */
+function postgresUser(): { uid: number; gid: number } {
+  const entry = readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .map((line) => line.split(':'))
+    .find((fields) => fields[0] === 'postgres');
+  if (!entry)
+    throw new Error('running as root needs a "postgres" user to own the throwaway cluster (useradd postgres)');
+  return { uid: Number(entry[2]), gid: Number(entry[3]) };
+}

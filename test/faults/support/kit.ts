@@ -1,9 +1,64 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
-import type { PgCluster } from './cluster.ts';
-import { sleep } from './cluster.ts';
-import { http, type ServicePod, startPod, stopPods } from './pods.ts';
-import type { Receiver } from './receiver.ts';
-import type { RunningToxiproxy } from './toxiproxy.ts';
+import { startPod, stopAll, type TestProcess } from '../../support/processes.ts';
+import { PgCluster } from './cluster.ts';
+import { Receiver } from './receiver.ts';
+import { type RunningToxiproxy, startToxiproxy } from './toxiproxy.ts';
+
+/** A service process of the fault suite (fault-pod.ts: src/main.ts, its clock maybe shifted). */
+export type ServicePod = TestProcess;
+
+const faultPodEntry = new URL('./fault-pod.ts', import.meta.url).pathname;
+
+/**
+ * Starts a fault pod in its own process group (killGroup() also reaches an
+ * embedded PostgreSQL it started) with PATH and HOME only plus `env`; resolves
+ * once it serves HTTP.
+ */
+export function startFaultPod(name: string, env: Record<string, string>, timeoutMs = 60_000): Promise<ServicePod> {
+  return startPod(
+    name,
+    { HOME: process.env.HOME ?? '/root', ...env },
+    { entry: faultPodEntry, group: true, timeoutMs },
+  );
+}
+
+/** Resolves once `probe` is true (checked every 50 ms); rejects after `timeoutMs`. */
+export async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+/** JSON over HTTP with a timeout; never throws (status 0 when there was no answer). */
+export async function http(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  timeoutMs = 5_000,
+): Promise<{ status: number; body: any; headers: Headers }> {
+  try {
+    const response = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await response.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      // not JSON
+    }
+    return { status: response.status, body: parsed, headers: response.headers };
+  } catch {
+    return { status: 0, body: undefined, headers: new Headers() };
+  }
+}
 
 /** What every scenario shares: the suite's PostgreSQL, webhook receiver and (maybe) Toxiproxy. */
 export interface FaultRig {
@@ -82,7 +137,7 @@ export class Scenario {
   }
 
   async pod(name: string, env: Record<string, string>): Promise<ServicePod> {
-    const pod = await startPod(`${this.name.split(' ')[0]}-${name}`, env);
+    const pod = await startFaultPod(`${this.name.split(' ')[0]}-${name}`, env);
     this.pods.push(pod);
     return pod;
   }
@@ -133,12 +188,7 @@ export class Scenario {
 
   /** Waits until the receiver has accepted at least `count` of this scenario's messages. */
   async waitDelivered(count: number, timeoutMs = 60_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.rig.receiver.accepted < count) {
-      if (Date.now() > deadline)
-        throw new Error(`only ${this.rig.receiver.accepted} of ${count} delivered within ${timeoutMs} ms`);
-      await sleep(50);
-    }
+    await until(`${count} delivered`, () => this.rig.receiver.accepted >= count, timeoutMs);
   }
 
   /** Waits until every message is `sent` in the database. */
@@ -213,7 +263,7 @@ export class Scenario {
   }
 
   async cleanUp(): Promise<void> {
-    await stopPods(this.pods);
+    await stopAll(this.pods);
     await this.rig.toxiproxy?.client.reset().catch(() => {});
     if (this.database)
       await this.rig.cluster.query(`DROP DATABASE IF EXISTS ${this.database} WITH (FORCE)`).catch(() => {});
@@ -248,4 +298,104 @@ export function printTable(rows: ResultRow[]): string {
       .map((cell, column) => (column === 0 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!)))
       .join('  ');
   return [format(header), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(format)].join('\n');
+}
+
+export interface FaultSuite {
+  rig: FaultRig;
+  /** Starts scenario `name`: its own database on the file's cluster, the receiver reset. */
+  begin(name: string): Promise<Scenario>;
+  /** Skips the test (with a table row) when Toxiproxy is not installed. */
+  skipWithoutProxy(context: Mocha.Context, name: string): void;
+  /** Two pods on `env`, the seeded job stopped; resolves with both. */
+  twoPods(s: Scenario, env: Record<string, string>): Promise<readonly [ServicePod, ServicePod]>;
+}
+
+/**
+ * The hooks of one fault file, called inside its describe: one PostgreSQL
+ * cluster, one receiver and (when installed) one Toxiproxy for the file's
+ * scenarios, each scenario on its own database; after a scenario the cluster
+ * is thawed and restarted if it is down, the pods stopped, the database
+ * dropped. The file's results table is printed at the end. Files share
+ * nothing, so mocha runs them in parallel: two workers take the files in name
+ * order, so the files are kept at about the same length (database, delivery,
+ * processes, surroundings: 60 to 95 s each on two cores).
+ */
+export function faultSuite(): FaultSuite {
+  const rig = {} as FaultRig;
+  let scenario: Scenario | undefined;
+  /** This file's first row in `results` (a mocha worker runs several files, one after the other). */
+  let firstRow = 0;
+
+  before(async function () {
+    this.timeout(120_000);
+    firstRow = results.length;
+    rig.cluster = await PgCluster.create();
+    rig.receiver = await new Receiver().start();
+    rig.toxiproxy = await startToxiproxy();
+    if (rig.toxiproxy) {
+      rig.pgProxyPort = (await rig.toxiproxy.proxy('postgres', `127.0.0.1:${rig.cluster.port}`)).port;
+      rig.webhookProxyPort = (await rig.toxiproxy.proxy('webhook', `127.0.0.1:${rig.receiver.port}`)).port;
+    }
+  });
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed' && scenario) recordFailure(scenario);
+    rig.cluster.freeze(false);
+    const up = await rig.cluster.query('SELECT 1').then(
+      () => true,
+      () => false,
+    );
+    if (!up) await rig.cluster.start().catch(() => {});
+    await scenario?.cleanUp();
+    scenario = undefined;
+  });
+
+  after(async () => {
+    await rig.toxiproxy?.stop();
+    await rig.receiver?.close();
+    await rig.cluster?.destroy();
+    const rows = results.slice(firstRow);
+    if (rows.length > 0) console.log(`\nfault scenarios\n${printTable(rows)}\n`);
+  });
+
+  return {
+    rig,
+    async begin(name) {
+      scenario = new Scenario(rig, name);
+      await scenario.createDatabase();
+      return scenario;
+    },
+    skipWithoutProxy(context, name) {
+      if (rig.toxiproxy) return;
+      console.log(`${name}: skipped, Toxiproxy server not found (${toxiproxyInstall})`);
+      results.push({ ...emptyRow(name), outcome: 'skipped', note: 'Toxiproxy not installed' });
+      context.skip();
+    },
+    async twoPods(s, env) {
+      const [a, b] = await Promise.all([s.pod('a', env), s.pod('b', env)]);
+      await s.quietDefaultJob(a);
+      return [a, b] as const;
+    },
+  };
+}
+
+const toxiproxyInstall = 'go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0';
+
+function emptyRow(scenario: string): ResultRow {
+  return { scenario, messages: 0, delivered: 0, resends: 0, lost: 0, recoverySeconds: undefined, outcome: 'passed' };
+}
+
+/** A failed scenario's table row (unless finish() wrote one) and its pods' last lines. */
+function recordFailure(scenario: Scenario): void {
+  const { receiver } = scenario.rig;
+  if (!results.some((row) => row.scenario === scenario.name)) {
+    results.push({
+      ...emptyRow(scenario.name),
+      messages: scenario.ids.length,
+      delivered: scenario.ids.filter((id) => receiver.acceptedCount(id) > 0).length,
+      lost: Number.NaN,
+      outcome: 'failed',
+    });
+  }
+  for (const pod of scenario.pods) console.log(`--- ${pod.name} (last lines)\n${pod.tail()}`);
 }

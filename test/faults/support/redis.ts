@@ -1,32 +1,35 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { findFreePort } from '../../../src/db/embedded.ts';
-import { sleep } from './cluster.ts';
+import { launch, type TestProcess } from '../../support/processes.ts';
 
 /** A redis-server of the suite's own on a free loopback port (never the machine's), or undefined when not installed. */
 export class OwnRedis {
   readonly port: number;
-  #server: ChildProcess | undefined;
+  readonly #server: TestProcess;
 
-  private constructor(port: number) {
+  private constructor(port: number, server: TestProcess) {
     this.port = port;
+    this.#server = server;
   }
 
   static async start(): Promise<OwnRedis | undefined> {
     const binary = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((path) => existsSync(path));
     if (!binary) return undefined;
-    const redis = new OwnRedis(await findFreePort());
-    redis.#server = spawn(
-      binary,
-      ['--port', String(redis.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      {
-        stdio: 'ignore',
-      },
-    );
+    const port = await findFreePort();
+    const server = launch(binary, {
+      name: 'redis-server',
+      args: ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      keepLines: 200,
+    });
+    const redis = new OwnRedis(port, server);
     const deadline = Date.now() + 10_000;
     while (!(await redis.#accepts())) {
-      if (Date.now() > deadline) throw new Error('redis-server did not start');
+      if (Date.now() > deadline || !server.alive) {
+        server.killGroup();
+        throw new Error(`redis-server did not start:\n${server.output()}`);
+      }
       await sleep(50);
     }
     return redis;
@@ -37,11 +40,7 @@ export class OwnRedis {
   }
 
   async stop(): Promise<void> {
-    const server = this.#server;
-    if (!server || server.exitCode !== null) return;
-    const exited = new Promise((resolve) => server.once('exit', resolve));
-    server.kill('SIGTERM');
-    await exited;
+    await this.#server.stop('SIGTERM');
   }
 
   #accepts(): Promise<boolean> {

@@ -1,10 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type Proxy as ToxiProxy, Toxiproxy } from 'toxiproxy-node-client';
 import { findFreePort } from '../../../src/db/embedded.ts';
-import { sleep } from './cluster.ts';
+import { launch } from '../../support/processes.ts';
 
 /**
  * Toxiproxy (github.com/Shopify/toxiproxy v2.12, `go install
@@ -34,7 +34,11 @@ export async function startToxiproxy(): Promise<RunningToxiproxy | undefined> {
   const binary = toxiproxyBinary();
   if (!binary) return undefined;
   const port = await findFreePort();
-  const server: ChildProcess = spawn(binary, ['-host', '127.0.0.1', '-port', String(port)], { stdio: 'ignore' });
+  const server = launch(binary, {
+    name: 'toxiproxy',
+    args: ['-host', '127.0.0.1', '-port', String(port)],
+    keepLines: 200,
+  });
   const client = new Toxiproxy(`http://127.0.0.1:${port}`);
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -42,9 +46,9 @@ export async function startToxiproxy(): Promise<RunningToxiproxy | undefined> {
       await client.getVersion();
       break;
     } catch (error) {
-      if (Date.now() > deadline || server.exitCode !== null) {
-        server.kill('SIGKILL');
-        throw new Error(`toxiproxy at ${binary} did not start: ${String(error)}`);
+      if (Date.now() > deadline || !server.alive) {
+        server.killGroup();
+        throw new Error(`toxiproxy at ${binary} did not start: ${String(error)}\n${server.output()}`);
       }
       await sleep(100);
     }
@@ -57,9 +61,7 @@ export async function startToxiproxy(): Promise<RunningToxiproxy | undefined> {
       return { proxy, port: listenPort };
     },
     async stop() {
-      const exited = new Promise((resolve) => server.once('exit', resolve));
-      server.kill('SIGTERM');
-      await exited;
+      await server.stop('SIGTERM');
     },
   };
 }
