@@ -10,7 +10,7 @@ describe('configuration', () => {
     expect(config.redis.ttlSeconds).to.equal(604_800);
   });
 
-  it('reads the environment names of DESIGN.md, coercing numbers', () => {
+  it('reads the documented environment names, coercing numbers', () => {
     const config = resolveConfig({
       PORT: '9000',
       WORKER_COUNT: '12',

@@ -93,7 +93,7 @@ describe('message operations over HTTP', () => {
       ]) {
         const answer = await call('POST', '/messages', { to: '+905551111111', content: 'x', sendAt });
         expect(answer.status, String(sendAt)).to.equal(400);
-        // README.md: "an impossible date or one without an offset is a 400 invalid_send_at".
+        // docs/api.md: "an impossible date or one without an offset is a 400 invalid_send_at".
         expect(answer.body.error.code, String(sendAt)).to.equal('invalid_send_at');
         expect(answer.body.error.message, String(sendAt)).to.match(/sendAt/);
       }
@@ -412,7 +412,7 @@ describe('message operations over HTTP', () => {
       for (const key of ['', 'k'.repeat(256)]) {
         const answer = await keyed(key, { to: '+905551111111', content: 'x' });
         expect(answer.status, `${key.length} characters`).to.equal(400);
-        // The code README.md and openapi.yaml name for it, on both intake routes.
+        // The code docs/api.md and openapi.yaml name for it, on both intake routes.
         expect(answer.body.error.code, `${key.length} characters`).to.equal('invalid_idempotency_key');
         const batch = await keyed(key, { messages: [{ to: '+905551111111', content: 'x' }] }, '/messages/batch');
         expect(batch.body.error.code, `batch, ${key.length} characters`).to.equal('invalid_idempotency_key');
