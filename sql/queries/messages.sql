@@ -71,6 +71,7 @@ RETURNING id;
 -- (ANALYZE saw about one row) may put it on the rescanned inner side of a
 -- nested loop: every rescan skips the rows this statement already locked
 -- and chooses max_rows more, so the statement takes far more than max_rows.
+-- Every LIMIT ... SKIP LOCKED statement in sql/queries/ has this shape.
 WITH due AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'pending' AND NOT available AND next_attempt_at <= now()
@@ -209,8 +210,8 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
 -- messages that failed in [since, until) back to pending, oldest failure
 -- first. Rows locked by someone else (a concurrent cancel) are skipped; the
 -- caller repeats until a batch comes back short, so no statement ever locks
--- more than max_rows rows.
-WITH batch AS (
+-- more than max_rows rows (chosen once, see PromoteDueMessages).
+WITH batch AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'failed'
     AND updated_at >= coalesce(sqlc.narg(since)::timestamptz, '-infinity')

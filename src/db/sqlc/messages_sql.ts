@@ -548,7 +548,7 @@ export async function retryMessage(client: Client, args: RetryMessageArgs): Prom
 }
 
 export const retryFailedMessagesQuery = `-- name: RetryFailedMessages :one
-WITH batch AS (
+WITH batch AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'failed'
     AND updated_at >= coalesce($1::timestamptz, '-infinity')
