@@ -30,8 +30,10 @@ WHERE idempotency_keys.created_at <= now() - interval '24 hours'
 RETURNING idempotency_key;
 
 -- name: PurgeExpiredIdempotencyKeys :one
--- One bounded batch of the purge: at most max_rows keys older than 24 h.
-WITH expired AS (
+-- One bounded batch of the purge: at most max_rows keys older than 24 h,
+-- chosen once (MATERIALIZED): as a subquery joined into the DELETE, a plan
+-- from stale statistics may rescan it and delete max_rows more per rescan.
+WITH expired AS MATERIALIZED (
   SELECT scope, idempotency_key FROM idempotency_keys
   WHERE created_at <= now() - interval '24 hours'
   ORDER BY created_at

@@ -59,8 +59,10 @@ RETURNING id;
 -- The fetcher's claim: active jobs that are due and runs whose lease expired
 -- (a crashed pod), skipping rows another pod holds. next_run_at moves to the
 -- first slot after now on the job's own grid (no drift, missed slots coalesce);
--- a taken-over run keeps serving the slot it was claimed for.
-WITH due AS (
+-- a taken-over run keeps serving the slot it was claimed for. The due ids
+-- are chosen once (MATERIALIZED): as a subquery joined into the UPDATE, a
+-- plan from stale statistics may rescan it and claim max_jobs more per rescan.
+WITH due AS MATERIALIZED (
   SELECT id, CASE WHEN status = 'active' THEN next_run_at ELSE run_due_at END AS due_at
   FROM jobs
   WHERE (status = 'active' AND next_run_at <= now())

@@ -65,15 +65,23 @@ RETURNING id;
 -- promotes max_rows more, earliest due first, so a newer message already
 -- available can go out before an older one still waiting to be promoted; the
 -- backlog catches up by max_rows per claim.
-UPDATE messages AS m
-SET available = true
-FROM (
+--
+-- The due ids are chosen once, in a MATERIALIZED CTE, then joined by id.
+-- Written as a subquery in FROM instead, a plan made from stale statistics
+-- (ANALYZE saw about one row) may put it on the rescanned inner side of a
+-- nested loop: every rescan skips the rows this statement already locked
+-- and chooses max_rows more, so the statement takes far more than max_rows.
+-- Every LIMIT ... SKIP LOCKED statement in sql/queries/ has this shape.
+WITH due AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'pending' AND NOT available AND next_attempt_at <= now()
   ORDER BY next_attempt_at
   LIMIT sqlc.arg(max_rows)::integer
   FOR UPDATE SKIP LOCKED
-) AS due
+)
+UPDATE messages AS m
+SET available = true
+FROM due
 WHERE m.id = due.id;
 
 -- name: ClaimMessages :many
@@ -85,15 +93,10 @@ WHERE m.id = due.id;
 -- hand-written UPDATE, a pod of the previous version mid-deploy) leaves an
 -- available row that is not due. With an execution_id (a job
 -- run's execution fence, see BeginJobExecution) nothing is claimed once that
--- execution has been superseded.
-UPDATE messages AS m
-SET status = 'sending',
-    available = false,
-    attempts = m.attempts + 1,
-    lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
-    locked_by = sqlc.arg(owner)::text,
-    updated_at = now()
-FROM (
+-- execution has been superseded. The ids are chosen once (a MATERIALIZED
+-- CTE, see PromoteDueMessages), so no plan claims more than max_messages:
+-- a batch never exceeds the job's batch size or the delivery tokens granted.
+WITH due AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'pending' AND available AND next_attempt_at <= now()
     AND (sqlc.narg(execution_id)::uuid IS NULL
@@ -101,7 +104,15 @@ FROM (
   ORDER BY created_at, id
   LIMIT sqlc.arg(max_messages)::integer
   FOR UPDATE SKIP LOCKED
-) AS due
+)
+UPDATE messages AS m
+SET status = 'sending',
+    available = false,
+    attempts = m.attempts + 1,
+    lease_until = now() + make_interval(secs => sqlc.arg(lease_seconds)::integer),
+    locked_by = sqlc.arg(owner)::text,
+    updated_at = now()
+FROM due
 WHERE m.id = due.id
 RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 
@@ -199,8 +210,8 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
 -- messages that failed in [since, until) back to pending, oldest failure
 -- first. Rows locked by someone else (a concurrent cancel) are skipped; the
 -- caller repeats until a batch comes back short, so no statement ever locks
--- more than max_rows rows.
-WITH batch AS (
+-- more than max_rows rows (chosen once, see PromoteDueMessages).
+WITH batch AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'failed'
     AND updated_at >= coalesce(sqlc.narg(since)::timestamptz, '-infinity')

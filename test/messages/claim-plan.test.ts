@@ -23,11 +23,15 @@ function nodesOf(plan: PlanNode): PlanNode[] {
   return [plan, ...(plan.Plans ?? []).flatMap(nodesOf)];
 }
 
-/** The scans that choose rows; the pkey scan is an UPDATE finding each chosen row by id. */
+/**
+ * The scans that choose rows. Not counted: the CTE Scan that re-reads the ids
+ * the statement chose once (its materialized CTE), and the pkey scan, an
+ * UPDATE finding each chosen row by id.
+ */
 function choosingScans(nodes: PlanNode[]): PlanNode[] {
   return nodes.filter(
     (node) =>
-      node['Node Type'] !== 'Subquery Scan' &&
+      !['Subquery Scan', 'CTE Scan'].includes(node['Node Type']) &&
       node['Node Type'].includes('Scan') &&
       node['Index Name'] !== 'messages_pkey',
   );

@@ -110,7 +110,7 @@ export async function saveIdempotencyKey(client: Client, args: SaveIdempotencyKe
 }
 
 export const purgeExpiredIdempotencyKeysQuery = `-- name: PurgeExpiredIdempotencyKeys :one
-WITH expired AS (
+WITH expired AS MATERIALIZED (
   SELECT scope, idempotency_key FROM idempotency_keys
   WHERE created_at <= now() - interval '24 hours'
   ORDER BY created_at

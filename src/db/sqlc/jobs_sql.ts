@@ -283,7 +283,7 @@ export async function stopJobs(client: Client, args: StopJobsArgs): Promise<Stop
 }
 
 export const claimDueJobsQuery = `-- name: ClaimDueJobs :many
-WITH due AS (
+WITH due AS MATERIALIZED (
   SELECT id, CASE WHEN status = 'active' THEN next_run_at ELSE run_due_at END AS due_at
   FROM jobs
   WHERE (status = 'active' AND next_run_at <= now())

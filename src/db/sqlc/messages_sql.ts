@@ -186,15 +186,16 @@ export async function releaseExpiredMessageLeases(client: Client): Promise<Relea
 }
 
 export const promoteDueMessagesQuery = `-- name: PromoteDueMessages :execrows
-UPDATE messages AS m
-SET available = true
-FROM (
+WITH due AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'pending' AND NOT available AND next_attempt_at <= now()
   ORDER BY next_attempt_at
   LIMIT $1::integer
   FOR UPDATE SKIP LOCKED
-) AS due
+)
+UPDATE messages AS m
+SET available = true
+FROM due
 WHERE m.id = due.id`;
 
 export interface PromoteDueMessagesArgs {
@@ -211,14 +212,7 @@ export async function promoteDueMessages(client: Client, args: PromoteDueMessage
 }
 
 export const claimMessagesQuery = `-- name: ClaimMessages :many
-UPDATE messages AS m
-SET status = 'sending',
-    available = false,
-    attempts = m.attempts + 1,
-    lease_until = now() + make_interval(secs => $1::integer),
-    locked_by = $2::text,
-    updated_at = now()
-FROM (
+WITH due AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'pending' AND available AND next_attempt_at <= now()
     AND ($3::uuid IS NULL
@@ -226,7 +220,15 @@ FROM (
   ORDER BY created_at, id
   LIMIT $4::integer
   FOR UPDATE SKIP LOCKED
-) AS due
+)
+UPDATE messages AS m
+SET status = 'sending',
+    available = false,
+    attempts = m.attempts + 1,
+    lease_until = now() + make_interval(secs => $1::integer),
+    locked_by = $2::text,
+    updated_at = now()
+FROM due
 WHERE m.id = due.id
 RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at`;
 
@@ -546,7 +548,7 @@ export async function retryMessage(client: Client, args: RetryMessageArgs): Prom
 }
 
 export const retryFailedMessagesQuery = `-- name: RetryFailedMessages :one
-WITH batch AS (
+WITH batch AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'failed'
     AND updated_at >= coalesce($1::timestamptz, '-infinity')
