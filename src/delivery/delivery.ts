@@ -72,13 +72,13 @@ export async function createDelivery(settings: LiveSettings, deps: DeliveryDepen
     onChange: observeBreaker(metrics, logger),
   });
   const gate = createSharedDeliveryGate(pool, { ratePerSecond: () => settings.current.webhook.rateLimitPerSecond });
+  let client = buildClient(initial.webhook, logger);
+  let currentKey = clientKey(initial.webhook);
   const cache: SentCache = initial.redis.url
     ? await connectSentCache(initial.redis.url, initial.redis.ttlSeconds, logger, metrics)
     : disabledSentCache;
   /** Asked in this order at every stage of the loop; lanes first, so the others judge a message when a lane takes it. */
   const policies: DeliveryPolicyFactory[] = [lanes, shutdown, circuitBreaker(breaker), rateLimit(gate)];
-  let client = buildClient(initial.webhook, logger);
-  let currentKey = clientKey(initial.webhook);
   settings.onChange(async (next) => {
     breaker.setThreshold(next.webhook.breakerThreshold);
     const key = clientKey(next.webhook);
