@@ -1,9 +1,9 @@
 import pg from 'pg';
 import type { PgBoss } from 'pg-boss';
+import { LongLivedConnection } from '../db/long-lived-connection.ts';
 import { type ConnectionBounds, connectionSettings, type Pool } from '../db/pool.ts';
 import { claimDueJobs, listenJobsChanged, nextJobWakeUp } from '../db/sqlc/jobs_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
-import { withTimeout } from '../lib/with-timeout.ts';
 import type { Logger } from '../observability/logger.ts';
 import { enqueueRun, type RunRequest } from './run-queue.ts';
 
@@ -45,8 +45,7 @@ export class Scheduler {
   #running: Promise<void> | undefined;
   #again = false;
   #stopped = true;
-  #listener: pg.Client | undefined;
-  #listenerProbe: NodeJS.Timeout | undefined;
+  #listener: LongLivedConnection | undefined;
   #consecutiveErrors = 0;
 
   constructor(pool: Pool, boss: PgBoss, settings: SchedulerSettings, logger: Logger, events: SchedulerEvents = {}) {
@@ -88,11 +87,10 @@ export class Scheduler {
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    clearInterval(this.#listenerProbe);
     await this.#running;
     const listener = this.#listener;
     this.#listener = undefined;
-    if (listener) await withTimeout(listener.end(), 1_000).catch(() => destroy(listener));
+    await listener?.close();
   }
 
   /**
@@ -161,74 +159,50 @@ export class Scheduler {
    * Opens the LISTEN connection and keeps it honest: it is probed (LISTEN
    * again, an idempotent round trip) every few seconds, and one that errors,
    * ends or does not answer within 3 s (a frozen backend, a half-open network
-   * path) is replaced with a warning. Polling covers the gap.
+   * path) is replaced with a warning by one reconnect loop (capped backoff
+   * with jitter, see LongLivedConnection). Polling covers the gap.
    */
   async #listen(connectionString: string): Promise<void> {
-    const client = new pg.Client({
-      connectionString,
-      application_name: 'job-manager fetcher listener',
-      ...connectionSettings(this.#settings.connectionBounds),
+    const listener = new LongLivedConnection({
+      create: () => {
+        const client = new pg.Client({
+          connectionString,
+          application_name: 'job-manager fetcher listener',
+          ...connectionSettings(this.#settings.connectionBounds),
+        });
+        client.on('notification', () => this.wake());
+        return client;
+      },
+      setUp: async (client) => {
+        await listenJobsChanged(client);
+      },
+      probe: async (client) => {
+        await listenJobsChanged(client);
+      },
+      probeIntervalMs: this.#settings.listenProbeIntervalMs ?? 3_000,
+      probeTimeoutMs: listenProbeTimeoutMs,
+      onLost: (reason, error) => {
+        this.#logger.warn(
+          { err: error, reason },
+          'job change listener lost; replacing it (polling continues meanwhile)',
+        );
+        this.wake(); // a change may have been missed
+      },
+      onAttemptFailed: (error, attempt, delayMs) =>
+        this.#logger.warn(
+          { reason: (error as Error)?.message, attempt, retryInMs: delayMs },
+          'job change listener: reconnect failed',
+        ),
+      onReplaced: (_client, attempts) => {
+        this.#logger.info({ attempts }, 'job change listener replaced');
+        this.wake();
+      },
     });
-    let lost = false;
-    const replace = (reason: string, error?: unknown) => {
-      if (lost) return;
-      lost = true;
-      if (this.#listener === client) {
-        this.#listener = undefined;
-        clearInterval(this.#listenerProbe);
-      }
-      destroy(client);
-      if (this.#stopped) return;
-      this.#logger.warn({ err: error, reason }, 'job change listener lost; replacing it (polling continues meanwhile)');
-      this.wake(); // a change may have been missed
-      this.#reconnect(connectionString);
-    };
-    client.on('notification', () => this.wake());
-    client.on('error', (error) => replace('connection error', error));
-    client.on('end', () => replace('connection ended'));
-    try {
-      await client.connect();
-      await listenJobsChanged(client);
-    } catch (error) {
-      lost = true;
-      destroy(client);
-      throw error;
-    }
+    await listener.open();
     if (this.#stopped) {
-      destroy(client);
+      await listener.close();
       return;
     }
-    this.#listener = client;
-    clearInterval(this.#listenerProbe);
-    let probing = false;
-    this.#listenerProbe = setInterval(() => {
-      if (probing || lost) return;
-      probing = true;
-      withTimeout(listenJobsChanged(client), listenProbeTimeoutMs)
-        .catch((error: unknown) => replace('probe failed', error))
-        .finally(() => {
-          probing = false;
-        });
-    }, this.#settings.listenProbeIntervalMs ?? 3_000).unref();
+    this.#listener = listener;
   }
-
-  #reconnect(connectionString: string): void {
-    if (this.#stopped) return;
-    setTimeout(() => {
-      if (this.#stopped) return;
-      this.#listen(connectionString).then(
-        () => {
-          this.#logger.info('job change listener replaced');
-          this.wake();
-        },
-        () => this.#reconnect(connectionString),
-      );
-    }, 1_000).unref();
-  }
-}
-
-/** Drops a connection without waiting for the server (which may never answer). */
-function destroy(client: pg.Client): void {
-  client.end().catch(() => {});
-  (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
 }

@@ -4,19 +4,31 @@ import net from 'node:net';
  * A TCP forwarder on 127.0.0.1 in front of a real server, to cut the network
  * path under a running service: `close()` stops listening and drops every
  * connection (new connects are refused), `blackHole()` accepts connections and
- * never answers (a dead route), `open()` forwards again on the same port.
+ * never answers (a dead route), `hangUp()` accepts and closes each connection
+ * at once (a server that ends every session), `open()` forwards again on the
+ * same port. It counts the client connections it accepted (`accepted`), those
+ * open now (`current`) and the most ever open at once (`peak`, reset by
+ * `resetPeak()`).
  */
 export interface TcpForwarder {
   port: number;
+  readonly accepted: number;
+  readonly current: number;
+  readonly peak: number;
+  resetPeak(): void;
   open(): Promise<void>;
   close(): Promise<void>;
   blackHole(): Promise<void>;
+  hangUp(): Promise<void>;
   stop(): Promise<void>;
 }
 
 export async function startTcpForwarder(targetHost: string, targetPort: number): Promise<TcpForwarder> {
   const sockets = new Set<net.Socket>();
-  let mode: 'forward' | 'black-hole' = 'forward';
+  const clients = new Set<net.Socket>();
+  let accepted = 0;
+  let peak = 0;
+  let mode: 'forward' | 'black-hole' | 'hang-up' = 'forward';
   let server: net.Server | undefined;
   let port = 0;
 
@@ -24,8 +36,18 @@ export async function startTcpForwarder(targetHost: string, targetPort: number):
     new Promise<void>((resolve, reject) => {
       server = net.createServer((client) => {
         sockets.add(client);
-        client.on('close', () => sockets.delete(client));
+        clients.add(client);
+        accepted += 1;
+        peak = Math.max(peak, clients.size);
+        client.on('close', () => {
+          sockets.delete(client);
+          clients.delete(client);
+        });
         client.on('error', () => {});
+        if (mode === 'hang-up') {
+          client.destroy();
+          return;
+        }
         if (mode === 'black-hole') return;
         const upstream = net.connect(targetPort, targetHost);
         sockets.add(upstream);
@@ -54,6 +76,18 @@ export async function startTcpForwarder(targetHost: string, targetPort: number):
     get port() {
       return port;
     },
+    get accepted() {
+      return accepted;
+    },
+    get current() {
+      return clients.size;
+    },
+    get peak() {
+      return peak;
+    },
+    resetPeak() {
+      peak = clients.size;
+    },
     async open() {
       await shut();
       mode = 'forward';
@@ -63,6 +97,11 @@ export async function startTcpForwarder(targetHost: string, targetPort: number):
     async blackHole() {
       await shut();
       mode = 'black-hole';
+      await listen();
+    },
+    async hangUp() {
+      await shut();
+      mode = 'hang-up';
       await listen();
     },
     stop: shut,
