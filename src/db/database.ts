@@ -5,9 +5,9 @@ import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
 import { databaseErrorKind } from './errors.ts';
+import { databaseHealthCheck } from './health-check.ts';
 import { type MigrationReport, migrate } from './migrator.ts';
 import { type ConnectionBounds, createPool, type Pool } from './pool.ts';
-import { ping } from './sqlc/health_sql.ts';
 
 /** The database the service talks to: DATABASE_URL, or its own embedded server. */
 export interface Database {
@@ -16,7 +16,7 @@ export interface Database {
   /** The bounds every connection to it is opened with (pool, LISTEN, pg-boss). */
   bounds: ConnectionBounds;
   embedded: boolean;
-  /** The `database` readiness check (critical): one round trip. */
+  /** The `database` readiness check (critical): one round trip; `down` on a read-only server too. */
   health: HealthCheck;
   /** Closes the pool (waiting at most until `deadline`, epoch ms, plus 1.5 s) and the embedded server. */
   close(deadline?: number): Promise<void>;
@@ -61,7 +61,7 @@ export async function openDatabase(settings: LiveSettings, logger: Logger): Prom
     url,
     bounds: config.database,
     embedded: embedded !== undefined,
-    health: { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
+    health: databaseHealthCheck(pool),
     async close(deadline = Date.now()) {
       // A connection stuck on a hung server would hold pool.end() forever.
       const boundMs = Math.min(2_000, Math.max(100, deadline + 1_500 - Date.now()));

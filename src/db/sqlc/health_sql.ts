@@ -7,10 +7,12 @@ interface Client {
 }
 
 export const pingQuery = `-- name: Ping :one
-SELECT 1::integer AS ok`;
+SELECT pg_is_in_recovery()::boolean AS in_recovery,
+       current_setting('transaction_read_only') = 'on' AS read_only`;
 
 export interface PingRow {
-    ok: number;
+    inRecovery: boolean;
+    readOnly: boolean;
 }
 
 export async function ping(client: Client): Promise<PingRow | null> {
@@ -24,6 +26,7 @@ export async function ping(client: Client): Promise<PingRow | null> {
     }
     const row = result.rows[0] as any[];
     return {
-        ok: row[0]
+        inRecovery: row[0],
+        readOnly: row[1]
     };
 }
