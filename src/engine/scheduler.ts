@@ -167,7 +167,7 @@ export class Scheduler {
       create: () => {
         const client = new pg.Client({
           connectionString,
-          application_name: 'job-manager fetcher listener',
+          application_name: `job-manager ${this.#settings.instanceId} fetcher listener`,
           ...connectionSettings(this.#settings.connectionBounds),
         });
         client.on('notification', () => this.wake());

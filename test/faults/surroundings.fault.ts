@@ -30,7 +30,7 @@ describe('fault injection: the surroundings', function () {
     await s.quietDefaultJob(pod);
     await s.seed(pod, 50);
     const [listener] = await s.query<{ pid: number }>(
-      "SELECT pid FROM pg_stat_activity WHERE application_name = 'job-manager fetcher listener'",
+      "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'job-manager % fetcher listener'",
     );
     expect(listener, 'the LISTEN backend').to.not.equal(undefined);
     process.kill(listener!.pid, 'SIGSTOP');

