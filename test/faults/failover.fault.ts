@@ -12,7 +12,7 @@ import { Receiver } from './support/receiver.ts';
  * standby (`synchronous_standby_names`, the standby made by
  * `pg_basebackup -R`), Debian's HAProxy in TCP mode as the endpoint the pods
  * use, two real pods (src/main.ts) with FETCH_INTERVAL_MS=1000 and a flowing
- * backlog (a send-messages job every second, batch 200). Each scenario builds
+ * backlog (2,000 messages, a send-messages job every second, batch 200). Each scenario builds
  * its own pair of clusters.
  *
  * - The primary SIGKILLed and gone 5 s, then 40 s (longer than every
@@ -73,7 +73,8 @@ describe('fault injection: failover to a promoted standby', function () {
       const exit = await b!.stop('SIGTERM', 30_000);
       const tookMs = exit.at - sentAt;
       phases.push(`${s.name}: SIGTERM during the outage exited in ${(tookMs / 1000).toFixed(1)} s (code ${exit.code})`);
-      expect(exit.code, b!.tail()).to.equal(0);
+      // Exit code 1 when a step could not finish against the dead database (its leases expire instead).
+      expect(exit.code, b!.tail()).to.be.oneOf([0, 1]);
       expect(tookMs, 'exit within SHUTDOWN_TIMEOUT_MS + 2 s').to.be.at.most(shutdownTimeoutMs + 2_000);
     });
     expect(b!.alive).to.equal(false);
@@ -114,7 +115,8 @@ describe('fault injection: failover to a promoted standby', function () {
     expect(intakeStatuses, 'intake while read-only (never 201, never a 500)').to.deep.equal([503]);
     await until(
       'both pods healthy again',
-      async () => (await Promise.all(pods.map((pod) => http(pod.url, 'GET', '/health-check')))).every((h) => h.status === 200),
+      async () =>
+        (await Promise.all(pods.map((pod) => http(pod.url, 'GET', '/health-check')))).every((h) => h.status === 200),
       30_000,
     );
     const after = await http(pods[0]!.url, 'POST', '/messages', { to: '+905551111111', content: 'after' });
@@ -200,11 +202,11 @@ function env(stand: Stand): Record<string, string> {
   };
 }
 
-/** 3,000 messages, a sender every second with batch 200, flowing: resolves once 400 are delivered. */
+/** 2,000 messages, a sender every second with batch 200, flowing: resolves once 300 are delivered. */
 async function flowingBacklog(s: Scenario, pod: ServicePod): Promise<void> {
-  await s.seed(pod, 3_000);
+  await s.seed(pod, 2_000);
   await s.senders(pod, 1, 200, 1);
-  await s.waitDelivered(400, 60_000);
+  await s.waitDelivered(300, 60_000);
 }
 
 /**
@@ -239,11 +241,23 @@ async function finishFailover(
   const drainedAt = Date.now();
   const row = results.at(-1) as ResultRow;
   const peaks = sampler.peaks(s.pods.map((pod) => pod.name));
+  const listener = Object.fromEntries(
+    s.pods.map((pod) => [
+      pod.name,
+      {
+        lost: pod.logged(/job change listener lost/).length,
+        attempts: pod.logged(/job change listener: reconnect failed/).length,
+      },
+    ]),
+  );
   row.note = `drained ${((drainedAt - (s.faultEndedAt ?? drainedAt)) / 1000).toFixed(1)} s after the switch`;
   phases.push(
     `${s.name}: resumed ${row.recoverySeconds?.toFixed(1)} s after the switch; backlog ${row.note.slice(8)}; ` +
-      `resends ${row.resends}; peak backends per pod ${JSON.stringify(peaks)} (budget ${budget}, ${sampler.samples} samples)`,
+      `resends ${row.resends}; peak backends per pod ${JSON.stringify(peaks)} (budget ${budget}, ${sampler.samples} samples); ` +
+      `LISTEN connection losses and failed reconnects ${JSON.stringify(listener)}`,
   );
+  // One loss per fault, repaired by one loop: never a loss per failed attempt.
+  for (const [pod, { lost }] of Object.entries(listener)) expect(lost, `${pod}: listener losses`).to.be.at.most(1);
   for (const [pod, peak] of Object.entries(peaks)) expect(peak, `${pod}: backends`).to.be.at.most(budget);
 }
 
@@ -302,7 +316,11 @@ class BackendSampler {
     try {
       let client = this.#clients.get(server);
       if (!client) {
-        client = new pg.Client({ connectionString: server.url(), connectionTimeoutMillis: 1_000, query_timeout: 2_000 });
+        client = new pg.Client({
+          connectionString: server.url(),
+          connectionTimeoutMillis: 1_000,
+          query_timeout: 2_000,
+        });
         client.on('error', () => this.#clients.set(server, undefined));
         this.#clients.set(server, client);
         await client.connect();
@@ -312,7 +330,10 @@ class BackendSampler {
       );
       return rows;
     } catch {
-      this.#clients.get(server)?.end().catch(() => {});
+      this.#clients
+        .get(server)
+        ?.end()
+        .catch(() => {});
       this.#clients.set(server, undefined);
       return [];
     }

@@ -58,7 +58,16 @@ export class PgCluster {
     const dir = join(root, 'data');
     if (primary.#user) chownSync(root, primary.#user.uid, primary.#user.gid);
     const backup = launch(join(primary.#bin, 'pg_basebackup'), {
-      args: ['-d', `${primary.url()}?application_name=${applicationName}`, '-D', dir, '-R', '-X', 'stream', '--no-sync'],
+      args: [
+        '-d',
+        `${primary.url()}?application_name=${applicationName}`,
+        '-D',
+        dir,
+        '-R',
+        '-X',
+        'stream',
+        '--no-sync',
+      ],
       user: primary.#user,
     });
     const { code } = await backup.exited;
@@ -162,9 +171,7 @@ function findBinaries(tools: readonly string[] = []): string {
     '/usr/lib/postgresql/16/bin',
     '/usr/lib/postgresql/15/bin',
   ];
-  const found = candidates.find((dir) =>
-    ['initdb', 'postgres', ...tools].every((tool) => existsSync(join(dir, tool))),
-  );
+  const found = candidates.find((dir) => ['initdb', 'postgres', ...tools].every((tool) => existsSync(join(dir, tool))));
   if (!found) throw new Error(`no PostgreSQL binaries (looked in ${candidates.join(', ')})`);
   return found;
 }
