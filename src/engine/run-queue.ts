@@ -59,6 +59,10 @@ export interface RunQueueSettings {
 export async function startRunQueue(settings: RunQueueSettings, logger: Logger): Promise<PgBoss> {
   // pg-boss hands its options to pg.Pool as they are, so the same connect and
   // reply timeouts, keepalive and pinned session settings apply to its pool.
+  // Its connections stay bounded through an outage: the pool never opens more
+  // than `max`, and destroys a connection whose query failed (pg-pool releases
+  // it with the error); its LISTEN client is replaced by one loop of its own
+  // (one timer, 1 s doubling to 30 s), whatever mix of `error` and `end`.
   const options: ConstructorParameters<typeof PgBoss>[0] = {
     connectionString: settings.connectionString,
     schema: 'pgboss',

@@ -5,6 +5,7 @@
 // check reads `database: down` (503), a pooled connection found read-only is
 // destroyed rather than reused, and the service recovers on its own once
 // writes work again.
+import net from 'node:net';
 import { expect } from 'chai';
 import { databaseErrorKind } from '../../src/db/errors.ts';
 import { DatabaseReadOnlyError, databaseHealthCheck } from '../../src/db/health-check.ts';
@@ -22,8 +23,47 @@ async function errorOf(action: () => Promise<unknown>): Promise<unknown> {
   throw new Error('expected an error');
 }
 
+/**
+ * A server that answers every start-up packet as PostgreSQL does while it
+ * starts, stops or is a standby not yet accepting connections: FATAL 57P03.
+ */
+async function cannotConnectNowServer(): Promise<net.Server> {
+  const field = (type: string, value: string) => Buffer.concat([Buffer.from(type), Buffer.from(`${value}\0`)]);
+  const body = Buffer.concat([
+    field('S', 'FATAL'),
+    field('V', 'FATAL'),
+    field('C', '57P03'),
+    field('M', 'the database system is not yet accepting connections'),
+    Buffer.from([0]),
+  ]);
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(body.length + 4);
+  const reply = Buffer.concat([Buffer.from('E'), length, body]);
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => socket.end(reply));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
 describe('a read-only database server', function () {
   this.timeout(60_000);
+
+  it('calls 57P03 (cannot_connect_now) from a real start-up reply unavailable', async () => {
+    const server = await cannotConnectNowServer();
+    const pool = createPool({
+      connectionString: `postgres://postgres@127.0.0.1:${(server.address() as net.AddressInfo).port}/x`,
+    });
+    try {
+      const error = await errorOf(() => pool.query('SELECT 1'));
+      expect((error as { code?: string }).code).to.equal('57P03');
+      expect(databaseErrorKind(error)).to.equal('unavailable');
+    } finally {
+      await pool.end();
+      server.close();
+    }
+  });
 
   describe('pooled connections', () => {
     const db = useTestDatabase();
