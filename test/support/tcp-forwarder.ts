@@ -6,16 +6,13 @@ import net from 'node:net';
  * connection (new connects are refused), `blackHole()` accepts connections and
  * never answers (a dead route), `hangUp()` accepts and closes each connection
  * at once (a server that ends every session), `open()` forwards again on the
- * same port. It counts the client connections it accepted (`accepted`), those
- * open now (`current`) and the most ever open at once (`peak`, reset by
- * `resetPeak()`).
+ * same port. It counts the client connections it accepted (`accepted`) and
+ * those open now (`current`).
  */
 export interface TcpForwarder {
   port: number;
   readonly accepted: number;
   readonly current: number;
-  readonly peak: number;
-  resetPeak(): void;
   open(): Promise<void>;
   close(): Promise<void>;
   blackHole(): Promise<void>;
@@ -27,7 +24,6 @@ export async function startTcpForwarder(targetHost: string, targetPort: number):
   const sockets = new Set<net.Socket>();
   const clients = new Set<net.Socket>();
   let accepted = 0;
-  let peak = 0;
   let mode: 'forward' | 'black-hole' | 'hang-up' = 'forward';
   let server: net.Server | undefined;
   let port = 0;
@@ -38,7 +34,6 @@ export async function startTcpForwarder(targetHost: string, targetPort: number):
         sockets.add(client);
         clients.add(client);
         accepted += 1;
-        peak = Math.max(peak, clients.size);
         client.on('close', () => {
           sockets.delete(client);
           clients.delete(client);
@@ -81,12 +76,6 @@ export async function startTcpForwarder(targetHost: string, targetPort: number):
     },
     get current() {
       return clients.size;
-    },
-    get peak() {
-      return peak;
-    },
-    resetPeak() {
-      peak = clients.size;
     },
     async open() {
       await shut();
