@@ -1,6 +1,6 @@
 import pg from 'pg';
+import { withTransaction } from './transaction.ts';
 
-export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
 /** How long the service waits on the database before giving up (DATABASE_* settings). */
@@ -19,30 +19,37 @@ const keepAliveInitialDelayMs = 10_000;
 const idleInTransactionTimeoutMs = 60_000;
 
 /**
- * Session settings pinned on every connection the service opens (its pool,
- * the scheduler's LISTEN connection, pg-boss's pool), sent in the start-up
- * packet so no database or role default can change them: ISO dates in UTC
- * (node-postgres parses timestamps in that form), the standard interval
- * format, and the statement timeouts.
+ * The settings pinned once per connection, right after it opens: ISO dates in
+ * UTC (node-postgres parses timestamps in that form). PgBouncer tracks these
+ * two (with client_encoding, standard_conforming_strings and
+ * application_name): it remembers them per client and sets them on whichever
+ * server connection serves that client, so they hold in transaction pooling
+ * too. Nothing goes in the start-up packet's `options`, which PgBouncer
+ * refuses with its default settings.
  */
-export function sessionOptions(bounds: ConnectionBounds = defaultConnectionBounds): string {
+export const connectionSetupSql = "SET DateStyle = 'ISO, MDY'; SET TimeZone = 'UTC'";
+
+/**
+ * What opens every transaction of the service's pool, in one round trip: the
+ * settings PgBouncer cannot track (the timeouts and IntervalStyle), as
+ * `SET LOCAL`, so they hold for exactly this transaction whichever server
+ * connection runs it, and never leak to the next client of that connection.
+ */
+export function beginStatement(bounds: ConnectionBounds = defaultConnectionBounds): string {
   return [
-    'DateStyle=ISO,MDY',
-    'TimeZone=UTC',
-    'IntervalStyle=postgres',
-    `statement_timeout=${bounds.statementTimeoutMs}`,
-    `idle_in_transaction_session_timeout=${Math.max(idleInTransactionTimeoutMs, bounds.statementTimeoutMs)}`,
-  ]
-    .map((setting) => `-c ${setting}`)
-    .join(' ');
+    'BEGIN',
+    `SET LOCAL statement_timeout = ${bounds.statementTimeoutMs}`,
+    `SET LOCAL idle_in_transaction_session_timeout = ${Math.max(idleInTransactionTimeoutMs, bounds.statementTimeoutMs)}`,
+    "SET LOCAL IntervalStyle = 'postgres'",
+  ].join('; ');
 }
 
 /**
  * node-postgres settings that bound every call on a connection: a connect
- * timeout, a client-side reply timeout (query_timeout, so a half-open
- * connection whose server will never answer is given up on and replaced), TCP
- * keepalive, and the pinned session settings. Shared by the pool, the LISTEN
- * connection and pg-boss.
+ * timeout (also how long a checkout waits for a busy pool), a client-side
+ * reply timeout (query_timeout, so a half-open connection whose server will
+ * never answer is given up on and replaced), and TCP keepalive. Shared by the
+ * pool, the LISTEN connection and pg-boss.
  */
 export function connectionSettings(bounds: ConnectionBounds = defaultConnectionBounds) {
   return {
@@ -50,7 +57,6 @@ export function connectionSettings(bounds: ConnectionBounds = defaultConnectionB
     query_timeout: bounds.statementTimeoutMs + 2_000,
     keepAlive: true,
     keepAliveInitialDelayMillis: keepAliveInitialDelayMs,
-    options: sessionOptions(bounds),
   };
 }
 
@@ -61,19 +67,55 @@ export interface PoolOptions {
   bounds?: ConnectionBounds;
 }
 
+/**
+ * The service's pool: node-postgres's, with the session settings carried the
+ * way a transaction pooler keeps them. Each new connection runs
+ * `connectionSetupSql` before its first statement; every transaction opens
+ * with `begin` (see `withTransaction`); and `query()`, a statement on its own,
+ * runs as a transaction of its own so its timeouts hold too (two more round
+ * trips than a bare statement). A statement PostgreSQL refuses inside a
+ * transaction block (VACUUM, CREATE INDEX CONCURRENTLY) takes a client with
+ * `connect()` instead.
+ */
+export class ServicePool extends pg.Pool {
+  /** The statement that opens a transaction on this pool, settings included (`beginStatement`). */
+  readonly begin: string;
+
+  constructor(config: pg.PoolConfig, bounds: ConnectionBounds) {
+    super(config);
+    this.begin = beginStatement(bounds);
+    // Replaces the inherited query() on the instance, so node-postgres's typed overloads stay.
+    const query = (text: unknown, values?: unknown) => {
+      if (typeof values === 'function') throw new TypeError('ServicePool.query takes no callback');
+      return withTransaction(this, (client) => client.query(text as string, values as unknown[]));
+    };
+    this.query = query as pg.Pool['query'];
+  }
+}
+
+export type Pool = ServicePool;
+
 export function createPool(options: PoolOptions): Pool {
-  const pool = new pg.Pool({
-    connectionString: options.connectionString,
-    max: options.max ?? 10,
-    application_name: options.applicationName ?? 'job-manager',
-    idleTimeoutMillis: 30_000,
-    ...connectionSettings(options.bounds),
-  });
+  const bounds = options.bounds ?? defaultConnectionBounds;
+  const pool = new ServicePool(
+    {
+      connectionString: options.connectionString,
+      max: options.max ?? 10,
+      application_name: options.applicationName ?? 'job-manager',
+      idleTimeoutMillis: 30_000,
+      ...connectionSettings(bounds),
+    },
+    bounds,
+  );
   // A connection dropped by the server (restart, failover, terminate) must not
   // crash the process: the query in flight fails on its own and the pool
   // replaces the connection. Without these listeners node-postgres would
-  // raise the error as an uncaught 'error' event.
+  // raise the error as an uncaught 'error' event. The set-up statement is
+  // queued before anything the caller sends on the new connection.
   pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+    client.query(connectionSetupSql).catch(() => {});
+  });
   return pool;
 }

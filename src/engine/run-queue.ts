@@ -1,6 +1,7 @@
 import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
-import { type ConnectionBounds, connectionSettings, type PoolClient } from '../db/pool.ts';
+import { runQueuePoolMax } from '../db/database.ts';
+import { type ConnectionBounds, connectionSettings, connectionSetupSql, type PoolClient } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /**
@@ -56,15 +57,24 @@ export interface RunQueueSettings {
   connectionBounds?: ConnectionBounds;
 }
 
+/**
+ * Starts pg-boss on its own pool of `runQueuePoolMax` connections. It works
+ * through PgBouncer in transaction mode as it is (its locks are transaction
+ * advisory locks, its timeouts `SET LOCAL`, its statements unnamed), except
+ * LISTEN, which is off: the pod whose scheduler queues a run wakes its own
+ * workers (`notifyWorker`), the others poll every second, so a LISTEN
+ * connection per pod would buy nothing. A failed start closes what it opened
+ * (the start-up step retries it).
+ */
 export async function startRunQueue(settings: RunQueueSettings, logger: Logger): Promise<PgBoss> {
   // pg-boss hands its options to pg.Pool as they are, so the same connect and
-  // reply timeouts, keepalive and pinned session settings apply to its pool.
+  // reply timeouts and keepalive apply to its pool.
   const options: ConstructorParameters<typeof PgBoss>[0] = {
     connectionString: settings.connectionString,
     schema: 'pgboss',
     application_name: `job-manager ${settings.instanceId} pg-boss`,
-    max: 4,
-    useListenNotify: true,
+    max: runQueuePoolMax,
+    useListenNotify: false,
     schedule: false,
     // How often pg-boss looks for runs whose worker stopped heartbeating (default 60 s).
     superviseIntervalSeconds: 10,
@@ -73,7 +83,14 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
   const boss = new PgBoss(options);
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));
-  await boss.start();
+  // ISO dates in UTC on each of its connections too (PgBouncer keeps these two per client).
+  await boss.getDb().setSessionStatements?.([connectionSetupSql]);
+  try {
+    await boss.start();
+  } catch (error) {
+    await boss.stop({ graceful: false, close: true, timeout: 1_000 }).catch(() => {});
+    throw error;
+  }
   await boss.createQueue(deadRunQueueName, { retentionSeconds: 14 * 86_400 });
   await boss.createQueue(runQueueName, {
     // Each run is claimed in the jobs table; pg-boss only retries a run whose
@@ -86,7 +103,7 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
     expireInSeconds: settings.runTimeoutSeconds,
     deleteAfterSeconds: 86_400,
     deadLetter: deadRunQueueName,
-    notify: true,
+    notify: false,
   });
   return boss;
 }
