@@ -7,7 +7,6 @@ import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
 import { databaseErrorKind } from './errors.ts';
-import { type MigrationReport, migrate } from './migrator.ts';
 import { type ConnectionBounds, connectionSettings, createPool, type Pool } from './pool.ts';
 import { ping } from './sqlc/health_sql.ts';
 import { listenSessionProbe, notifySessionProbe } from './sqlc/session_sql.ts';
