@@ -8,3 +8,9 @@ LISTEN job_manager_session_probe;
 -- name: NotifySessionProbe :exec
 SELECT pg_notify('job_manager_session_probe', sqlc.arg(token)::text);
 
+
+-- name: UnlistenSessionProbe :exec
+-- Through a pooler this most likely reaches the server connection the LISTEN
+-- was left on (PgBouncer reuses the last one released), so the check leaves
+-- nothing behind there.
+UNLISTEN job_manager_session_probe;

@@ -9,7 +9,7 @@ import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
 import { databaseErrorKind } from './errors.ts';
 import { type ConnectionBounds, connectionSettings, createPool, type Pool } from './pool.ts';
 import { ping } from './sqlc/health_sql.ts';
-import { listenSessionProbe, notifySessionProbe } from './sqlc/session_sql.ts';
+import { listenSessionProbe, notifySessionProbe, unlistenSessionProbe } from './sqlc/session_sql.ts';
 
 /** The database the service talks to: DATABASE_URL, or its own embedded server. */
 export interface Database {
@@ -179,6 +179,7 @@ export async function listenUrlFor(
     await listenSessionProbe(client);
     await notifySessionProbe(database.pool, { token });
     if (await heard) return database.url;
+    await unlistenSessionProbe(client);
   } finally {
     await client.end().catch(() => {});
   }

@@ -35,3 +35,14 @@ export async function notifySessionProbe(client: Client, args: NotifySessionProb
         rowMode: "array"
     });
 }
+
+export const unlistenSessionProbeQuery = `-- name: UnlistenSessionProbe :exec
+UNLISTEN job_manager_session_probe`;
+
+export async function unlistenSessionProbe(client: Client): Promise<void> {
+    await client.query({
+        text: unlistenSessionProbeQuery,
+        values: [],
+        rowMode: "array"
+    });
+}
