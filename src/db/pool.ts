@@ -104,18 +104,24 @@ export function createPool(options: PoolOptions): Pool {
       application_name: options.applicationName ?? 'job-manager',
       idleTimeoutMillis: 30_000,
       ...connectionSettings(bounds),
+      onConnect: setUpConnection,
     },
     bounds,
   );
   // A connection dropped by the server (restart, failover, terminate) must not
   // crash the process: the query in flight fails on its own and the pool
   // replaces the connection. Without these listeners node-postgres would
-  // raise the error as an uncaught 'error' event. The set-up statement is
-  // queued before anything the caller sends on the new connection.
+  // raise the error as an uncaught 'error' event.
   pool.on('error', () => {});
-  pool.on('connect', (client) => {
-    client.on('error', () => {});
-    client.query(connectionSetupSql).catch(() => {});
-  });
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
+}
+
+/**
+ * node-postgres's `onConnect` hook: runs `connectionSetupSql` on a new
+ * connection before the pool hands it out (a failure ends the connection and
+ * fails that checkout). The service's pool and pg-boss's use it.
+ */
+export async function setUpConnection(client: pg.ClientBase): Promise<void> {
+  await client.query(connectionSetupSql);
 }

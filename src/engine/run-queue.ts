@@ -1,7 +1,7 @@
 import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
 import { runQueuePoolMax } from '../db/database.ts';
-import { type ConnectionBounds, connectionSettings, connectionSetupSql, type PoolClient } from '../db/pool.ts';
+import { type ConnectionBounds, connectionSettings, type PoolClient, setUpConnection } from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /**
@@ -69,7 +69,7 @@ export interface RunQueueSettings {
 export async function startRunQueue(settings: RunQueueSettings, logger: Logger): Promise<PgBoss> {
   // pg-boss hands its options to pg.Pool as they are, so the same connect and
   // reply timeouts and keepalive apply to its pool.
-  const options: ConstructorParameters<typeof PgBoss>[0] = {
+  const options = {
     connectionString: settings.connectionString,
     schema: 'pgboss',
     application_name: `job-manager ${settings.instanceId} pg-boss`,
@@ -79,12 +79,12 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
     // How often pg-boss looks for runs whose worker stopped heartbeating (default 60 s).
     superviseIntervalSeconds: 10,
     ...connectionSettings(settings.connectionBounds),
-  };
+    // ISO dates in UTC on each of its connections too (pg-boss hands this to pg.Pool as it is).
+    onConnect: setUpConnection,
+  } as ConstructorParameters<typeof PgBoss>[0];
   const boss = new PgBoss(options);
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));
-  // ISO dates in UTC on each of its connections too (PgBouncer keeps these two per client).
-  await boss.getDb().setSessionStatements?.([connectionSetupSql]);
   try {
     await boss.start();
   } catch (error) {
