@@ -1,5 +1,5 @@
 import type { LiveSettings } from './config/live-config.ts';
-import { type Database, listenUrlFor, openDatabase, startUpSteps } from './db/database.ts';
+import { type Database, openDatabase } from './db/database.ts';
 import { migrate } from './db/migrator.ts';
 import { createDelivery } from './delivery/delivery.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
@@ -56,9 +56,8 @@ export async function startService(
     const database = await openDatabase(settings, logger);
     cleanup.push((deadline) => database.close(deadline));
     // Every step that needs the database retries within one start-up window (DATABASE_START_TIMEOUT_MS).
-    const step = startUpSteps(database.url, config.database.startTimeoutMs, logger);
+    const step = database.startUpStep;
     await step('migrate', () => migrate(database.pool, logger));
-    const listenUrl = await step('session check', () => listenUrlFor(database, config.databaseDirectUrl, logger));
     const { pool } = database;
 
     const delivery = await createDelivery(settings, { pool, metrics, logger });
@@ -72,7 +71,8 @@ export async function startService(
     const engine = await createEngine(config, {
       pool,
       databaseUrl: database.url,
-      listenUrl,
+      listenUrl: database.listenUrl ?? null,
+      transactionPooler: database.transactionPooler,
       connectionBounds: database.bounds,
       startUpStep: step,
       handlers: { 'send-messages': sendMessages, ...options.handlers },

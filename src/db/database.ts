@@ -18,6 +18,12 @@ export interface Database {
   /** The bounds every connection to it is opened with (pool, LISTEN, pg-boss). */
   bounds: ConnectionBounds;
   embedded: boolean;
+  /** DATABASE_URL is a transaction pooler (the session check failed there): see `ServicePool`. */
+  transactionPooler: boolean;
+  /** Where the scheduler LISTENs: DATABASE_DIRECT_URL, else DATABASE_URL when it is a session; undefined: it polls. */
+  listenUrl: string | undefined;
+  /** Runs a later start-up step within the start-up window that began when the database was first tried. */
+  startUpStep: StartUpStep;
   /** The `database` readiness check (critical): one round trip. */
   health: HealthCheck;
   /** Closes the pool (waiting at most until `deadline`, epoch ms, plus 1.5 s) and the embedded server. */
@@ -49,8 +55,12 @@ export function connectionBudget(poolMax: number, listens = true): number {
  * connections, WORKER_COUNT of them at most for the workers (a settings rule);
  * a caller that finds them all busy waits DATABASE_CONNECT_TIMEOUT_MS, then
  * gets "timeout exceeded when trying to connect" (503 on the API): a burst
- * queues instead of opening more.
+ * queues instead of opening more. Its first step, "connect", is the session
+ * check (`isSession`), which decides how the pool carries its settings and
+ * where the scheduler LISTENs; it is retried within DATABASE_START_TIMEOUT_MS
+ * like every later step (`startUpStep`).
  * @throws DataDirInUseError when another process holds DATA_DIR
+ * @throws DatabaseUnreachableError when the database cannot be reached within the start-up window
  */
 export async function openDatabase(settings: LiveSettings, logger: Logger): Promise<Database> {
   const config = settings.current;
@@ -60,17 +70,39 @@ export async function openDatabase(settings: LiveSettings, logger: Logger): Prom
     embedded = await startEmbeddedDatabase(config.dataDir, logger);
     url = embedded.url;
   }
+  const startUpStep = startUpSteps(url, config.database.startTimeoutMs, logger);
+  const connectionUrl = url;
+  const session = await startUpStep('connect', () => isSession(connectionUrl, config.database)).catch(
+    async (error: unknown) => {
+      await embedded?.stop();
+      throw error;
+    },
+  );
+  const listenUrl = config.databaseDirectUrl ?? (session ? url : undefined);
+  if (!session)
+    logger.warn(
+      { database: hostOf(url), listen: listenUrl ? 'DATABASE_DIRECT_URL' : 'none (polling)' },
+      'DATABASE_URL is a transaction pooler (LISTEN does not work there): statements run in transactions that ' +
+        'carry their settings' +
+        (listenUrl
+          ? '; the scheduler LISTENs on DATABASE_DIRECT_URL'
+          : '; without DATABASE_DIRECT_URL the scheduler sees a started, stopped or new job at its next poll (FETCH_INTERVAL_MS)'),
+    );
   const pool = createPool({
     connectionString: url,
     max: config.database.poolMax,
     applicationName: `job-manager ${config.instanceId}`,
     bounds: config.database,
+    transactionPooler: !session,
   });
   return {
     pool,
     url,
     bounds: config.database,
     embedded: embedded !== undefined,
+    transactionPooler: !session,
+    listenUrl,
+    startUpStep,
     health: { name: 'database', critical: true, check: async () => ((await ping(pool)) ? 'ok' : 'down') },
     async close(deadline = Date.now()) {
       // A connection stuck on a hung server would hold pool.end() forever.
@@ -149,46 +181,44 @@ export function startUpSteps(url: string, startTimeoutMs: number, logger: Logger
 const sessionProbeTimeoutMs = 2_000;
 
 /**
- * Where the scheduler's LISTEN connection goes. DATABASE_DIRECT_URL when set;
- * otherwise DATABASE_URL if it is a real session there, checked with a NOTIFY
- * round trip (LISTEN on a connection, NOTIFY from the pool, wait 2 s): through
- * a transaction pooler (PgBouncer) the LISTEN is left on a server connection
- * that is not this client's, the notification never comes, and the answer is
- * undefined: no LISTEN, the scheduler polls (FETCH_INTERVAL_MS), with a warning.
- * @throws a connection error (the caller's start-up step retries it)
+ * Whether `url` is a real session (PostgreSQL, or a pooler in session mode)
+ * or a transaction pooler: one connection LISTENs, a second one NOTIFYs, and
+ * the first waits up to 2 s. Through a transaction pooler (PgBouncer) the
+ * LISTEN is left on a server connection that is not linked to the listening
+ * client while it waits, so the notification never reaches it. Session
+ * features (LISTEN, a `SET` that lasts) are used only where this is true.
+ * @throws a connection error (the start-up step retries it)
  */
-export async function listenUrlFor(
-  database: Pick<Database, 'pool' | 'url' | 'bounds'>,
-  directUrl: string | undefined,
-  logger: Logger,
-): Promise<string | undefined> {
-  if (directUrl) return directUrl;
-  const client = new pg.Client({
-    connectionString: database.url,
-    application_name: 'job-manager session check',
-    ...connectionSettings(database.bounds),
-  });
-  client.on('error', () => {});
-  const token = randomUUID();
+export async function isSession(url: string, bounds: ConnectionBounds): Promise<boolean> {
+  const open = async () => {
+    const client = new pg.Client({
+      connectionString: url,
+      application_name: 'job-manager session check',
+      ...connectionSettings(bounds),
+    });
+    client.on('error', () => {});
+    await client.connect().catch(async (error: unknown) => {
+      await client.end().catch(() => {});
+      throw error;
+    });
+    return client;
+  };
+  const listener = await open();
   try {
-    await client.connect();
+    const token = randomUUID();
     const heard = new Promise<boolean>((resolve) => {
-      client.on('notification', (message) => message.payload === token && resolve(true));
+      listener.on('notification', (message) => message.payload === token && resolve(true));
       setTimeout(() => resolve(false), sessionProbeTimeoutMs).unref();
     });
-    await listenSessionProbe(client);
-    await notifySessionProbe(database.pool, { token });
-    if (await heard) return database.url;
-    await unlistenSessionProbe(client);
+    await listenSessionProbe(listener);
+    const notifier = await open();
+    await notifySessionProbe(notifier, { token }).finally(() => notifier.end().catch(() => {}));
+    const session = await heard;
+    if (!session) await unlistenSessionProbe(listener);
+    return session;
   } finally {
-    await client.end().catch(() => {});
+    await listener.end().catch(() => {});
   }
-  logger.warn(
-    { database: hostOf(database.url) },
-    'LISTEN does not work through DATABASE_URL (a transaction pooler?): the scheduler sees a started, stopped or ' +
-      'new job at its next poll (FETCH_INTERVAL_MS); set DATABASE_DIRECT_URL to a direct connection to hear it at once',
-  );
-  return undefined;
 }
 
 /** `host:port` of a connection URL; the URL's credentials never appear. */

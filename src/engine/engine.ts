@@ -45,6 +45,8 @@ export interface EngineDependencies {
   databaseUrl: string;
   /** Where the scheduler LISTENs (a direct session); null: nowhere, it polls. Default: `databaseUrl`. */
   listenUrl?: string | null;
+  /** `databaseUrl` is a transaction pooler: pg-boss's connections set only what the pooler tracks. */
+  transactionPooler?: boolean;
   /** Runs a start-up step that needs the database within the start-up window (pg-boss, LISTEN); default: once. */
   startUpStep?: StartUpStep;
   /** Timeouts and session settings for those connections (the service pool's own). */
@@ -94,6 +96,7 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
         instanceId: settings.instanceId,
         runTimeoutSeconds: settings.runTimeoutSeconds ?? 3_600,
         connectionBounds: deps.connectionBounds,
+        transactionPooler: deps.transactionPooler ?? false,
       },
       logger,
     ),

@@ -1,7 +1,13 @@
 import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
 import { runQueuePoolMax } from '../db/database.ts';
-import { type ConnectionBounds, connectionSettings, type PoolClient, setUpConnection } from '../db/pool.ts';
+import {
+  type ConnectionBounds,
+  connectionSettings,
+  connectionSetup,
+  defaultConnectionBounds,
+  type PoolClient,
+} from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /**
@@ -55,6 +61,8 @@ export interface RunQueueSettings {
   runTimeoutSeconds: number;
   /** Bounds and session settings for pg-boss's connections (its pool passes them to node-postgres). */
   connectionBounds?: ConnectionBounds;
+  /** `connectionString` is a transaction pooler: its connections set only what the pooler tracks (see db/pool.ts). */
+  transactionPooler?: boolean;
 }
 
 /**
@@ -79,8 +87,11 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
     // How often pg-boss looks for runs whose worker stopped heartbeating (default 60 s).
     superviseIntervalSeconds: 10,
     ...connectionSettings(settings.connectionBounds),
-    // ISO dates in UTC on each of its connections too (pg-boss hands this to pg.Pool as it is).
-    onConnect: setUpConnection,
+    // The service's session settings on each of its connections too (pg-boss hands this to pg.Pool as it is).
+    onConnect: connectionSetup(
+      settings.connectionBounds ?? defaultConnectionBounds,
+      settings.transactionPooler ?? false,
+    ),
   } as ConstructorParameters<typeof PgBoss>[0];
   const boss = new PgBoss(options);
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));

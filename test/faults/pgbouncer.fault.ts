@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import pg from 'pg';
-import { createPool } from '../../src/db/pool.ts';
+import { isSession } from '../../src/db/database.ts';
+import { createPool, defaultConnectionBounds } from '../../src/db/pool.ts';
 import { withTransaction } from '../../src/db/transaction.ts';
 import { faultSuite, http, type Scenario, type ServicePod } from './support/kit.ts';
 import { PgBouncer } from './support/pgbouncer.ts';
@@ -52,7 +53,11 @@ describe('fault injection: PgBouncer in transaction mode', function () {
     const env = s.env({ DATABASE_URL: bouncer.url(s.database), DATABASE_DIRECT_URL: s.databaseUrl() });
     const [a, b] = await Promise.all([s.pod('a', { ...env, FETCH_INTERVAL_MS: '1000' }), s.pod('b', env)]);
     await s.quietDefaultJob(a);
-    for (const pod of [a, b]) expect(pod.logged(/LISTEN does not work/), pod.name).to.deep.equal([]);
+    for (const pod of [a, b])
+      expect(
+        pod.logged(/^DATABASE_URL is a transaction pooler.*the scheduler LISTENs on DATABASE_DIRECT_URL$/),
+        pod.name,
+      ).to.have.length(1);
 
     const created = await http(a.url, 'POST', '/jobs', {
       name: 'pace',
@@ -90,7 +95,9 @@ describe('fault injection: PgBouncer in transaction mode', function () {
     const s = await begin('PgBouncer: no DATABASE_DIRECT_URL (polling)');
     const pod = await s.pod('a', s.env({ DATABASE_URL: bouncer.url(s.database), FETCH_INTERVAL_MS: '1000' }));
     await s.quietDefaultJob(pod);
-    expect(pod.logged(/^LISTEN does not work through DATABASE_URL/)).to.have.length(1);
+    expect(pod.logged(/^DATABASE_URL is a transaction pooler.*at its next poll \(FETCH_INTERVAL_MS\)$/)).to.have.length(
+      1,
+    );
     await s.seed(pod, 20);
     const created = await http(pod.url, 'POST', '/jobs', {
       name: 'pace',
@@ -122,12 +129,16 @@ describe('fault injection: PgBouncer in transaction mode', function () {
       await plain("SELECT current_setting('DateStyle') AS d, current_setting('TimeZone') AS t"),
       'a plain client through PgBouncer sees the database defaults',
     ).to.deep.equal({ d: 'SQL, DMY', t: 'America/New_York' });
+    // The start-up session check tells the two apart.
+    expect(await isSession(bouncer.url(s.database), defaultConnectionBounds), 'PgBouncer').to.equal(false);
+    expect(await isSession(s.databaseUrl(), defaultConnectionBounds), 'PostgreSQL').to.equal(true);
 
     // The service's own pool module, as every pod builds it, with a 500 ms statement timeout.
     const pool = createPool({
       connectionString: bouncer.url(s.database),
       max: 4,
       bounds: { connectTimeoutMs: 5_000, statementTimeoutMs: 500 },
+      transactionPooler: true,
     });
     try {
       const settings =
