@@ -1,14 +1,16 @@
 // What running a bare statement as its own transaction costs (the service
-// pool's query(): BEGIN + SET LOCAL, the statement, COMMIT) against
-// node-postgres's plain pool, on one connection, same server, interleaved.
+// pool's query() behind a transaction pooler: BEGIN + SET LOCAL, the
+// statement, COMMIT) against a bare statement (the service pool on a real
+// session is node-postgres's own query()), one connection, same server,
+// five interleaved rounds, medians.
 // Usage: DATABASE_URL=postgres://… node bench/statement-overhead.ts [statements]
-import pg from 'pg';
+import type pg from 'pg';
 import { createPool } from '../src/db/pool.ts';
 
 const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const count = Number(process.argv[2] ?? 2_000);
-const service = createPool({ connectionString: url, max: 1 });
-const plain = new pg.Pool({ connectionString: url, max: 1 });
+const service = createPool({ connectionString: url, max: 1, transactionPooler: true });
+const plain = createPool({ connectionString: url, max: 1 });
 
 async function perStatementMs(pool: pg.Pool): Promise<number> {
   const started = performance.now();

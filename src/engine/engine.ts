@@ -19,7 +19,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { JobHandler } from './handler.ts';
 import { HandlerFactory } from './handler-factory.ts';
 import { RunExecutor, type RunOutcome } from './run-executor.ts';
-import { parseRunRequest, runQueueName, startRunQueue } from './run-queue.ts';
+import { parseRunRequest, type RunQueueSettings, runQueueName, startRunQueue } from './run-queue.ts';
 import { Scheduler } from './scheduler.ts';
 import { WorkerPool } from './worker-pool.ts';
 
@@ -84,23 +84,22 @@ export interface Engine {
   resize(workerCount: number): Promise<void>;
 }
 
+function runQueueSettings(settings: EngineSettings, deps: EngineDependencies): RunQueueSettings {
+  return {
+    connectionString: deps.databaseUrl,
+    instanceId: settings.instanceId,
+    runTimeoutSeconds: settings.runTimeoutSeconds ?? 3_600,
+    connectionBounds: deps.connectionBounds,
+    transactionPooler: deps.transactionPooler ?? false,
+  };
+}
+
 /** Builds the engine and starts pg-boss (creating its queues); `start()` begins taking work. */
 export async function createEngine(settings: EngineSettings, deps: EngineDependencies): Promise<Engine> {
   const { pool, logger, metrics } = deps;
   const factory = new HandlerFactory(deps.handlers);
   const step = deps.startUpStep ?? ((_name, attempt) => attempt());
-  const boss: PgBoss = await step('pg-boss', () =>
-    startRunQueue(
-      {
-        connectionString: deps.databaseUrl,
-        instanceId: settings.instanceId,
-        runTimeoutSeconds: settings.runTimeoutSeconds ?? 3_600,
-        connectionBounds: deps.connectionBounds,
-        transactionPooler: deps.transactionPooler ?? false,
-      },
-      logger,
-    ),
-  );
+  const boss: PgBoss = await step('pg-boss', () => startRunQueue(runQueueSettings(settings, deps), logger));
   let scheduler: Scheduler | undefined;
   const executor = new RunExecutor(pool, factory, settings, logger, metrics, () => scheduler?.wake());
   const workers = new WorkerPool(

@@ -87,8 +87,8 @@ describe('fault injection: PgBouncer in transaction mode', function () {
     expect(first.createdAt, 'an ISO time in UTC, whatever the database default').to.match(/^\d{4}-\d\d-\d\dT.*Z$/);
     s.ids.push(first.id);
 
-    await s.finish({ allSentWithinMs: 120_000 });
     s.note = `1 s job: ${paced} runs in 10 s`;
+    await s.finish({ allSentWithinMs: 120_000 });
   });
 
   it('without DATABASE_DIRECT_URL: a warning, no LISTEN, and the 1 s job still runs by polling', async () => {
@@ -109,8 +109,8 @@ describe('fault injection: PgBouncer in transaction mode', function () {
     expect(created.status, JSON.stringify(created.body)).to.equal(201);
     const paced = await runsIn10s(pod, 'pace');
     expect(paced, 'runs of the 1 s job in 10 s').to.be.within(8, 11);
-    await s.finish({ allSentWithinMs: 60_000 });
     s.note = `1 s job: ${paced} runs in 10 s`;
+    await s.finish({ allSentWithinMs: 60_000 });
   });
 
   it("the service's pool through PgBouncer: ISO/UTC and the timeouts on every statement, a slow one cancelled, nothing left behind", async () => {
