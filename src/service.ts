@@ -1,5 +1,6 @@
 import type { LiveSettings } from './config/live-config.ts';
-import { type Database, migrateWhenReachable, openDatabase } from './db/database.ts';
+import { type Database, openDatabase } from './db/database.ts';
+import { migrate } from './db/migrator.ts';
 import { createDelivery } from './delivery/delivery.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { startHttpServer } from './http/index.ts';
@@ -54,7 +55,9 @@ export async function startService(
   try {
     const database = await openDatabase(settings, logger);
     cleanup.push((deadline) => database.close(deadline));
-    await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
+    // Every step that needs the database retries within one start-up window (DATABASE_START_TIMEOUT_MS).
+    const step = database.startUpStep;
+    await step('migrate', () => migrate(database.pool, logger));
     const { pool } = database;
 
     const delivery = await createDelivery(settings, { pool, metrics, logger });
@@ -68,7 +71,10 @@ export async function startService(
     const engine = await createEngine(config, {
       pool,
       databaseUrl: database.url,
+      listenUrl: database.listenUrl ?? null,
+      transactionPooler: database.transactionPooler,
       connectionBounds: database.bounds,
+      startUpStep: step,
       handlers: { 'send-messages': sendMessages, ...options.handlers },
       logger,
       metrics,

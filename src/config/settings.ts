@@ -113,7 +113,18 @@ export const settingsTable = {
   databaseUrl: url(
     'DATABASE_URL',
     ['postgres:', 'postgresql:'],
-    restart('PostgreSQL 13+; unset: embedded PostgreSQL under `DATA_DIR`', true),
+    restart(
+      'PostgreSQL 13+, direct or through PgBouncer in transaction mode; unset: embedded PostgreSQL under `DATA_DIR`',
+      true,
+    ),
+  ),
+  databaseDirectUrl: url(
+    'DATABASE_DIRECT_URL',
+    ['postgres:', 'postgresql:'],
+    restart(
+      'a direct session to the same database for LISTEN (set it when `DATABASE_URL` is a transaction pooler); unset: `DATABASE_URL`, and polling if LISTEN does not work there',
+      true,
+    ),
   ),
   dataDir: text('DATA_DIR', restart('embedded database folder (kept across restarts)'), '.data'),
   instanceId: setting(
@@ -292,12 +303,21 @@ export const settingsTable = {
   ),
   /** Bounds on every database call (pool, LISTEN connection, pg-boss). */
   database: {
+    poolMax: int(
+      'DATABASE_POOL_MAX',
+      3,
+      1_000,
+      10,
+      restart('the main pool: workers, scheduler and API share it; `WORKER_COUNT` at most this − 2'),
+    ),
     connectTimeoutMs: int(
       'DATABASE_CONNECT_TIMEOUT_MS',
       100,
       120_000,
       5_000,
-      restart('opening a database connection (pool, LISTEN, pg-boss)'),
+      restart(
+        'opening a database connection (pool, LISTEN, pg-boss), and an API request waiting for a pooled one (then 503)',
+      ),
     ),
     statementTimeoutMs: int(
       'DATABASE_STATEMENT_TIMEOUT_MS',
@@ -311,7 +331,9 @@ export const settingsTable = {
       0,
       600_000,
       30_000,
-      restart('start-up window to reach the database (retried with backoff); then exit 69'),
+      restart(
+        'start-up window to reach the database at every step (connect, migrate, pg-boss, LISTEN; unreachable or too many connections retried with backoff); then exit 69',
+      ),
     ),
   },
 } as const;
@@ -341,6 +363,14 @@ export const crossSettingRules: Array<(config: Config) => { key: string; reason:
         'Set API_KEYS, bind HOST to 127.0.0.1, or set ALLOW_UNAUTHENTICATED=true to run open on purpose',
     };
   },
+  // Each worker holds at most one connection of the main pool; the scheduler and the API need at least two more.
+  (c) =>
+    c.workerCount > c.database.poolMax - 2
+      ? {
+          key: 'WORKER_COUNT',
+          reason: `must be at most DATABASE_POOL_MAX − 2 (${c.workerCount} > ${c.database.poolMax} − 2): the scheduler and the API share that pool with the workers`,
+        }
+      : undefined,
   (c) =>
     Boolean(c.webhook.authHeader) !== Boolean(c.webhook.authValue)
       ? { key: 'WEBHOOK_AUTH_HEADER', reason: 'and WEBHOOK_AUTH_VALUE must be set together' }

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import type { LiveSettings } from '../config/live-config.ts';
 import { retryUntilDone } from '../lib/retry.ts';
 import { withTimeout } from '../lib/with-timeout.ts';
@@ -6,8 +8,8 @@ import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
 import { databaseErrorKind } from './errors.ts';
 import { databaseHealthCheck } from './health-check.ts';
-import { type MigrationReport, migrate } from './migrator.ts';
-import { type ConnectionBounds, createPool, type Pool } from './pool.ts';
+import { type ConnectionBounds, connectionSettings, createPool, type Pool } from './pool.ts';
+import { listenSessionProbe, notifySessionProbe, unlistenSessionProbe } from './sqlc/session_sql.ts';
 
 /** The database the service talks to: DATABASE_URL, or its own embedded server. */
 export interface Database {
@@ -16,6 +18,12 @@ export interface Database {
   /** The bounds every connection to it is opened with (pool, LISTEN, pg-boss). */
   bounds: ConnectionBounds;
   embedded: boolean;
+  /** DATABASE_URL is a transaction pooler (the session check failed there): see `ServicePool`. */
+  transactionPooler: boolean;
+  /** Where the scheduler LISTENs: DATABASE_DIRECT_URL, else DATABASE_URL when it is a session; undefined: it polls. */
+  listenUrl: string | undefined;
+  /** Runs a later start-up step within the start-up window that began when the database was first tried. */
+  startUpStep: StartUpStep;
   /** The `database` readiness check (critical): one round trip; `down` on a read-only server too. */
   health: HealthCheck;
   /** Closes the pool (waiting at most until `deadline`, epoch ms, plus 1.5 s) and the embedded server. */
@@ -23,21 +31,36 @@ export interface Database {
 }
 
 /**
- * Connections the service's pool may open for `workerCount` workers. A run
- * holds at most one connection at a time (a claim and an outcome write are
- * single statements; webhook calls hold none), so each worker needs one; the
- * HTTP API gets 4 and the scheduler and lease renewals 2 more. pg-boss (4)
- * and the scheduler's LISTEN connection (1) come on top, in their own pools.
+ * pg-boss's own pool (src/engine/run-queue.ts): the workers' fetches and
+ * completions, its supervision and maintenance. Fixed; it does not grow with
+ * WORKER_COUNT (one `work()` registration fetches for all workers).
  */
-export function poolSizeFor(workerCount: number): number {
-  return workerCount + 6;
+export const runQueuePoolMax = 4;
+
+/**
+ * The most connections one pod opens to PostgreSQL (its connection budget):
+ * the main pool (DATABASE_POOL_MAX: workers, scheduler, lease renewals, the
+ * API and the maintenance loops), pg-boss's pool, and the scheduler's LISTEN
+ * connection when LISTEN works (a direct session). Nothing else connects:
+ * pg-boss's own LISTEN is off (the pod that queues a run wakes its own
+ * workers; the others poll every second).
+ */
+export function connectionBudget(poolMax: number, listens = true): number {
+  return poolMax + runQueuePoolMax + (listens ? 1 : 0);
 }
 
 /**
  * Opens the service's database: DATABASE_URL, or (unset) the embedded server
- * in DATA_DIR, started here. The pool is sized for WORKER_COUNT and follows
- * its live changes (node-postgres reads `options.max` on every checkout).
+ * in DATA_DIR, started here. The pool holds at most DATABASE_POOL_MAX
+ * connections, WORKER_COUNT of them at most for the workers (a settings rule);
+ * a caller that finds them all busy waits DATABASE_CONNECT_TIMEOUT_MS, then
+ * gets "timeout exceeded when trying to connect" (503 on the API): a burst
+ * queues instead of opening more. Its first step, "connect", is the session
+ * check (`isSession`), which decides how the pool carries its settings and
+ * where the scheduler LISTENs; it is retried within DATABASE_START_TIMEOUT_MS
+ * like every later step (`startUpStep`).
  * @throws DataDirInUseError when another process holds DATA_DIR
+ * @throws DatabaseUnreachableError when the database cannot be reached within the start-up window
  */
 export async function openDatabase(settings: LiveSettings, logger: Logger): Promise<Database> {
   const config = settings.current;
@@ -47,20 +70,39 @@ export async function openDatabase(settings: LiveSettings, logger: Logger): Prom
     embedded = await startEmbeddedDatabase(config.dataDir, logger);
     url = embedded.url;
   }
+  const startUpStep = startUpSteps(url, config.database.startTimeoutMs, logger);
+  const connectionUrl = url;
+  const session = await startUpStep('connect', () => isSession(connectionUrl, config.database)).catch(
+    async (error: unknown) => {
+      await embedded?.stop();
+      throw error;
+    },
+  );
+  const listenUrl = config.databaseDirectUrl ?? (session ? url : undefined);
+  if (!session)
+    logger.warn(
+      { database: hostOf(url), listen: listenUrl ? 'DATABASE_DIRECT_URL' : 'none (polling)' },
+      'DATABASE_URL is a transaction pooler (LISTEN does not work there): statements run in transactions that ' +
+        'carry their settings' +
+        (listenUrl
+          ? '; the scheduler LISTENs on DATABASE_DIRECT_URL'
+          : '; without DATABASE_DIRECT_URL the scheduler sees a started, stopped or new job at its next poll (FETCH_INTERVAL_MS)'),
+    );
   const pool = createPool({
     connectionString: url,
-    max: poolSizeFor(config.workerCount),
+    max: config.database.poolMax,
     applicationName: `job-manager ${config.instanceId}`,
     bounds: config.database,
-  });
-  settings.onChange((next) => {
-    pool.options.max = poolSizeFor(next.workerCount);
+    transactionPooler: !session,
   });
   return {
     pool,
     url,
     bounds: config.database,
     embedded: embedded !== undefined,
+    transactionPooler: !session,
+    listenUrl,
+    startUpStep,
     health: databaseHealthCheck(pool),
     async close(deadline = Date.now()) {
       // A connection stuck on a hung server would hold pool.end() forever.
@@ -84,50 +126,98 @@ export class DatabaseUnreachableError extends Error {
 /** Start-up backoff: the first pause and the longest one (ms). */
 const startRetry = { firstDelayMs: 250, maxDelayMs: 5_000 };
 
+/** Runs one start-up step (see `startUpSteps`). */
+export type StartUpStep = <T>(step: string, attempt: () => Promise<T>) => Promise<T>;
+
 /**
- * Runs the migrations as soon as the database answers. While it cannot be
- * reached (connection refused or timed out, starting up, authentication not
- * yet set up: `databaseErrorKind` 'unavailable') each attempt is logged and
- * retried after a pause doubling from 250 ms to 5 s, for up to
- * `startTimeoutMs` (DATABASE_START_TIMEOUT_MS; 0: one attempt). Containers
- * started together (compose, Kubernetes) usually bring the database up a few
- * seconds after the service.
- * @throws DatabaseUnreachableError when the window has passed (names host:port only)
- * @throws the migration's own error at once when it is anything else (a failing migration)
+ * The start-up window, shared by every step that needs the database (connect
+ * and migrate, pg-boss, the LISTEN connection). While a step fails because the
+ * database cannot serve yet (refused or timed-out connections, starting up,
+ * "too many clients" and the rest of SQLSTATE class 53, authentication not yet
+ * set up: `databaseErrorKind` 'unavailable') each attempt is logged and
+ * retried after a pause doubling from 250 ms to 5 s, until
+ * `startTimeoutMs` (DATABASE_START_TIMEOUT_MS; 0: one attempt) after the first
+ * step began. Containers started together usually bring the database up a few
+ * seconds after the service, and a pod started into a full server waits for
+ * a slot instead of exiting.
+ * @returns a runner; it throws DatabaseUnreachableError when the window has passed (names host:port only),
+ *   and a step's own error at once when it is anything else (a failing migration)
  */
-export async function migrateWhenReachable(
-  database: Pick<Database, 'pool' | 'url'>,
-  startTimeoutMs: number,
-  logger: Logger,
-): Promise<MigrationReport> {
-  const host = hostOf(database.url);
+export function startUpSteps(url: string, startTimeoutMs: number, logger: Logger): StartUpStep {
+  const host = hostOf(url);
   const started = Date.now();
-  let attempts = 0;
+  return async (step, attempt) => {
+    let attempts = 0;
+    try {
+      return await retryUntilDone(
+        () => {
+          attempts += 1;
+          return attempt();
+        },
+        {
+          ...startRetry,
+          giveUpAfterMs: Math.max(0, startTimeoutMs - (Date.now() - started)),
+          retryIf: (error) => databaseErrorKind(error) === 'unavailable',
+          onRetry: (error, tries, delayMs) =>
+            logger.warn(
+              { database: host, step, attempt: tries, retryInMs: delayMs, reason: (error as Error).message },
+              `database at ${host} not reachable yet; retrying`,
+            ),
+        },
+      );
+    } catch (error) {
+      if (databaseErrorKind(error) !== 'unavailable') throw error;
+      throw new DatabaseUnreachableError(
+        host,
+        `the database at ${host} is unreachable after ${Date.now() - started} ms (${attempts} attempts, ` +
+          `DATABASE_START_TIMEOUT_MS=${startTimeoutMs}): ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+  };
+}
+
+/** How long the session check waits for its own notification (ms). */
+const sessionProbeTimeoutMs = 2_000;
+
+/**
+ * Whether `url` is a real session (PostgreSQL, or a pooler in session mode)
+ * or a transaction pooler: one connection LISTENs, a second one NOTIFYs, and
+ * the first waits up to 2 s. Through a transaction pooler (PgBouncer) the
+ * LISTEN is left on a server connection that is not linked to the listening
+ * client while it waits, so the notification never reaches it. Session
+ * features (LISTEN, a `SET` that lasts) are used only where this is true.
+ * @throws a connection error (the start-up step retries it)
+ */
+export async function isSession(url: string, bounds: ConnectionBounds): Promise<boolean> {
+  const open = async () => {
+    const client = new pg.Client({
+      connectionString: url,
+      application_name: 'job-manager session check',
+      ...connectionSettings(bounds),
+    });
+    client.on('error', () => {});
+    await client.connect().catch(async (error: unknown) => {
+      await client.end().catch(() => {});
+      throw error;
+    });
+    return client;
+  };
+  const listener = await open();
   try {
-    return await retryUntilDone(
-      () => {
-        attempts += 1;
-        return migrate(database.pool, logger);
-      },
-      {
-        ...startRetry,
-        giveUpAfterMs: startTimeoutMs,
-        retryIf: (error) => databaseErrorKind(error) === 'unavailable',
-        onRetry: (error, attempt, delayMs) =>
-          logger.warn(
-            { database: host, attempt, retryInMs: delayMs, reason: (error as Error).message },
-            `database at ${host} not reachable yet; retrying`,
-          ),
-      },
-    );
-  } catch (error) {
-    if (databaseErrorKind(error) !== 'unavailable') throw error;
-    throw new DatabaseUnreachableError(
-      host,
-      `the database at ${host} is unreachable after ${Date.now() - started} ms (${attempts} attempts, ` +
-        `DATABASE_START_TIMEOUT_MS=${startTimeoutMs}): ${(error as Error).message}`,
-      { cause: error },
-    );
+    const token = randomUUID();
+    const heard = new Promise<boolean>((resolve) => {
+      listener.on('notification', (message) => message.payload === token && resolve(true));
+      setTimeout(() => resolve(false), sessionProbeTimeoutMs).unref();
+    });
+    await listenSessionProbe(listener);
+    const notifier = await open();
+    await notifySessionProbe(notifier, { token }).finally(() => notifier.end().catch(() => {}));
+    const session = await heard;
+    if (!session) await unlistenSessionProbe(listener);
+    return session;
+  } finally {
+    await listener.end().catch(() => {});
   }
 }
 

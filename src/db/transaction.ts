@@ -1,15 +1,16 @@
 import type { Pool, PoolClient } from './pool.ts';
 
-/** Runs `work` in one transaction on one connection: commit on success, rollback on error. */
 /**
- * A connection that failed (a timed-out reply, a dropped link) is destroyed
+ * Runs `work` in one transaction on one connection: commit on success,
+ * rollback on error. The transaction opens with the pool's `begin`, which
+ * sets the statement timeouts for it (`SET LOCAL`). A connection that failed (a timed-out reply, a dropped link) is destroyed
  * rather than returned to the pool, where it would hang the next caller.
  */
 export async function withTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let failure: Error | undefined;
   try {
-    await client.query('BEGIN');
+    await client.query(pool.begin);
     const result = await work(client);
     await client.query('COMMIT');
     return result;

@@ -9,6 +9,7 @@
  */
 import type { PgBoss } from 'pg-boss';
 import type { LiveSettings } from '../config/live-config.ts';
+import type { StartUpStep } from '../db/database.ts';
 import type { ConnectionBounds, Pool } from '../db/pool.ts';
 import { releaseJobLeases } from '../db/sqlc/jobs_sql.ts';
 import { withTimeout } from '../lib/with-timeout.ts';
@@ -18,7 +19,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { JobHandler } from './handler.ts';
 import { HandlerFactory } from './handler-factory.ts';
 import { RunExecutor, type RunOutcome } from './run-executor.ts';
-import { parseRunRequest, runQueueName, startRunQueue } from './run-queue.ts';
+import { parseRunRequest, type RunQueueSettings, runQueueName, startRunQueue } from './run-queue.ts';
 import { Scheduler } from './scheduler.ts';
 import { WorkerPool } from './worker-pool.ts';
 
@@ -40,8 +41,14 @@ export interface EngineSettings {
 
 export interface EngineDependencies {
   pool: Pool;
-  /** For pg-boss's own pool and the scheduler's LISTEN connection. */
+  /** For pg-boss's own pool (and the scheduler's LISTEN connection unless `listenUrl` says otherwise). */
   databaseUrl: string;
+  /** Where the scheduler LISTENs (a direct session); null: nowhere, it polls. Default: `databaseUrl`. */
+  listenUrl?: string | null;
+  /** `databaseUrl` is a transaction pooler: pg-boss's connections set only what the pooler tracks. */
+  transactionPooler?: boolean;
+  /** Runs a start-up step that needs the database within the start-up window (pg-boss, LISTEN); default: once. */
+  startUpStep?: StartUpStep;
   /** Timeouts and session settings for those connections (the service pool's own). */
   connectionBounds?: ConnectionBounds;
   /** Handlers by name (`send-messages`, and whatever tests register). */
@@ -77,19 +84,22 @@ export interface Engine {
   resize(workerCount: number): Promise<void>;
 }
 
+function runQueueSettings(settings: EngineSettings, deps: EngineDependencies): RunQueueSettings {
+  return {
+    connectionString: deps.databaseUrl,
+    instanceId: settings.instanceId,
+    runTimeoutSeconds: settings.runTimeoutSeconds ?? 3_600,
+    connectionBounds: deps.connectionBounds,
+    transactionPooler: deps.transactionPooler ?? false,
+  };
+}
+
 /** Builds the engine and starts pg-boss (creating its queues); `start()` begins taking work. */
 export async function createEngine(settings: EngineSettings, deps: EngineDependencies): Promise<Engine> {
   const { pool, logger, metrics } = deps;
   const factory = new HandlerFactory(deps.handlers);
-  const boss: PgBoss = await startRunQueue(
-    {
-      connectionString: deps.databaseUrl,
-      instanceId: settings.instanceId,
-      runTimeoutSeconds: settings.runTimeoutSeconds ?? 3_600,
-      connectionBounds: deps.connectionBounds,
-    },
-    logger,
-  );
+  const step = deps.startUpStep ?? ((_name, attempt) => attempt());
+  const boss: PgBoss = await step('pg-boss', () => startRunQueue(runQueueSettings(settings, deps), logger));
   let scheduler: Scheduler | undefined;
   const executor = new RunExecutor(pool, factory, settings, logger, metrics, () => scheduler?.wake());
   const workers = new WorkerPool(
@@ -122,7 +132,8 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
     async start() {
       started = true;
       await workers.start(settings.workerCount);
-      await theScheduler.start(deps.databaseUrl);
+      const listenUrl = deps.listenUrl === undefined ? deps.databaseUrl : deps.listenUrl;
+      await step('listener', () => theScheduler.start(listenUrl ?? undefined));
     },
     async stop(deadline) {
       // Every step is bounded: the scheduler and the workers by the deadline

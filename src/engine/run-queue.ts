@@ -1,6 +1,13 @@
 import { PgBoss } from 'pg-boss';
 import { z } from 'zod';
-import { type ConnectionBounds, connectionSettings, type PoolClient } from '../db/pool.ts';
+import { runQueuePoolMax } from '../db/database.ts';
+import {
+  type ConnectionBounds,
+  connectionSettings,
+  connectionSetup,
+  defaultConnectionBounds,
+  type PoolClient,
+} from '../db/pool.ts';
 import type { Logger } from '../observability/logger.ts';
 
 /**
@@ -54,30 +61,49 @@ export interface RunQueueSettings {
   runTimeoutSeconds: number;
   /** Bounds and session settings for pg-boss's connections (its pool passes them to node-postgres). */
   connectionBounds?: ConnectionBounds;
+  /** `connectionString` is a transaction pooler: its connections set only what the pooler tracks (see db/pool.ts). */
+  transactionPooler?: boolean;
 }
 
+/**
+ * Starts pg-boss on its own pool of `runQueuePoolMax` connections. It works
+ * through PgBouncer in transaction mode as it is (its locks are transaction
+ * advisory locks, its timeouts `SET LOCAL`, its statements unnamed), except
+ * LISTEN, which is off: the pod whose scheduler queues a run wakes its own
+ * workers (`notifyWorker`), the others poll every second, so a LISTEN
+ * connection per pod would buy nothing. A failed start closes what it opened
+ * (the start-up step retries it).
+ */
 export async function startRunQueue(settings: RunQueueSettings, logger: Logger): Promise<PgBoss> {
   // pg-boss hands its options to pg.Pool as they are, so the same connect and
-  // reply timeouts, keepalive and pinned session settings apply to its pool.
-  // Its connections stay bounded through an outage: the pool never opens more
-  // than `max`, and destroys a connection whose query failed (pg-pool releases
-  // it with the error); its LISTEN client is replaced by one loop of its own
-  // (one timer, 1 s doubling to 30 s), whatever mix of `error` and `end`.
-  const options: ConstructorParameters<typeof PgBoss>[0] = {
+  // reply timeouts and keepalive apply to its pool. Its connections stay
+  // bounded through an outage: the pool never opens more than `max`, and
+  // destroys a connection whose query failed (pg-pool releases it with the error).
+  const options = {
     connectionString: settings.connectionString,
     schema: 'pgboss',
     application_name: `job-manager ${settings.instanceId} pg-boss`,
-    max: 4,
-    useListenNotify: true,
+    max: runQueuePoolMax,
+    useListenNotify: false,
     schedule: false,
     // How often pg-boss looks for runs whose worker stopped heartbeating (default 60 s).
     superviseIntervalSeconds: 10,
     ...connectionSettings(settings.connectionBounds),
-  };
+    // The service's session settings on each of its connections too (pg-boss hands this to pg.Pool as it is).
+    onConnect: connectionSetup(
+      settings.connectionBounds ?? defaultConnectionBounds,
+      settings.transactionPooler ?? false,
+    ),
+  } as ConstructorParameters<typeof PgBoss>[0];
   const boss = new PgBoss(options);
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));
-  await boss.start();
+  try {
+    await boss.start();
+  } catch (error) {
+    await boss.stop({ graceful: false, close: true, timeout: 1_000 }).catch(() => {});
+    throw error;
+  }
   await boss.createQueue(deadRunQueueName, { retentionSeconds: 14 * 86_400 });
   await boss.createQueue(runQueueName, {
     // Each run is claimed in the jobs table; pg-boss only retries a run whose
@@ -90,7 +116,7 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
     expireInSeconds: settings.runTimeoutSeconds,
     deleteAfterSeconds: 86_400,
     deadLetter: deadRunQueueName,
-    notify: true,
+    notify: false,
   });
   return boss;
 }

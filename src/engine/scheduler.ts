@@ -56,9 +56,10 @@ export class Scheduler {
     this.#events = events;
   }
 
-  async start(connectionString: string): Promise<void> {
+  /** Starts the loop; with a `connectionString` (a real session) it also LISTENs there for job changes. */
+  async start(connectionString: string | undefined): Promise<void> {
     this.#stopped = false;
-    await this.#listen(connectionString);
+    if (connectionString) await this.#listen(connectionString);
     this.wake();
   }
 

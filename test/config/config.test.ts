@@ -14,13 +14,19 @@ describe('configuration', () => {
     const config = resolveConfig({
       PORT: '9000',
       WORKER_COUNT: '12',
+      DATABASE_POOL_MAX: '20',
       WEBHOOK_URL: 'https://example.test/hook',
       WEBHOOK_AUTH_HEADER: 'x-ins-auth-key',
       WEBHOOK_AUTH_VALUE: 'secret',
       API_KEYS: 'a, b,,c',
       UNRELATED: 'ignored',
     });
-    expect([config.port, config.workerCount, config.webhook.authHeader]).to.deep.equal([9000, 12, 'x-ins-auth-key']);
+    expect([config.port, config.workerCount, config.database.poolMax, config.webhook.authHeader]).to.deep.equal([
+      9000,
+      12,
+      20,
+      'x-ins-auth-key',
+    ]);
     expect(config.apiKeys).to.deep.equal(['a', 'b', 'c']);
   });
 
@@ -36,6 +42,15 @@ describe('configuration', () => {
   const invalid: Array<[Record<string, string>, RegExp]> = [
     [{ PORT: 'eighty' }, /^Invalid configuration: PORT /],
     [{ WORKER_COUNT: '0' }, /^Invalid configuration: WORKER_COUNT .*>=1/],
+    [
+      { WORKER_COUNT: '9' },
+      /^Invalid configuration: WORKER_COUNT must be at most DATABASE_POOL_MAX − 2 \(9 > 10 − 2\): the scheduler and the API share that pool/,
+    ],
+    [{ DATABASE_POOL_MAX: '2' }, /^Invalid configuration: DATABASE_POOL_MAX .*>=3/],
+    [
+      { DATABASE_DIRECT_URL: 'http://db/x' },
+      /^Invalid configuration: DATABASE_DIRECT_URL must use postgres or postgresql/,
+    ],
     [{ FETCH_INTERVAL_MS: '1.5' }, /^Invalid configuration: FETCH_INTERVAL_MS /],
     [{ WEBHOOK_URL: 'not a url' }, /^Invalid configuration: WEBHOOK_URL must be a URL/],
     [{ DATABASE_URL: 'mysql://db/x' }, /^Invalid configuration: DATABASE_URL must use postgres or postgresql$/],

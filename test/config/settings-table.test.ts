@@ -65,7 +65,7 @@ describe('live configuration', () => {
     expect(change.needsRestart).to.deep.equal(['PORT']);
     expect(live.current.port, 'PORT waits for a restart').to.equal(8080);
     // Restart-only values stay pinned across later changes too.
-    await live.update({ WORKER_COUNT: '9', PORT: '9999' });
+    await live.update({ WORKER_COUNT: '6', PORT: '9999' });
     expect(live.current.port).to.equal(8080);
   });
 

@@ -5,8 +5,10 @@ import { api, startTestService, type TestService } from '../support/service.ts';
 
 /**
  * A database whose defaults are not ISO dates in UTC (issue 9, fault 7): the
- * service pins its session settings on every connection (its pool, the
- * scheduler's LISTEN connection, pg-boss's pool), so nothing changes for it.
+ * service pins DateStyle and TimeZone on every connection of its pool and
+ * pg-boss's, and the timeouts and IntervalStyle in every transaction (the
+ * way PgBouncer keeps them too: test/faults/pgbouncer.fault.ts), so nothing
+ * changes for it.
  */
 describe('session settings pinned on every connection', function () {
   this.timeout(60_000);
@@ -33,11 +35,12 @@ describe('session settings pinned on every connection', function () {
     }
   });
 
-  it('the service pool sees ISO, UTC and postgres intervals', async () => {
+  it('the service pool sees ISO, UTC, postgres intervals and its statement timeouts', async () => {
     const { rows } = await service.database.pool.query(
-      "SELECT current_setting('DateStyle') AS d, current_setting('TimeZone') AS t, current_setting('IntervalStyle') AS i",
+      "SELECT current_setting('DateStyle') AS d, current_setting('TimeZone') AS t, current_setting('IntervalStyle') AS i, " +
+        "current_setting('statement_timeout') AS st, current_setting('idle_in_transaction_session_timeout') AS it",
     );
-    expect(rows[0]).to.deep.equal({ d: 'ISO, MDY', t: 'UTC', i: 'postgres' });
+    expect(rows[0]).to.deep.equal({ d: 'ISO, MDY', t: 'UTC', i: 'postgres', st: '10s', it: '1min' });
   });
 
   it('takes a message (201, stored once), reads it back, schedules and sends it', async () => {

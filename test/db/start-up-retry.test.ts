@@ -3,7 +3,9 @@
 // comes up when the database appears or exits 69 (EX_UNAVAILABLE) naming the
 // host, never the password. Real processes, a real port with nothing behind it.
 import { expect } from 'chai';
+import { DatabaseUnreachableError, startUpSteps } from '../../src/db/database.ts';
 import { findFreePort } from '../../src/db/embedded.ts';
+import { createLogger } from '../../src/observability/logger.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { runMain, type TestProcess } from '../support/processes.ts';
 import { startTcpForwarder, type TcpForwarder } from '../support/tcp-forwarder.ts';
@@ -65,5 +67,57 @@ describe('start-up with a database that does not answer yet', function () {
 
     run.child.kill('SIGTERM');
     expect((await run.exited).code).to.equal(0);
+  });
+
+  describe('every start-up step shares one window', () => {
+    const tooMany = Object.assign(new Error('sorry, too many clients already'), { code: '53300' });
+    const reserved = Object.assign(new Error('remaining connection slots are reserved for superusers'), {
+      code: '53300',
+    });
+    const failing = (errors: Error[]) => async () => {
+      const next = errors.shift();
+      if (next) throw next;
+      return 'started';
+    };
+
+    it('retries "too many clients" (SQLSTATE class 53) at a later step, then goes on', async () => {
+      const warnings: string[] = [];
+      const logger = createLogger({
+        level: 'warn',
+        instanceId: 'test',
+        destination: { write: (line: string) => warnings.push(line) },
+      });
+      const step = startUpSteps('postgres://app:pw@db.example:6432/jobs', 10_000, logger);
+      expect(await step('migrate', failing([]))).to.equal('started');
+      expect(await step('pg-boss', failing([tooMany, reserved]))).to.equal('started');
+      const logged = warnings.map((line) => JSON.parse(line));
+      expect(logged.map((line) => [line.step, line.attempt, line.reason])).to.deep.equal([
+        ['pg-boss', 1, 'sorry, too many clients already'],
+        ['pg-boss', 2, 'remaining connection slots are reserved for superusers'],
+      ]);
+    });
+
+    it('gives up once the window that began with the first step has passed', async () => {
+      const logger = createLogger({ level: 'fatal', instanceId: 'test', destination: { write: () => {} } });
+      const step = startUpSteps('postgres://app:pw@db.example:6432/jobs', 300, logger);
+      await step('migrate', failing([tooMany]));
+      const error = await step('listener', failing([tooMany, tooMany, tooMany, tooMany])).catch((e: unknown) => e);
+      expect(error).to.be.instanceOf(DatabaseUnreachableError);
+      expect((error as Error).message).to.match(
+        /^the database at db\.example:6432 is unreachable after \d+ ms \(\d attempts, DATABASE_START_TIMEOUT_MS=300\): sorry, too many clients already$/,
+      );
+    });
+
+    it('does not retry what is not about reaching the database (a failing migration)', async () => {
+      const logger = createLogger({ level: 'fatal', instanceId: 'test', destination: { write: () => {} } });
+      const step = startUpSteps('postgres://db.example/jobs', 10_000, logger);
+      const broken = Object.assign(new Error('syntax error at or near "SELEC"'), { code: '42601' });
+      let attempts = 0;
+      const error = await step('migrate', async () => {
+        attempts += 1;
+        throw broken;
+      }).catch((e: unknown) => e);
+      expect([error, attempts]).to.deep.equal([broken, 1]);
+    });
   });
 });

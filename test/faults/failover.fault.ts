@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import pg from 'pg';
-import { poolSizeFor } from '../../src/db/database.ts';
+import { connectionBudget } from '../../src/db/database.ts';
 import { PgCluster } from './support/cluster.ts';
 import { Haproxy } from './support/haproxy.ts';
 import { http, printTable, type ResultRow, results, Scenario, type ServicePod, until } from './support/kit.ts';
@@ -35,8 +35,9 @@ describe('fault injection: failover to a promoted standby', function () {
 
   const workerCount = 4;
   const shutdownTimeoutMs = 5_000;
-  /** The pool (poolSizeFor), pg-boss's pool (max 4) and its LISTEN client, the fetcher's LISTEN client. */
-  const budget = poolSizeFor(workerCount) + 4 + 1 + 1;
+  /** Every pool and client of a pod (connectionBudget: the main pool, pg-boss's pool, the fetcher's LISTEN client). */
+  const poolMax = 10; // DATABASE_POOL_MAX's default: the pods leave it unset
+  const budget = connectionBudget(poolMax);
 
   before(() => receiver.start());
   afterEach(async function () {
@@ -144,7 +145,7 @@ class Stand {
   }
 
   static async build(receiver: Receiver, name: string): Promise<Stand> {
-    const primary = await PgCluster.create(['pg_basebackup']);
+    const primary = await PgCluster.create({}, ['pg_basebackup']);
     await primary.query('CREATE DATABASE failover');
     const standby = await PgCluster.standbyOf(primary, 'standby');
     // Only the primary waits for the standby (set after the base backup, so the standby does not inherit it).

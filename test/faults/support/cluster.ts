@@ -18,17 +18,28 @@ export class PgCluster {
   readonly dir: string;
   readonly #bin: string;
   readonly #user: { uid: number; gid: number } | undefined;
+  readonly #settings: Record<string, string>;
   #server: TestProcess | undefined;
 
-  private constructor(bin: string, dir: string, port: number, user: { uid: number; gid: number } | undefined) {
+  private constructor(
+    bin: string,
+    dir: string,
+    port: number,
+    user: { uid: number; gid: number } | undefined,
+    settings: Record<string, string>,
+  ) {
     this.#bin = bin;
     this.dir = dir;
     this.port = port;
     this.#user = user;
+    this.#settings = settings;
   }
 
-  /** A new cluster (initdb), started, from binaries that also have `tools` (e.g. pg_basebackup for a standby). */
-  static async create(tools: readonly string[] = []): Promise<PgCluster> {
+  /**
+   * A new cluster (initdb), started. `settings`: server settings (`-c name=value`) over the suite's own
+   * (max_connections 200, fsync off); `tools`: binaries the directory must also have (e.g. pg_basebackup).
+   */
+  static async create(settings: Record<string, string> = {}, tools: readonly string[] = []): Promise<PgCluster> {
     const bin = findBinaries(tools);
     const root = mkdtempSync(join(tmpdir(), 'jm-faults-pg-'));
     chmodSync(root, 0o755);
@@ -41,7 +52,7 @@ export class PgCluster {
     });
     const { code } = await initdb.exited;
     if (code !== 0) throw new Error(`initdb exited with ${code}:\n${initdb.output()}`);
-    const cluster = new PgCluster(bin, dir, await findFreePort(), user);
+    const cluster = new PgCluster(bin, dir, await findFreePort(), user, settings);
     await cluster.start();
     return cluster;
   }
@@ -72,7 +83,7 @@ export class PgCluster {
     });
     const { code } = await backup.exited;
     if (code !== 0) throw new Error(`pg_basebackup exited with ${code}:\n${backup.output()}`);
-    const standby = new PgCluster(primary.#bin, dir, await findFreePort(), primary.#user);
+    const standby = new PgCluster(primary.#bin, dir, await findFreePort(), primary.#user, primary.#settings);
     await standby.start();
     return standby;
   }
@@ -90,7 +101,19 @@ export class PgCluster {
     return this.#server?.pid;
   }
 
+  /** The server's log lines (stderr) since it last started. */
+  log(): string {
+    return this.#server?.output() ?? '';
+  }
+
   async start(): Promise<void> {
+    const settings = {
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: '',
+      fsync: 'off',
+      max_connections: '200',
+      ...this.#settings,
+    };
     const server = launch(join(this.#bin, 'postgres'), {
       name: 'postgres',
       args: [
@@ -98,17 +121,10 @@ export class PgCluster {
         this.dir,
         '-p',
         String(this.port),
-        '-c',
-        'listen_addresses=127.0.0.1',
-        '-c',
-        'unix_socket_directories=',
-        '-c',
-        'fsync=off',
-        '-c',
-        'max_connections=200',
+        ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
       ],
       user: this.#user,
-      keepLines: 200,
+      keepLines: 20_000,
     });
     this.#server = server;
     const deadline = Date.now() + 30_000;
@@ -193,7 +209,7 @@ function childPids(parent: number): number[] {
 }
 
 /** The uid and gid of the `postgres` user, from /etc/passwd. */
-function postgresUser(): { uid: number; gid: number } {
+export function postgresUser(): { uid: number; gid: number } {
   const entry = readFileSync('/etc/passwd', 'utf8')
     .split('\n')
     .map((line) => line.split(':'))
