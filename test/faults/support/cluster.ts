@@ -156,7 +156,7 @@ function childPids(parent: number): number[] {
 }
 
 /** The uid and gid of the `postgres` user, from /etc/passwd. */
-function postgresUser(): { uid: number; gid: number } {
+export function postgresUser(): { uid: number; gid: number } {
   const entry = readFileSync('/etc/passwd', 'utf8')
     .split('\n')
     .map((line) => line.split(':'))
