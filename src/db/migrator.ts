@@ -285,6 +285,7 @@ class MigrationRun {
           [migration.version, this.holder, this.leaseMs],
         )
         .catch(() => {}); // the next renewal tries again; a lease lost is taken over and healed
+      this.reportWait(migration).catch(() => {});
     }, this.leaseMs / 3);
     try {
       await this.runOnSession(migration);
@@ -304,6 +305,24 @@ class MigrationRun {
       ]);
       return record(client, migration);
     });
+  }
+
+  /**
+   * Logs (warn) a CONCURRENTLY build in this database that waits for other
+   * transactions to end (older snapshots, writers): its phase and the pids
+   * blocking it, so a start-up that seems stuck says why.
+   */
+  private async reportWait(migration: Migration): Promise<void> {
+    const { rows } = await this.pool.query<{ phase: string; blockers: number[] }>(
+      `SELECT phase, pg_blocking_pids(pid) AS blockers FROM pg_stat_progress_create_index
+       WHERE datname = current_database() AND command LIKE '%CONCURRENTLY' AND phase LIKE 'waiting%'`,
+    );
+    for (const row of rows) {
+      this.logger.warn(
+        { migration: migration.name, phase: row.phase, blockingPids: row.blockers },
+        'the CONCURRENTLY build is waiting for these transactions to end (see pg_stat_activity)',
+      );
+    }
   }
 
   private async runOnSession(migration: Migration): Promise<void> {

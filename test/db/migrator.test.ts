@@ -169,9 +169,11 @@ describe('migrator', () => {
     const old = new pg.Client({ connectionString: db().url });
     await old.connect();
     try {
+      const oldPid: number = (await old.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
       await old.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       await old.query('SELECT count(*) FROM pg_class');
-      const first = migrate(db().pool, silentLogger(), { dir }).then(
+      const firstLog = recordingLogger();
+      const first = migrate(db().pool, firstLog.logger, { dir, leaseMs: 900 }).then(
         () => undefined,
         (error: Error) => error,
       );
@@ -183,6 +185,10 @@ describe('migrator', () => {
         return rows[0]?.pid as number | undefined;
       };
       await until(async () => (await buildPid()) !== undefined, 'the build waiting for the old snapshot');
+      // The pod says what its build waits for (renewing its lease every 300 ms here).
+      const waitLine = () => firstLog.lines.find((line) => line.msg.startsWith('the CONCURRENTLY build is waiting'));
+      await until(() => waitLine() !== undefined, 'the build reporting its wait');
+      expect(waitLine()).to.deep.include({ phase: 'waiting for old snapshots', blockingPids: [oldPid] });
       // Another pod meanwhile polls in short transactions (none the build would wait for), and is not done.
       const { logger, lines } = recordingLogger();
       const second = migrate(db().pool, logger, { dir, pollMs: 50 });
