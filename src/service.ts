@@ -57,7 +57,7 @@ export async function startService(
     cleanup.push((deadline) => database.close(deadline));
     // Every step that needs the database retries within one start-up window (DATABASE_START_TIMEOUT_MS).
     const step = database.startUpStep;
-    await step('migrate', () => migrate(database.pool, logger));
+    await step('migrate', () => migrate(database.pool, logger, { session: database.migrationSession }));
     const { pool } = database;
 
     const delivery = await createDelivery(settings, { pool, metrics, logger });

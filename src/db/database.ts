@@ -8,6 +8,7 @@ import type { Logger } from '../observability/logger.ts';
 import { type EmbeddedDatabase, startEmbeddedDatabase } from './embedded.ts';
 import { databaseErrorKind } from './errors.ts';
 import { databaseHealthCheck } from './health-check.ts';
+import type { MigrationSession } from './migrator.ts';
 import { type ConnectionBounds, connectionSettings, createPool, type Pool } from './pool.ts';
 import { listenSessionProbe, notifySessionProbe, unlistenSessionProbe } from './sqlc/session_sql.ts';
 
@@ -22,6 +23,11 @@ export interface Database {
   transactionPooler: boolean;
   /** Where the scheduler LISTENs: DATABASE_DIRECT_URL, else DATABASE_URL when it is a session; undefined: it polls. */
   listenUrl: string | undefined;
+  /**
+   * A session on DATABASE_DIRECT_URL for the migrator's transaction:false
+   * files; undefined without it (the migrator then takes one of the pool's).
+   */
+  migrationSession: (() => Promise<MigrationSession>) | undefined;
   /** Runs a later start-up step within the start-up window that began when the database was first tried. */
   startUpStep: StartUpStep;
   /** The `database` readiness check (critical): one round trip; `down` on a read-only server too. */
@@ -102,6 +108,7 @@ export async function openDatabase(settings: LiveSettings, logger: Logger): Prom
     embedded: embedded !== undefined,
     transactionPooler: !session,
     listenUrl,
+    migrationSession: config.databaseDirectUrl ? directSession(config.databaseDirectUrl, config.database) : undefined,
     startUpStep,
     health: databaseHealthCheck(pool),
     async close(deadline = Date.now()) {
@@ -110,6 +117,25 @@ export async function openDatabase(settings: LiveSettings, logger: Logger): Prom
       await withTimeout(pool.end(), boundMs).catch(() => {});
       await embedded?.stop();
     },
+  };
+}
+
+/**
+ * Opens one direct session for a migration that must run outside a
+ * transaction (CREATE INDEX CONCURRENTLY): connect timeout and keepalive as
+ * everywhere, but no client reply timeout, since a build on a large table
+ * takes minutes (the migrator turns the server's statement_timeout off for it).
+ */
+function directSession(url: string, bounds: ConnectionBounds): () => Promise<MigrationSession> {
+  return async () => {
+    const { query_timeout: _unbounded, ...settings } = connectionSettings(bounds);
+    const client = new pg.Client({ connectionString: url, application_name: 'job-manager migrator', ...settings });
+    client.on('error', () => {}); // a lost session fails the query in flight; the migrator retries the file
+    await client.connect();
+    return {
+      query: client.query.bind(client) as MigrationSession['query'],
+      release: () => void client.end().catch(() => {}),
+    };
   };
 }
 

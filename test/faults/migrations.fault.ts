@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import pg from 'pg';
 import { findFreePort } from '../../src/db/embedded.ts';
 import { migrate } from '../../src/db/migrator.ts';
+import { createPool } from '../../src/db/pool.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
 import { lintMigrations } from '../../tools/migration-lint/lint.ts';
 import { launch, startPod, type TestProcess } from '../support/processes.ts';
@@ -237,7 +238,9 @@ describe('fault injection: migrations under load', function () {
     const s = await begin('migrator behind PgBouncer');
     const bouncer = await startPgBouncer(rig.cluster.port);
     // No start-up `options` (PgBouncer refuses them): the migrator sets what it needs per transaction.
-    const pools = [1, 2, 3].map(() => new pg.Pool({ connectionString: bouncer.url(s.database), max: 3 }));
+    const pools = [1, 2, 3].map(() =>
+      createPool({ connectionString: bouncer.url(s.database), max: 3, transactionPooler: true }),
+    );
     const old = new pg.Client({ connectionString: s.databaseUrl() });
     try {
       await old.connect();
