@@ -1,3 +1,4 @@
+import { tracingOptions } from './config/config.ts';
 import type { LiveSettings } from './config/live-config.ts';
 import { type Database, migrateWhenReachable, openDatabase } from './db/database.ts';
 import { createDelivery } from './delivery/delivery.ts';
@@ -6,6 +7,7 @@ import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
+import { createTracing } from './observability/create-tracing.ts';
 import { type HealthCheck, withReplacements } from './observability/health.ts';
 import { followLogLevel, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
@@ -52,17 +54,20 @@ export async function startService(
   const cleanup: ShutdownStep[] = [];
   const closeAll = (deadline = Date.now() + config.shutdownTimeoutMs) => stopInReverse(cleanup, deadline, logger);
   try {
+    // First in, last out: spans of the whole shutdown are still exported.
+    const tracing = await createTracing(tracingOptions(config));
+    cleanup.push(() => tracing.shutdown());
     const database = await openDatabase(settings, logger);
     cleanup.push((deadline) => database.close(deadline));
     await migrateWhenReachable(database, config.database.startTimeoutMs, logger);
     const { pool } = database;
 
-    const delivery = await createDelivery(settings, { pool, metrics, logger });
+    const delivery = await createDelivery(settings, { pool, metrics, logger, tracing });
     cleanup.push(() => delivery.close());
     // The `send-messages` handler: a thin adapter from the engine's run context to one delivery run.
     const sendMessages: JobHandler = {
-      run: ({ runId, executionId, batchSize, signal, deadline, logger: runLogger }) =>
-        delivery.run({ runId, executionId, batchSize, signal, deadline, logger: runLogger }),
+      run: ({ runId, executionId, batchSize, signal, deadline, logger: runLogger, trace }) =>
+        delivery.run({ runId, executionId, batchSize, signal, deadline, logger: runLogger, trace }),
     };
 
     const engine = await createEngine(config, {
@@ -73,6 +78,7 @@ export async function startService(
       logger,
       metrics,
       live: settings,
+      tracing,
     });
     if (options.startEngine !== false) await engine.start();
     cleanup.push((deadline) => engine.stop(deadline));
@@ -107,6 +113,7 @@ export async function startService(
       health,
       metrics,
       logger,
+      tracing,
     });
     cleanup.push(close);
     logger.info(
@@ -118,6 +125,7 @@ export async function startService(
         signed: config.webhook.signingSecrets.length > 0,
         webhookRateLimitPerSecond: config.webhook.rateLimitPerSecond,
         database: database.embedded ? 'embedded' : 'external',
+        tracing: tracing.exporting ? 'otlp' : 'off',
       },
       'job-manager is up',
     );
