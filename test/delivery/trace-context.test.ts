@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { LiveConfig } from '../../src/config/live-config.ts';
+import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { parseTraceparent } from '../../src/observability/trace-context.ts';
 import { type Service, startService } from '../../src/service.ts';
@@ -140,6 +141,27 @@ describe('trace context: traceparent from intake to every webhook attempt', () =
       expect(stored, header).to.not.equal(undefined);
       expect(stored!.traceId, header).to.not.equal('4bf92f3577b34da6a3ce929d0e0e4736');
     }
+  });
+
+  it('gives a message stored without trace context (before the column existed) its id as trace id, on every attempt', async () => {
+    sink.configure({ statusCode: 503 });
+    const [row] = await insertMessages(db().pool, {
+      recipients: ['+905550000300'],
+      contents: ['stored before tracing'],
+      sendAts: [''],
+      traceParent: null,
+    });
+    const id = row!.id;
+    await eventually(
+      async () => attemptsOf(id).length,
+      (count) => count >= 1,
+      { timeoutMs: 20_000 },
+    );
+    sink.configure({ statusCode: undefined });
+    await sent(id);
+    const traceIds = attemptsOf(id).map((attempt) => attempt!.traceId);
+    expect(traceIds.length).to.be.at.least(2);
+    expect(new Set(traceIds)).to.deep.equal(new Set([id.replaceAll('-', '')]));
   });
 
   it('continues a posted traceparent for every message of a batch', async () => {
