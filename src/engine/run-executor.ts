@@ -83,7 +83,9 @@ export class RunExecutor {
         'job_manager.execution.id': executionId,
       },
     });
-    const runLogger = logger.child(logFieldsOf(span.context));
+    // On the run's own lines only: the handler's lines carry the ids of their own spans (a child logger's
+    // bindings and a line's fields would both be written, two `traceId` keys in one JSON object).
+    const traced = logFieldsOf(span.context);
     const started = performance.now();
     this.#metrics.jobTriggerLateness.observe(Math.max(0, (Date.now() - Date.parse(run.dueAt)) / 1000));
     this.#metrics.workersBusy.inc();
@@ -102,17 +104,17 @@ export class RunExecutor {
         batchSize: run.batchSize,
         signal,
         deadline: shutdown.deadline,
-        logger: runLogger,
+        logger,
         trace: span.context,
       });
       if (summary)
         span.setAttributes(Object.fromEntries(Object.entries(summary).map(([k, v]) => [`job_manager.run.${k}`, v])));
-      runLogger.info({ ...summary, durationMs: Math.round(performance.now() - started) }, 'run finished');
+      logger.info({ ...summary, ...traced, durationMs: Math.round(performance.now() - started) }, 'run finished');
     } catch (failure) {
       outcome = (failure as Error).name === 'UnknownHandlerError' ? 'unknown_handler' : 'error';
       error = (failure as Error).message ?? String(failure);
       span.fail(error);
-      runLogger.error({ err: failure, outcome }, 'run failed');
+      logger.error({ err: failure, outcome, ...traced }, 'run failed');
     } finally {
       span.end();
       clearInterval(renewal);

@@ -26,7 +26,7 @@ describe('trace context: traceparent from intake to every webhook attempt', () =
       level: 'warn',
       instanceId: 'trace-test',
       format: 'json',
-      destination: { write: (line: string) => void logs.push(JSON.parse(line)) },
+      destination: { write: (line: string) => void logs.push({ ...JSON.parse(line), raw: line }) },
     });
     const live = new LiveConfig({
       DATABASE_URL: db().url,
@@ -104,6 +104,7 @@ describe('trace context: traceparent from intake to every webhook attempt', () =
     expect(retried, 'the retry is logged').to.not.equal(undefined);
     expect(retried!.traceId).to.equal(traceId);
     expect(retried!.spanId).to.equal(spanIds[0]);
+    expect(retried!.raw.match(/"traceId"/g), 'one traceId per line').to.have.length(1);
   });
 
   it('gives a message posted without a traceparent a trace id of its own, the same on all its attempts', async () => {
