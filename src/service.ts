@@ -5,6 +5,7 @@ import { createDelivery } from './delivery/delivery.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
+import { withTimeout } from './lib/with-timeout.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
 import { createTracing } from './observability/create-tracing.ts';
@@ -54,9 +55,10 @@ export async function startService(
   const cleanup: ShutdownStep[] = [];
   const closeAll = (deadline = Date.now() + config.shutdownTimeoutMs) => stopInReverse(cleanup, deadline, logger);
   try {
-    // First in, last out: spans of the whole shutdown are still exported.
+    // First in, last out: spans of the whole shutdown are still exported, within the deadline (an unreachable
+    // collector must not hold the exit; what is still buffered then is lost).
     const tracing = await createTracing(tracingOptions(config));
-    cleanup.push(() => tracing.shutdown());
+    cleanup.push((deadline) => withTimeout(tracing.shutdown(), Math.max(250, deadline - Date.now())));
     const database = await openDatabase(settings, logger);
     cleanup.push((deadline) => database.close(deadline));
     await migrateWhenReachable(database, config.database.startTimeoutMs, logger);

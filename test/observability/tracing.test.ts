@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { LiveConfig } from '../../src/config/live-config.ts';
 import { silentLogger } from '../../src/observability/logger.ts';
@@ -220,5 +222,45 @@ describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', 
       expect(run.attributes['job_manager.job.name']).to.equal('traced');
     }
     expect(receiver.requests()[0]!.headers.authorization).to.equal('Bearer collector-token');
+  });
+});
+
+describe('tracing: a collector that never answers', () => {
+  const db = useTestDatabase();
+
+  it('does not hold the shutdown past its deadline: the export still waiting is given up', async () => {
+    const held: IncomingMessage[] = [];
+    let givenUp = 0;
+    // Answers nothing; counts the exports their client gave up on (closed the connection).
+    const collector = createServer((request) => {
+      held.push(request);
+      request.socket.once('close', () => givenUp++);
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    try {
+      const live = new LiveConfig({
+        DATABASE_URL: db().url,
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(collector.address() as AddressInfo).port}`,
+        OTEL_BSP_SCHEDULE_DELAY: '20',
+      });
+      const service = await startService(live, silentLogger());
+      const posted = await api(`http://127.0.0.1:${service.port}`, 'POST', '/messages', {
+        to: '+905551230009',
+        content: 'x',
+      });
+      expect(posted.status).to.equal(201);
+      await eventually(
+        async () => held.length,
+        (count) => count >= 1,
+      );
+      await service.stop(Date.now() + 200);
+      // The exporter gives up on a request only after its own 10 s timeout; stop() returned first.
+      expect(givenUp).to.equal(0);
+    } finally {
+      collector.closeAllConnections();
+      await new Promise((resolve) => collector.close(resolve));
+    }
   });
 });
