@@ -80,13 +80,15 @@ function openTelemetryModulesLoaded(env: Record<string, string>): { exporting: b
     cwd: projectRoot,
     env: { PATH: process.env.PATH ?? '', ...env },
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: 120_000,
   });
   expect(child.status, child.stderr).to.equal(0);
   return JSON.parse(child.stdout.trim().split('\n').at(-1)!);
 }
 
-describe('tracing without an OTLP endpoint', () => {
+describe('tracing without an OTLP endpoint', function () {
+  // Condition waits only; the bound is for a machine busy with other work.
+  this.timeout(180_000);
   it('loads no OpenTelemetry SDK, exporter or resource module (an untraced pod pays nothing for them)', () => {
     const loaded = openTelemetryModulesLoaded({});
     expect(loaded.exporting).to.equal(false);
@@ -118,7 +120,9 @@ describe('tracing without an OTLP endpoint', () => {
   });
 });
 
-describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', () => {
+describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', function () {
+  // Condition waits only; the bound is for a machine busy with other work.
+  this.timeout(180_000);
   const db = useTestDatabase();
   let receiver: OtlpReceiver;
   let sink: RunningSink;
@@ -174,19 +178,19 @@ describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', 
     await eventually(
       async () => sink.received().items.length,
       (count) => count >= 1,
-      { timeoutMs: 20_000 },
+      { timeoutMs: 60_000 },
     );
     sink.configure({ statusCode: undefined });
     await eventually(
       () => api(url, 'GET', `/messages/${id}`).then((answer) => answer.body.status),
       (status) => status === 'sent',
-      { timeoutMs: 20_000 },
+      { timeoutMs: 60_000 },
     );
     const headers = sink.received().items.map((item) => parseTraceparent(item.traceparent ?? undefined)!);
     const attempts = await eventually(
       async () => receiver.spans().filter((span) => span.attributes['messaging.message.id'] === id && span.kind === 3),
       (spans) => spans.length === headers.length,
-      { timeoutMs: 20_000 },
+      { timeoutMs: 60_000 },
     );
     const spans = receiver.spans();
     const intake = spans.find((span) => span.kind === 2 && span.attributes['messaging.message.id'] === id)!;
@@ -214,9 +218,15 @@ describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', 
     const claimSpanIds = attempts.map((attempt) => attempt.links[0]?.spanId);
     const claims = spans.filter((span) => span.name === 'claim messages' && claimSpanIds.includes(span.spanId));
     expect(claims).to.have.length(attempts.length);
+    // A run span is exported when its run ends, which may be after the message's last attempt.
+    const withRuns = await eventually(
+      async () => receiver.spans(),
+      (all) => claims.every((claim) => all.some((span) => span.spanId === claim.parentSpanId)),
+      { timeoutMs: 60_000 },
+    );
     for (const claim of claims) {
       expect(claim.links).to.deep.include({ traceId, spanId: intake.spanId });
-      const run = spans.find((span) => span.spanId === claim.parentSpanId)!;
+      const run = withRuns.find((span) => span.spanId === claim.parentSpanId)!;
       expect(run, 'the run span').to.not.equal(undefined);
       expect(run).to.include({ name: 'run traced', traceId: claim.traceId, kind: 5 });
       expect(run.attributes['job_manager.job.name']).to.equal('traced');
@@ -225,7 +235,9 @@ describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', 
   });
 });
 
-describe('tracing: a collector that never answers', () => {
+describe('tracing: a collector that never answers', function () {
+  // Condition waits only; the bound is for a machine busy with other work.
+  this.timeout(180_000);
   const db = useTestDatabase();
 
   it('does not hold the shutdown past its deadline: the export still waiting is given up', async () => {
