@@ -120,120 +120,122 @@ describe('tracing without an OTLP endpoint', function () {
   });
 });
 
-describe('tracing with an OTLP endpoint (http/json, to a receiver of our own)', function () {
-  // Condition waits only; the bound is for a machine busy with other work.
-  this.timeout(180_000);
-  const db = useTestDatabase();
-  let receiver: OtlpReceiver;
-  let sink: RunningSink;
-  let service: Service;
-  let url: string;
+for (const protocol of ['http/json', 'http/protobuf'] as const)
+  describe(`tracing with an OTLP endpoint (${protocol}, to a receiver of our own)`, function () {
+    // Condition waits only; the bound is for a machine busy with other work.
+    this.timeout(180_000);
+    const db = useTestDatabase();
+    let receiver: OtlpReceiver;
+    let sink: RunningSink;
+    let service: Service;
+    let url: string;
 
-  before(async () => {
-    receiver = await startOtlpReceiver();
-    sink = await startSink();
-    const live = new LiveConfig({
-      DATABASE_URL: db().url,
-      PORT: '0',
-      LOG_LEVEL: 'silent',
-      WEBHOOK_URL: `${sink.url}/webhook`,
-      WEBHOOK_RETRY_BASE_MS: '20',
-      WEBHOOK_RETRY_MAX_MS: '50',
-      OTEL_EXPORTER_OTLP_ENDPOINT: `${receiver.url}/`,
-      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
-      OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20collector-token',
-      OTEL_SERVICE_NAME: 'job-manager-under-test',
-      OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
-      OTEL_BSP_SCHEDULE_DELAY: '50',
+    before(async () => {
+      receiver = await startOtlpReceiver();
+      sink = await startSink();
+      const live = new LiveConfig({
+        DATABASE_URL: db().url,
+        PORT: '0',
+        LOG_LEVEL: 'silent',
+        WEBHOOK_URL: `${sink.url}/webhook`,
+        WEBHOOK_RETRY_BASE_MS: '20',
+        WEBHOOK_RETRY_MAX_MS: '50',
+        OTEL_EXPORTER_OTLP_ENDPOINT: `${receiver.url}/`,
+        OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+        OTEL_EXPORTER_OTLP_HEADERS: 'authorization=Bearer%20collector-token',
+        OTEL_SERVICE_NAME: 'job-manager-under-test',
+        OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
+        OTEL_BSP_SCHEDULE_DELAY: '50',
+      });
+      service = await startService(live, silentLogger());
+      url = `http://127.0.0.1:${service.port}`;
+      await api(url, 'PUT', '/jobs/stop', { name: 'message-sender' });
     });
-    service = await startService(live, silentLogger());
-    url = `http://127.0.0.1:${service.port}`;
-    await api(url, 'PUT', '/jobs/stop', { name: 'message-sender' });
-  });
-  after(async () => {
-    await service?.stop();
-    await sink?.close();
-    await receiver?.close();
-  });
-
-  it('exports intake, run, claim and attempt spans, linked, with the message id and the status of each attempt', async () => {
-    const traceId = '5af7651916cd43dd8448eb211c80319c';
-    const posted = await api(
-      url,
-      'POST',
-      '/messages',
-      { to: '+905551230001', content: 'traced' },
-      { traceparent: `00-${traceId}-b7ad6b7169203331-01` },
-    );
-    expect(posted.status).to.equal(201);
-    const id = posted.body.id as string;
-    sink.configure({ statusCode: 503 });
-    await api(url, 'POST', '/jobs', {
-      name: 'traced',
-      handler: 'send-messages',
-      intervalSeconds: 1,
-      batchSize: 5,
-      active: true,
-    });
-    await eventually(
-      async () => sink.received().items.length,
-      (count) => count >= 1,
-      { timeoutMs: 60_000 },
-    );
-    sink.configure({ statusCode: undefined });
-    await eventually(
-      () => api(url, 'GET', `/messages/${id}`).then((answer) => answer.body.status),
-      (status) => status === 'sent',
-      { timeoutMs: 60_000 },
-    );
-    const headers = sink.received().items.map((item) => parseTraceparent(item.traceparent ?? undefined)!);
-    const attempts = await eventually(
-      async () => receiver.spans().filter((span) => span.attributes['messaging.message.id'] === id && span.kind === 3),
-      (spans) => spans.length === headers.length,
-      { timeoutMs: 60_000 },
-    );
-    const spans = receiver.spans();
-    const intake = spans.find((span) => span.kind === 2 && span.attributes['messaging.message.id'] === id)!;
-    expect(intake, 'the intake server span').to.not.equal(undefined);
-    expect(intake).to.include({ traceId, parentSpanId: 'b7ad6b7169203331', name: 'POST /messages' });
-    expect(intake.attributes).to.include({ 'http.route': '/messages', 'http.response.status_code': 201 });
-    expect(intake.resource).to.include({
-      'service.name': 'job-manager-under-test',
-      'deployment.environment.name': 'test',
+    after(async () => {
+      await service?.stop();
+      await sink?.close();
+      await receiver?.close();
     });
 
-    // Each attempt: the message's trace, child of the intake span, its span id the webhook's traceparent.
-    expect(attempts.map((span) => span.spanId).sort()).to.deep.equal(headers.map((header) => header.spanId).sort());
-    for (const attempt of attempts) {
-      expect(attempt).to.include({ traceId, parentSpanId: intake.spanId, name: 'POST webhook' });
-      expect(attempt.attributes['job_manager.message.id']).to.equal(id);
-    }
-    const statuses = attempts.map((span) => span.attributes['http.response.status_code']).sort();
-    expect(statuses.at(-1)).to.equal(503);
-    expect(statuses).to.include(202);
-    const failed = attempts.find((span) => span.attributes['http.response.status_code'] === 503)!;
-    expect(failed.statusCode, 'a failed attempt is an error span').to.equal(2);
+    it('exports intake, run, claim and attempt spans, linked, with the message id and the status of each attempt', async () => {
+      const traceId = '5af7651916cd43dd8448eb211c80319c';
+      const posted = await api(
+        url,
+        'POST',
+        '/messages',
+        { to: '+905551230001', content: 'traced' },
+        { traceparent: `00-${traceId}-b7ad6b7169203331-01` },
+      );
+      expect(posted.status).to.equal(201);
+      const id = posted.body.id as string;
+      sink.configure({ statusCode: 503 });
+      await api(url, 'POST', '/jobs', {
+        name: 'traced',
+        handler: 'send-messages',
+        intervalSeconds: 1,
+        batchSize: 5,
+        active: true,
+      });
+      await eventually(
+        async () => sink.received().items.length,
+        (count) => count >= 1,
+        { timeoutMs: 60_000 },
+      );
+      sink.configure({ statusCode: undefined });
+      await eventually(
+        () => api(url, 'GET', `/messages/${id}`).then((answer) => answer.body.status),
+        (status) => status === 'sent',
+        { timeoutMs: 60_000 },
+      );
+      const headers = sink.received().items.map((item) => parseTraceparent(item.traceparent ?? undefined)!);
+      const attempts = await eventually(
+        async () =>
+          receiver.spans().filter((span) => span.attributes['messaging.message.id'] === id && span.kind === 3),
+        (spans) => spans.length === headers.length,
+        { timeoutMs: 60_000 },
+      );
+      const spans = receiver.spans();
+      const intake = spans.find((span) => span.kind === 2 && span.attributes['messaging.message.id'] === id)!;
+      expect(intake, 'the intake server span').to.not.equal(undefined);
+      expect(intake).to.include({ traceId, parentSpanId: 'b7ad6b7169203331', name: 'POST /messages' });
+      expect(intake.attributes).to.include({ 'http.route': '/messages', 'http.response.status_code': 201 });
+      expect(intake.resource).to.include({
+        'service.name': 'job-manager-under-test',
+        'deployment.environment.name': 'test',
+      });
 
-    // The claim that took the message: a child of the run's span, linked to the message's trace both ways.
-    const claimSpanIds = attempts.map((attempt) => attempt.links[0]?.spanId);
-    const claims = spans.filter((span) => span.name === 'claim messages' && claimSpanIds.includes(span.spanId));
-    expect(claims).to.have.length(attempts.length);
-    // A run span is exported when its run ends, which may be after the message's last attempt.
-    const withRuns = await eventually(
-      async () => receiver.spans(),
-      (all) => claims.every((claim) => all.some((span) => span.spanId === claim.parentSpanId)),
-      { timeoutMs: 60_000 },
-    );
-    for (const claim of claims) {
-      expect(claim.links).to.deep.include({ traceId, spanId: intake.spanId });
-      const run = withRuns.find((span) => span.spanId === claim.parentSpanId)!;
-      expect(run, 'the run span').to.not.equal(undefined);
-      expect(run).to.include({ name: 'run traced', traceId: claim.traceId, kind: 5 });
-      expect(run.attributes['job_manager.job.name']).to.equal('traced');
-    }
-    expect(receiver.requests()[0]!.headers.authorization).to.equal('Bearer collector-token');
+      // Each attempt: the message's trace, child of the intake span, its span id the webhook's traceparent.
+      expect(attempts.map((span) => span.spanId).sort()).to.deep.equal(headers.map((header) => header.spanId).sort());
+      for (const attempt of attempts) {
+        expect(attempt).to.include({ traceId, parentSpanId: intake.spanId, name: 'POST webhook' });
+        expect(attempt.attributes['job_manager.message.id']).to.equal(id);
+      }
+      const statuses = attempts.map((span) => span.attributes['http.response.status_code']).sort();
+      expect(statuses.at(-1)).to.equal(503);
+      expect(statuses).to.include(202);
+      const failed = attempts.find((span) => span.attributes['http.response.status_code'] === 503)!;
+      expect(failed.statusCode, 'a failed attempt is an error span').to.equal(2);
+
+      // The claim that took the message: a child of the run's span, linked to the message's trace both ways.
+      const claimSpanIds = attempts.map((attempt) => attempt.links[0]?.spanId);
+      const claims = spans.filter((span) => span.name === 'claim messages' && claimSpanIds.includes(span.spanId));
+      expect(claims).to.have.length(attempts.length);
+      // A run span is exported when its run ends, which may be after the message's last attempt.
+      const withRuns = await eventually(
+        async () => receiver.spans(),
+        (all) => claims.every((claim) => all.some((span) => span.spanId === claim.parentSpanId)),
+        { timeoutMs: 60_000 },
+      );
+      for (const claim of claims) {
+        expect(claim.links).to.deep.include({ traceId, spanId: intake.spanId });
+        const run = withRuns.find((span) => span.spanId === claim.parentSpanId)!;
+        expect(run, 'the run span').to.not.equal(undefined);
+        expect(run).to.include({ name: 'run traced', traceId: claim.traceId, kind: 5 });
+        expect(run.attributes['job_manager.job.name']).to.equal('traced');
+      }
+      expect(receiver.requests()[0]!.headers.authorization).to.equal('Bearer collector-token');
+    });
   });
-});
 
 describe('tracing: a collector that never answers', function () {
   // Condition waits only; the bound is for a machine busy with other work.

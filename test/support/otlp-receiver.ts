@@ -27,9 +27,9 @@ export interface OtlpReceiver {
 }
 
 /**
- * An OTLP/HTTP receiver for `http/json` exports (POST /v1/traces), written
- * for the tests: it keeps every span it is sent and answers 200 `{}`, as a
- * collector does. (The Jaeger test covers `http/protobuf` with a real backend.)
+ * An OTLP/HTTP receiver (POST /v1/traces, `http/json` or `http/protobuf`),
+ * written for the tests: it keeps every span it is sent and answers 200, as a
+ * collector does. The Jaeger test checks both encodings with a real backend.
  */
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
@@ -39,16 +39,19 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
     request.on('end', () => {
       requests.push({ path: request.url ?? '', headers: request.headers });
-      if (
-        request.method !== 'POST' ||
-        request.url !== '/v1/traces' ||
-        !/json/.test(request.headers['content-type'] ?? '')
-      ) {
+      const type = request.headers['content-type'] ?? '';
+      if (request.method !== 'POST' || request.url !== '/v1/traces' || !/json|protobuf/.test(type)) {
         response.writeHead(415).end();
         return;
       }
-      spans.push(...flatten(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
-      response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      const body = Buffer.concat(chunks);
+      if (type.includes('protobuf')) {
+        spans.push(...flatten(decodeExportRequest(body)));
+        response.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      } else {
+        spans.push(...flatten(JSON.parse(body.toString('utf8'))));
+        response.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      }
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -93,4 +96,77 @@ function flatten(body: any): ReceivedSpan[] {
       ),
     ),
   );
+}
+
+/**
+ * The few fields of an OTLP ExportTraceServiceRequest (opentelemetry-proto
+ * trace/v1) these tests read, decoded from the protobuf wire format into the
+ * OTLP/JSON shape `flatten` reads (ids as hex). Unknown fields are skipped.
+ */
+function decodeExportRequest(buffer: Buffer): any {
+  type Field = { number: number; value: bigint | Buffer };
+  const fields = (bytes: Buffer): Field[] => {
+    const out: Field[] = [];
+    let at = 0;
+    const varint = (): bigint => {
+      let result = 0n;
+      for (let shift = 0n; ; shift += 7n) {
+        const byte = bytes[at++]!;
+        result |= BigInt(byte & 0x7f) << shift;
+        if (byte < 0x80) return result;
+      }
+    };
+    const take = (length: number): Buffer => {
+      const slice = bytes.subarray(at, at + length);
+      at += length;
+      return slice;
+    };
+    while (at < bytes.length) {
+      const key = Number(varint());
+      const wire = key & 7;
+      const size = wire === 1 ? 8 : wire === 5 ? 4 : wire === 2 ? Number(varint()) : 0;
+      out.push({ number: key >> 3, value: wire === 0 ? varint() : take(size) });
+    }
+    return out;
+  };
+  const all = (bytes: Buffer, number: number) =>
+    fields(bytes)
+      .filter((field) => field.number === number)
+      .map((field) => field.value);
+  const one = (bytes: Buffer, number: number) => all(bytes, number)[0];
+  const empty = Buffer.alloc(0);
+  const text = (value: unknown) => (value instanceof Buffer ? value.toString('utf8') : undefined);
+  const hex = (value: unknown) => (value instanceof Buffer && value.length > 0 ? value.toString('hex') : undefined);
+  const anyValue = (bytes: Buffer): OtlpValue => {
+    const [field] = fields(bytes);
+    if (!field) return {};
+    if (field.number === 1) return { stringValue: text(field.value) };
+    if (field.number === 2) return { boolValue: field.value === 1n };
+    if (field.number === 3) return { intValue: Number(BigInt.asIntN(64, field.value as bigint)) };
+    if (field.number === 4) return { doubleValue: (field.value as Buffer).readDoubleLE(0) };
+    return {};
+  };
+  const keyValues = (bytes: Buffer, number: number): OtlpAttribute[] =>
+    (all(bytes, number) as Buffer[]).map((kv) => ({
+      key: text(one(kv, 1)) ?? '',
+      value: anyValue((one(kv, 2) as Buffer | undefined) ?? empty),
+    }));
+  const span = (bytes: Buffer) => ({
+    traceId: hex(one(bytes, 1)),
+    spanId: hex(one(bytes, 2)),
+    parentSpanId: hex(one(bytes, 4)),
+    name: text(one(bytes, 5)),
+    kind: Number(one(bytes, 6) ?? 0n),
+    attributes: keyValues(bytes, 9),
+    links: (all(bytes, 13) as Buffer[]).map((link) => ({ traceId: hex(one(link, 1)), spanId: hex(one(link, 2)) })),
+    status: { code: Number((one((one(bytes, 15) as Buffer | undefined) ?? empty, 3) as bigint | undefined) ?? 0n) },
+  });
+  return {
+    resourceSpans: (all(buffer, 1) as Buffer[]).map((resourceSpans) => ({
+      resource: { attributes: keyValues((one(resourceSpans, 1) as Buffer | undefined) ?? empty, 1) },
+      scopeSpans: (all(resourceSpans, 2) as Buffer[]).map((scopeSpans) => ({
+        spans: (all(scopeSpans, 2) as Buffer[]).map(span),
+      })),
+    })),
+  };
 }
