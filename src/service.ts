@@ -1,3 +1,4 @@
+import { tracingOptions } from './config/config.ts';
 import type { LiveSettings } from './config/live-config.ts';
 import { type Database, openDatabase } from './db/database.ts';
 import { migrate } from './db/migrator.ts';
@@ -5,8 +6,10 @@ import { createDelivery } from './delivery/delivery.ts';
 import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
+import { withTimeout } from './lib/with-timeout.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
+import { createTracing } from './observability/create-tracing.ts';
 import { type HealthCheck, withReplacements } from './observability/health.ts';
 import { followLogLevel, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
@@ -53,6 +56,10 @@ export async function startService(
   const cleanup: ShutdownStep[] = [];
   const closeAll = (deadline = Date.now() + config.shutdownTimeoutMs) => stopInReverse(cleanup, deadline, logger);
   try {
+    // First in, last out: spans of the whole shutdown are still exported, within the deadline (an unreachable
+    // collector must not hold the exit; what is still buffered then is lost).
+    const tracing = await createTracing(tracingOptions(config));
+    cleanup.push((deadline) => withTimeout(tracing.shutdown(), Math.max(250, deadline - Date.now())));
     const database = await openDatabase(settings, logger);
     cleanup.push((deadline) => database.close(deadline));
     // Every step that needs the database retries within one start-up window (DATABASE_START_TIMEOUT_MS).
@@ -60,12 +67,12 @@ export async function startService(
     await step('migrate', () => migrate(database.pool, logger, { session: database.migrationSession }));
     const { pool } = database;
 
-    const delivery = await createDelivery(settings, { pool, metrics, logger });
+    const delivery = await createDelivery(settings, { pool, metrics, logger, tracing });
     cleanup.push(() => delivery.close());
     // The `send-messages` handler: a thin adapter from the engine's run context to one delivery run.
     const sendMessages: JobHandler = {
-      run: ({ runId, executionId, batchSize, signal, deadline, logger: runLogger }) =>
-        delivery.run({ runId, executionId, batchSize, signal, deadline, logger: runLogger }),
+      run: ({ runId, executionId, batchSize, signal, deadline, logger: runLogger, trace }) =>
+        delivery.run({ runId, executionId, batchSize, signal, deadline, logger: runLogger, trace }),
     };
 
     const engine = await createEngine(config, {
@@ -79,6 +86,7 @@ export async function startService(
       logger,
       metrics,
       live: settings,
+      tracing,
     });
     if (options.startEngine !== false) await engine.start();
     cleanup.push((deadline) => engine.stop(deadline));
@@ -113,6 +121,7 @@ export async function startService(
       health,
       metrics,
       logger,
+      tracing,
     });
     cleanup.push(close);
     logger.info(
@@ -124,6 +133,7 @@ export async function startService(
         signed: config.webhook.signingSecrets.length > 0,
         webhookRateLimitPerSecond: config.webhook.rateLimitPerSecond,
         database: database.embedded ? 'embedded' : 'external',
+        tracing: tracing.exporting ? 'otlp' : 'off',
       },
       'job-manager is up',
     );

@@ -4,9 +4,11 @@
 -- send_at null: at once. A send time in the past is kept as asked and is due
 -- now. Due now: available at once; ahead: promoted when it comes (see
 -- PromoteDueMessages).
-INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
+-- trace_parent: the W3C traceparent its delivery attempts continue.
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, trace_parent, available)
 VALUES (sqlc.arg(recipient), sqlc.arg(content), sqlc.narg(send_at)::timestamptz,
         greatest(now(), sqlc.narg(send_at)::timestamptz),
+        sqlc.narg(trace_parent)::text,
         coalesce(sqlc.narg(send_at)::timestamptz <= now(), true))
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at;
@@ -18,11 +20,13 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
 -- position, so a batch is claimed and listed in the request's order. The
 -- column default, a clock_timestamp() per row, gives rows inserted within the
 -- same microsecond equal values, and the tie would fall to the random id.
+-- Every message of the batch continues the one trace_parent (the request's).
 WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS at)
-INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at, available)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at, trace_parent, available)
 SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
        greatest(now(), nullif(m.send_at, '')::timestamptz),
        clock.at + (m.position - 1) * interval '1 microsecond',
+       sqlc.narg(trace_parent)::text,
        coalesce(nullif(m.send_at, '')::timestamptz <= now(), true)
 FROM ROWS FROM (unnest(sqlc.arg(recipients)::text[]), unnest(sqlc.arg(contents)::text[]),
                 unnest(sqlc.arg(send_ats)::text[]))
@@ -114,7 +118,7 @@ SET status = 'sending',
     updated_at = now()
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
+RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at, m.trace_parent;
 
 -- name: RecordDeliveryOutcomes :many
 -- All outcomes of one batch in one statement. Each row says sent (with the

@@ -130,6 +130,9 @@ export interface paths {
          *     With an `Idempotency-Key` header a repeat of the same request within
          *     24 hours stores nothing and answers the first answer again, with
          *     `Idempotent-Replayed: true`.
+         *
+         *     A W3C `traceparent` header is continued: every delivery attempt of the
+         *     message carries the same trace id to the webhook.
          */
         post: operations["createMessage"];
         delete?: never;
@@ -153,7 +156,8 @@ export interface paths {
          *     invalid the answer is 400 with the index and field in the error
          *     message (for example `messages[3].to`) and nothing is stored. Otherwise
          *     all are stored in one transaction, in the given order. Each item may
-         *     have its own `sendAt`. `Idempotency-Key` works as on `POST /messages`.
+         *     have its own `sendAt`. `Idempotency-Key` works as on `POST /messages`,
+         *     and so does `traceparent`: every message of the batch continues it.
          */
         post: operations["createMessageBatch"];
         delete?: never;
@@ -826,6 +830,16 @@ export interface components {
          */
         IdempotencyKey: string;
         /**
+         * @description W3C Trace Context (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
+         *     A valid one is continued: the intake span is its child, and every
+         *     delivery attempt of the stored messages continues the same trace (the
+         *     webhook receives the same trace id in its own `traceparent`). An
+         *     absent or invalid one starts a new trace; as W3C Trace Context asks,
+         *     an invalid header is ignored, never refused.
+         * @example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+         */
+        Traceparent: string;
+        /**
          * @description The job's unique name. A name no job has is 404 `job_not_found`, whatever its form.
          * @example message-sender
          */
@@ -1100,6 +1114,16 @@ export interface operations {
                  * @example order-8841-shipped
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /**
+                 * @description W3C Trace Context (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
+                 *     A valid one is continued: the intake span is its child, and every
+                 *     delivery attempt of the stored messages continues the same trace (the
+                 *     webhook receives the same trace id in its own `traceparent`). An
+                 *     absent or invalid one starts a new trace; as W3C Trace Context asks,
+                 *     an invalid header is ignored, never refused.
+                 * @example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+                 */
+                traceparent?: components["parameters"]["Traceparent"];
             };
             path?: never;
             cookie?: never;
@@ -1146,6 +1170,16 @@ export interface operations {
                  * @example order-8841-shipped
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
+                /**
+                 * @description W3C Trace Context (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`).
+                 *     A valid one is continued: the intake span is its child, and every
+                 *     delivery attempt of the stored messages continues the same trace (the
+                 *     webhook receives the same trace id in its own `traceparent`). An
+                 *     absent or invalid one starts a new trace; as W3C Trace Context asks,
+                 *     an invalid header is ignored, never refused.
+                 * @example 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01
+                 */
+                traceparent?: components["parameters"]["Traceparent"];
             };
             path?: never;
             cookie?: never;

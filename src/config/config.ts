@@ -1,4 +1,5 @@
 import { withoutCredentials } from '../observability/safe-url.ts';
+import type { TracingOptions } from '../observability/tracing.ts';
 import {
   type Config,
   crossSettingRules,
@@ -73,4 +74,24 @@ function describeIssue(message: string, value: string | undefined): string {
   const shown =
     value === undefined ? '' : ` (got ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)})`;
   return `${message.replace(/^Invalid input: /, '')}${shown}`;
+}
+
+/**
+ * The tracing options of `config` (the OpenTelemetry settings): the traces URL
+ * is the traces endpoint as is, else the general endpoint plus `/v1/traces`,
+ * else none (nothing exported); the traces protocol falls back to the general one.
+ */
+export function tracingOptions(config: Config): TracingOptions {
+  const { otel } = config;
+  const base = otel.endpoint?.replace(/\/+$/, '');
+  return {
+    tracesUrl: otel.tracesEndpoint ?? (base === undefined ? undefined : `${base}/v1/traces`),
+    protocol: otel.tracesProtocol ?? otel.protocol,
+    headers: { ...otel.headers },
+    serviceName: otel.serviceName,
+    resourceAttributes: { ...otel.resourceAttributes },
+    sampler: otel.sampler,
+    samplerRatio: otel.samplerArg,
+    batchDelayMs: otel.batchDelayMs,
+  };
 }

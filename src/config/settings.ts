@@ -41,6 +41,44 @@ function setting<T>(env: string, schema: z.ZodType<T>, shownDefault: string | un
   return { env, schema, shownDefault, apply: d.apply, secret: d.secret ?? false, doc: d.doc };
 }
 
+/**
+ * OpenTelemetry's `key1=value1,key2=value2` lists (OTEL_RESOURCE_ATTRIBUTES,
+ * OTEL_EXPORTER_OTLP_HEADERS): trimmed, values percent-decoded; an entry
+ * without `=` or with an empty key is refused.
+ */
+function keyValues(env: string, d: Declaration): Setting<Record<string, string>> {
+  const schema = z.preprocess(
+    blankAsUnset,
+    z
+      .string()
+      .optional()
+      .transform((value, ctx) => {
+        const pairs: Record<string, string> = {};
+        for (const [index, entry] of (value ?? '').split(',').entries()) {
+          if (entry.trim() === '') continue;
+          const at = entry.indexOf('=');
+          const key = at > 0 ? entry.slice(0, at).trim() : '';
+          let decoded: string | undefined;
+          try {
+            decoded = decodeURIComponent(entry.slice(at + 1).trim());
+          } catch {
+            decoded = undefined;
+          }
+          if (key === '' || decoded === undefined) {
+            ctx.addIssue({ code: 'custom', message: `entry ${index + 1} must be key=value (value percent-encoded)` });
+            return z.NEVER;
+          }
+          pairs[key] = decoded;
+        }
+        return pairs;
+      }),
+  );
+  return setting(env, schema as z.ZodType<Record<string, string>>, undefined, d);
+}
+
+/** OTLP over HTTP, the two encodings the exporter speaks (`grpc` is refused: not bundled). */
+const otlpProtocols = ['http/protobuf', 'http/json'] as const;
+
 /** A whole number in [min, max]. */
 function int(env: string, min: number, max: number, fallback: number, d: Declaration): Setting<number> {
   const schema = z.preprocess(blankAsUnset, z.coerce.number().int().min(min).max(max).default(fallback));
@@ -334,6 +372,68 @@ export const settingsTable = {
       restart(
         'start-up window to reach the database at every step (connect, migrate, pg-boss, LISTEN; unreachable or too many connections retried with backoff); then exit 69',
       ),
+    ),
+  },
+  /** OpenTelemetry's standard variables; spans are exported only when an endpoint is set. */
+  otel: {
+    endpoint: url(
+      'OTEL_EXPORTER_OTLP_ENDPOINT',
+      ['http:', 'https:'],
+      restart('OTLP collector base URL (spans go to `<it>/v1/traces`); unset (and no traces endpoint): no export'),
+    ),
+    tracesEndpoint: url(
+      'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+      ['http:', 'https:'],
+      restart('full OTLP traces URL, used as is; wins over `OTEL_EXPORTER_OTLP_ENDPOINT`'),
+    ),
+    protocol: oneOf(
+      'OTEL_EXPORTER_OTLP_PROTOCOL',
+      otlpProtocols,
+      'http/protobuf',
+      restart('`http/protobuf` or `http/json`'),
+    ),
+    tracesProtocol: setting(
+      'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL',
+      z.preprocess(blankAsUnset, z.enum(otlpProtocols).optional()) as z.ZodType<
+        (typeof otlpProtocols)[number] | undefined
+      >,
+      undefined,
+      restart('the same for traces; unset: `OTEL_EXPORTER_OTLP_PROTOCOL`'),
+    ),
+    headers: keyValues(
+      'OTEL_EXPORTER_OTLP_HEADERS',
+      restart('`key=value,…` request headers for the collector (e.g. an auth token)', true),
+    ),
+    serviceName: text('OTEL_SERVICE_NAME', restart('`service.name` of the spans'), 'job-manager'),
+    resourceAttributes: keyValues(
+      'OTEL_RESOURCE_ATTRIBUTES',
+      restart('`key=value,…` resource attributes (e.g. `deployment.environment.name=prod`)'),
+    ),
+    sampler: oneOf(
+      'OTEL_TRACES_SAMPLER',
+      [
+        'parentbased_always_on',
+        'parentbased_always_off',
+        'parentbased_traceidratio',
+        'always_on',
+        'always_off',
+        'traceidratio',
+      ] as const,
+      'parentbased_always_on',
+      restart("which spans are recorded; `parentbased_*` follows a posted `traceparent`'s sampled flag"),
+    ),
+    samplerArg: setting(
+      'OTEL_TRACES_SAMPLER_ARG',
+      z.preprocess(blankAsUnset, z.coerce.number().min(0).max(1).default(1)) as z.ZodType<number>,
+      '1',
+      restart('the ratio (0..1) of the `*traceidratio` samplers'),
+    ),
+    batchDelayMs: int(
+      'OTEL_BSP_SCHEDULE_DELAY',
+      1,
+      600_000,
+      5_000,
+      restart('milliseconds between two exports of finished spans'),
     ),
   },
 } as const;

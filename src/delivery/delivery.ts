@@ -23,6 +23,7 @@ import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import { type DeliveryRequest, type DeliverySummary, deliverBatch } from './loop.ts';
 import { CircuitBreaker, circuitBreaker, observeBreaker } from './policies/circuit-breaker.ts';
 import { lanes } from './policies/lanes.ts';
@@ -39,6 +40,8 @@ export interface DeliveryDependencies {
   metrics: Metrics;
   /** The component's logger; a run may bring its own (DeliveryRequest.logger). */
   logger: Logger;
+  /** Spans of claims and attempts; default: untraced (every webhook request still carries a `traceparent`). */
+  tracing?: Tracing;
 }
 
 export interface Delivery {
@@ -65,7 +68,7 @@ export interface Delivery {
  * @throws Error when WEBHOOK_URL is not http(s) (configuration validation already refuses it)
  */
 export async function createDelivery(settings: LiveSettings, deps: DeliveryDependencies): Promise<Delivery> {
-  const { pool, metrics, logger } = deps;
+  const { pool, metrics, logger, tracing } = deps;
   const initial = settings.current;
   const breaker = new CircuitBreaker({
     threshold: initial.webhook.breakerThreshold,
@@ -90,7 +93,15 @@ export async function createDelivery(settings: LiveSettings, deps: DeliveryDepen
   });
   return {
     run: (request) =>
-      deliverBatch(request, runSettings(settings.current), { pool, client, cache, metrics, logger, policies }),
+      deliverBatch(request, runSettings(settings.current), {
+        pool,
+        client,
+        cache,
+        metrics,
+        logger,
+        policies,
+        tracing,
+      }),
     get client() {
       return client;
     },

@@ -19,12 +19,15 @@ import type { Pool } from '../db/pool.ts';
 import { releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { formatTraceparent } from '../observability/trace-context.ts';
+import { type TraceContext, type Tracing, untraced } from '../observability/tracing.ts';
 import { type DeliveryDecision, decideOutcome } from './backoff.ts';
 import { type ClaimedMessage, claimDueMessages } from './claim.ts';
 import type { DeliveryPolicy, DeliveryPolicyFactory } from './policy.ts';
 import type { RunSettings } from './run-settings.ts';
 import type { SentCache } from './sent-cache.ts';
 import { type SentChunk, settle } from './settle.ts';
+import { claimed, endAttemptSpan, startAttemptSpan, startClaimSpan } from './trace.ts';
 import type { DeliveryClient, DeliveryResult } from './webhook.ts';
 
 /** One delivery run, as the `send-messages` job asks for it. */
@@ -47,6 +50,8 @@ export interface DeliveryRequest {
   deadline?: AbortSignal;
   /** Where the run's retries and failures are logged; default: the loop's `parts.logger`. */
   logger?: Logger;
+  /** The run's span: each claim is its child. Absent: each claim starts a trace. */
+  trace?: TraceContext;
 }
 
 /** Message counts of one run. */
@@ -71,6 +76,8 @@ export interface LoopParts {
   logger: Logger;
   /** Asked in this order at every stage (policy.ts). */
   policies: readonly DeliveryPolicyFactory[];
+  /** Spans of the claims and attempts (trace.ts); default: untraced (ids for `traceparent`, nothing exported). */
+  tracing?: Tracing;
 }
 
 /** One run's state, shared by its stages. */
@@ -82,6 +89,7 @@ interface Run {
   /** `${instanceId}/${executionId ?? runId}`: who holds the lease of what this run claims. */
   owner: string;
   deadline: AbortSignal;
+  tracing: Tracing;
 }
 
 /**
@@ -106,6 +114,7 @@ export async function deliverBatch(
     policies: parts.policies.map((make) => make(scope)),
     owner: `${settings.instanceId}/${request.executionId ?? request.runId}`,
     deadline,
+    tracing: parts.tracing ?? untraced,
   };
   const settleParts = { ...parts, logger: request.logger ?? parts.logger, owner: run.owner, deadline };
   let remaining = request.batchSize;
@@ -123,57 +132,98 @@ export async function deliverBatch(
 /** Claims one chunk and sends it; undefined when the run ends here. Every policy closes the chunk, whatever happens. */
 async function claimAndSend(run: Run, remaining: number): Promise<SentChunk | undefined> {
   try {
-    const messages = await claim(run, remaining);
-    if (!messages) return undefined;
-    const decisions = await Promise.all(messages.map((message) => send(run, message)));
-    return { messages, decisions };
+    const chunk = await claim(run, remaining);
+    if (!chunk) return undefined;
+    const { messages, trace } = chunk;
+    const traces = new Map<string, TraceContext>();
+    const decisions = await Promise.all(messages.map((message) => send(run, message, trace, traces)));
+    return { messages, decisions, traces };
   } finally {
     for (const policy of run.policies) policy.endChunk?.();
   }
 }
 
-/** The policies narrow `wanted` in turn (any may wait, 0 ends the run); then the claim, in claim order. */
-async function claim(run: Run, remaining: number): Promise<ClaimedMessage[] | undefined> {
+/**
+ * The policies narrow `wanted` in turn (any may wait, 0 ends the run); then
+ * the claim (in a span of its own), in claim order, with the claim span's context.
+ */
+async function claim(
+  run: Run,
+  remaining: number,
+): Promise<{ messages: ClaimedMessage[]; trace: TraceContext } | undefined> {
   let wanted = remaining;
   for (const policy of run.policies) {
     if (policy.beforeClaim) wanted = await policy.beforeClaim(wanted);
     if (wanted <= 0) return undefined;
   }
+  const span = startClaimSpan(run.tracing, run.request.trace, wanted);
   const messages = await claimDueMessages(run.parts.pool, {
     leaseSeconds: run.settings.messageLeaseSeconds,
     owner: run.owner,
     executionId: run.request.executionId ?? null,
     maxMessages: wanted,
+  }).catch((error: unknown) => {
+    span.fail(`claim failed: ${String(error)}`);
+    span.end();
+    throw error;
   });
+  claimed(span, messages);
   if (messages.length === 0) return undefined;
   for (const policy of run.policies) policy.afterClaim?.(messages.length);
   messages.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
-  return messages;
+  return { messages, trace: span.context };
 }
 
-/** One message, once every policy lets it go: its decision, or undefined to hand it back untried. */
-async function send(run: Run, message: ClaimedMessage): Promise<DeliveryDecision | undefined> {
+/**
+ * One message, once every policy lets it go: its decision, or undefined to
+ * hand it back untried. The attempt's span context goes into `traces`.
+ */
+async function send(
+  run: Run,
+  message: ClaimedMessage,
+  claimTrace: TraceContext,
+  traces: Map<string, TraceContext>,
+): Promise<DeliveryDecision | undefined> {
   const passed: DeliveryPolicy[] = [];
   try {
     for (const policy of run.policies) {
       if (policy.beforeSend && !(await policy.beforeSend(message))) return undefined;
       passed.push(policy);
     }
-    return await attempt(run, message);
+    return await attempt(run, message, claimTrace, traces);
   } finally {
     for (const policy of passed) policy.afterSend?.();
   }
 }
 
-/** POSTs the message and decides what becomes of it, unless a policy voids the attempt or hands the message back. */
-async function attempt(run: Run, message: ClaimedMessage): Promise<DeliveryDecision | undefined> {
+/**
+ * POSTs the message (in a client span continuing the message's trace, whose
+ * context the `traceparent` header carries) and decides what becomes of it,
+ * unless a policy voids the attempt or hands the message back.
+ */
+async function attempt(
+  run: Run,
+  message: ClaimedMessage,
+  claimTrace: TraceContext,
+  traces: Map<string, TraceContext>,
+): Promise<DeliveryDecision | undefined> {
+  const span = startAttemptSpan(run.tracing, message, claimTrace);
+  traces.set(message.id, span.context);
+  const outbound = {
+    id: message.id,
+    to: message.recipient,
+    content: message.content,
+    traceparent: formatTraceparent(span.context),
+  };
   const started = performance.now();
   // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
   const result: DeliveryResult = await run.parts.client
-    .deliver({ id: message.id, to: message.recipient, content: message.content }, run.deadline)
+    .deliver(outbound, run.deadline)
     .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
   const seconds = (performance.now() - started) / 1000;
-  if (run.policies.some((policy) => policy.voidsAttempt?.(result))) return undefined;
+  const voided = run.policies.some((policy) => policy.voidsAttempt?.(result));
+  endAttemptSpan(span, result, voided);
+  if (voided) return undefined;
   run.parts.metrics.webhookDuration.observe({ status_class: statusClass(result.httpStatus) }, seconds);
   let handBack = false;
   for (const policy of run.policies) if ((await policy.afterAttempt?.(result)) === 'hand-back') handBack = true;

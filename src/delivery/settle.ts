@@ -14,6 +14,7 @@ import { recordDeliveryOutcomes, releaseUntriedMessages } from '../db/sqlc/messa
 import { retryUntilDone } from '../lib/retry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { logFieldsOf, type TraceContext } from '../observability/tracing.ts';
 import type { DeliveryDecision } from './backoff.ts';
 import type { ClaimedMessage } from './claim.ts';
 import type { SentCache, SentEntry } from './sent-cache.ts';
@@ -84,6 +85,8 @@ export async function writeChunkOutcomes(
 export interface SentChunk {
   messages: ClaimedMessage[];
   decisions: Array<DeliveryDecision | undefined>;
+  /** Each tried message's attempt span: its delivery logs carry that `traceId` and `spanId`. */
+  traces?: ReadonlyMap<string, TraceContext>;
 }
 
 /** The run's running totals that settling adds to. */
@@ -131,21 +134,21 @@ export async function settle(chunk: SentChunk, parts: SettleParts, totals: Settl
   let sentCount = 0;
   for (const [index, decision] of chunk.decisions.entries()) {
     const message = chunk.messages[index]!;
+    const trace = chunk.traces?.get(message.id);
+    const fields = { messageId: message.id, attempt: message.attempts, ...(trace ? logFieldsOf(trace) : {}) };
     if (decision?.status === 'sent') {
+      logger.debug({ ...fields, externalMessageId: decision.externalMessageId }, 'message delivered');
       const at = sentAt.get(message.id);
       if (at) sent.push({ id: message.id, externalMessageId: decision.externalMessageId, sentAt: at.toISOString() });
       sentCount += 1;
     } else if (decision?.status === 'pending') {
       totals.retried += 1;
       metrics.messagesRetried.inc();
-      logger.warn(
-        { messageId: message.id, attempt: message.attempts, error: decision.error },
-        'delivery failed; will retry',
-      );
+      logger.warn({ ...fields, error: decision.error }, 'delivery failed; will retry');
     } else if (decision?.status === 'failed') {
       totals.failed += 1;
       metrics.messagesFailed.inc({ reason: decision.reason });
-      logger.error({ messageId: message.id, attempt: message.attempts, error: decision.error }, 'message failed');
+      logger.error({ ...fields, error: decision.error }, 'message failed');
     }
   }
   totals.sent += sentCount;

@@ -21,6 +21,8 @@ export interface OutboundMessage {
   id: string;
   to: string;
   content: string;
+  /** The W3C `traceparent` header of this attempt (the delivery loop always sets it). */
+  traceparent?: string;
 }
 
 export type DeliveryResult =
@@ -81,7 +83,12 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
         method: 'POST',
         dispatcher: agent,
         signal: signal ? AbortSignal.any([timeout.signal, signal]) : timeout.signal,
-        headers: { ...fixedHeaders, 'idempotency-key': message.id, ...signature },
+        headers: {
+          ...fixedHeaders,
+          'idempotency-key': message.id,
+          ...(message.traceparent ? { traceparent: message.traceparent } : {}),
+          ...signature,
+        },
         body,
       });
       const answer = await readCapped(response.body, maxResponseBytes);

@@ -16,6 +16,7 @@ import { withTimeout } from '../lib/with-timeout.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { Tracing } from '../observability/tracing.ts';
 import type { JobHandler } from './handler.ts';
 import { HandlerFactory } from './handler-factory.ts';
 import { RunExecutor, type RunOutcome } from './run-executor.ts';
@@ -60,6 +61,8 @@ export interface EngineDependencies {
    * follows FETCH_INTERVAL_MS (the scheduler's poll) and WORKER_COUNT (resize).
    */
   live?: Pick<LiveSettings, 'onChange'>;
+  /** Each run gets a span (a new trace), which handlers continue; default: untraced. */
+  tracing?: Tracing;
 }
 
 export interface Engine {
@@ -101,7 +104,7 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
   const step = deps.startUpStep ?? ((_name, attempt) => attempt());
   const boss: PgBoss = await step('pg-boss', () => startRunQueue(runQueueSettings(settings, deps), logger));
   let scheduler: Scheduler | undefined;
-  const executor = new RunExecutor(pool, factory, settings, logger, metrics, () => scheduler?.wake());
+  const executor = new RunExecutor(pool, factory, settings, logger, metrics, () => scheduler?.wake(), deps.tracing);
   const workers = new WorkerPool(
     boss,
     (run, shutdown) => executor.execute(run, shutdown),

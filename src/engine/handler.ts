@@ -1,4 +1,5 @@
 import type { Logger } from '../observability/logger.ts';
+import type { TraceContext } from '../observability/tracing.ts';
 
 /** What a handler is told about the run it executes. */
 export interface RunContext {
@@ -14,6 +15,8 @@ export interface RunContext {
   /** Aborted at the shutdown deadline: abort requests in flight and hand their work back. */
   deadline: AbortSignal;
   logger: Logger;
+  /** The run's span: what the handler's own spans (a claim) continue. */
+  trace: TraceContext;
 }
 
 /** A summary the handler may return; it is logged with the run. */

@@ -3,6 +3,7 @@ import { beginJobExecution, finishJobRun, renewJobLease } from '../db/sqlc/jobs_
 import { retryUntilDone } from '../lib/retry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { logFieldsOf, type Tracing, untraced } from '../observability/tracing.ts';
 import type { HandlerFactory } from './handler-factory.ts';
 import type { RunRequest } from './run-queue.ts';
 import type { ShutdownSignals } from './worker-pool.ts';
@@ -27,6 +28,7 @@ export class RunExecutor {
   readonly #logger: Logger;
   readonly #metrics: Metrics;
   readonly #onFinished: () => void;
+  readonly #tracing: Tracing;
 
   constructor(
     pool: Pool,
@@ -35,7 +37,9 @@ export class RunExecutor {
     logger: Logger,
     metrics: Metrics,
     onFinished: () => void = () => {},
+    tracing: Tracing = untraced,
   ) {
+    this.#tracing = tracing;
     this.#pool = pool;
     this.#handlers = handlers;
     this.#settings = settings;
@@ -69,6 +73,19 @@ export class RunExecutor {
       return 'stale';
     }
     const { executionId } = begun;
+    // A run is a trace of its own; the messages it delivers keep theirs and link to it.
+    const span = this.#tracing.startSpan(`run ${run.jobName}`, {
+      kind: 'consumer',
+      attributes: {
+        'job_manager.job.name': run.jobName,
+        'job_manager.job.handler': run.handler,
+        'job_manager.run.id': run.runId,
+        'job_manager.execution.id': executionId,
+      },
+    });
+    // On the run's own lines only: the handler's lines carry the ids of their own spans (a child logger's
+    // bindings and a line's fields would both be written, two `traceId` keys in one JSON object).
+    const traced = logFieldsOf(span.context);
     const started = performance.now();
     this.#metrics.jobTriggerLateness.observe(Math.max(0, (Date.now() - Date.parse(run.dueAt)) / 1000));
     this.#metrics.workersBusy.inc();
@@ -88,13 +105,18 @@ export class RunExecutor {
         signal,
         deadline: shutdown.deadline,
         logger,
+        trace: span.context,
       });
-      logger.info({ ...summary, durationMs: Math.round(performance.now() - started) }, 'run finished');
+      if (summary)
+        span.setAttributes(Object.fromEntries(Object.entries(summary).map(([k, v]) => [`job_manager.run.${k}`, v])));
+      logger.info({ ...summary, ...traced, durationMs: Math.round(performance.now() - started) }, 'run finished');
     } catch (failure) {
       outcome = (failure as Error).name === 'UnknownHandlerError' ? 'unknown_handler' : 'error';
       error = (failure as Error).message ?? String(failure);
-      logger.error({ err: failure, outcome }, 'run failed');
+      span.fail(error);
+      logger.error({ err: failure, outcome, ...traced }, 'run failed');
     } finally {
+      span.end();
       clearInterval(renewal);
       this.#metrics.workersBusy.dec();
     }

@@ -7,7 +7,10 @@ import type { IdempotencyStore, StoredResponse } from '../messages/idempotency.t
 import type { MessageService, MessageStatus, Queryable } from '../messages/message-service.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { formatTraceparent } from '../observability/trace-context.ts';
+import { type Span, type Tracing, untraced } from '../observability/tracing.ts';
 import { idempotent } from './idempotency.ts';
+import { serverSpanOf, withServerSpan } from './request-span.ts';
 
 /**
  * The route table: one handler per operation of openapi.yaml, keyed by its
@@ -35,6 +38,8 @@ export interface OperationDependencies {
   metrics: Metrics;
   /** The API keys in force now (the idempotency key scope is per API key); read per request. */
   apiKeys: () => string[];
+  /** Intake requests get a server span; the messages continue it. Default: untraced (ids, no export). */
+  tracing?: Tracing;
 }
 
 /** Milliseconds one readiness check may take before it counts as down. */
@@ -43,8 +48,20 @@ const healthCheckTimeoutMs = 2_000;
 /** The route table of this service. Handlers answer JSON; their errors reach the app's one error handler. */
 export function operationHandlers(deps: OperationDependencies): OperationHandlers {
   const { jobs, messages, metrics } = deps;
-  const intake = (work: (req: Request, db: Queryable | undefined) => Promise<StoredResponse>) =>
-    idempotent(deps.idempotency, deps.apiKeys, work);
+  const tracing = deps.tracing ?? untraced;
+  /** An intake route: idempotent, in a server span whose context the stored messages continue. */
+  const intake = (
+    route: string,
+    work: (req: Request, db: Queryable | undefined, traceParent: string, span: Span) => Promise<StoredResponse>,
+  ) =>
+    withServerSpan(
+      tracing,
+      route,
+      idempotent(deps.idempotency, deps.apiKeys, (req, db) => {
+        const span = serverSpanOf(req);
+        return work(req, db, formatTraceparent(span.context), span);
+      }),
+    );
   return {
     healthAlive: (_req, res) => {
       res.json({ status: 'alive' });
@@ -74,11 +91,16 @@ export function operationHandlers(deps: OperationDependencies): OperationHandler
     updateJob: async (req, res) => {
       res.json(await jobs.update(pathParameter(req, 'name'), req.body));
     },
-    createMessage: intake(async (req, db) => ({ status: 201, body: await messages.create(req.body, db) })),
-    createMessageBatch: intake(async (req, db) => ({
-      status: 201,
-      body: { items: await messages.createBatch(req.body.messages, db) },
-    })),
+    createMessage: intake('/messages', async (req, db, traceParent, span) => {
+      const message = await messages.create(req.body, db, traceParent);
+      span.setAttributes({ 'messaging.message.id': message.id });
+      return { status: 201, body: message };
+    }),
+    createMessageBatch: intake('/messages/batch', async (req, db, traceParent, span) => {
+      const items = await messages.createBatch(req.body.messages, db, traceParent);
+      span.setAttributes({ 'messaging.batch.message_count': items.length });
+      return { status: 201, body: { items } };
+    }),
     listMessages: async (req, res) => {
       const status = req.query.status as MessageStatus | undefined;
       // An unencoded "+" in a query string arrives as a space (`?to=+90555…`); read it as the "+" it was.

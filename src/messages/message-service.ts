@@ -55,27 +55,33 @@ export class MessageService {
   /**
    * Validates and stores one message (pending; due at `sendAt`, or at once).
    * @param db where to write; an idempotent intake passes its transaction
+   * @param traceParent the W3C `traceparent` its delivery attempts continue (the intake request's span)
    * @throws ValidationError (400) naming the field
    */
-  async create(input: MessageInput, db: Queryable = this.#pool): Promise<MessageView> {
+  async create(input: MessageInput, db: Queryable = this.#pool, traceParent?: string): Promise<MessageView> {
     const message = validateMessage(input, this.#settings.current.messageMaxLength);
     const row = await sql.insertMessage(db, {
       recipient: message.to,
       content: message.content,
       sendAt: message.sendAt,
+      traceParent: traceParent ?? null,
     });
     if (!row) throw new Error('insert returned no row');
     return toMessageView(row);
   }
 
-  /** All or nothing: every message is validated before one insert statement stores them all. */
-  async createBatch(inputs: MessageInput[], db: Queryable = this.#pool): Promise<MessageView[]> {
+  /**
+   * All or nothing: every message is validated before one insert statement stores them all.
+   * Every message of the batch continues `traceParent` (see create).
+   */
+  async createBatch(inputs: MessageInput[], db: Queryable = this.#pool, traceParent?: string): Promise<MessageView[]> {
     const maxLength = this.#settings.current.messageMaxLength;
     const messages = inputs.map((input, index) => validateMessage(input, maxLength, `messages[${index}].`));
     const rows = await sql.insertMessages(db, {
       recipients: messages.map((message) => message.to),
       contents: messages.map((message) => message.content),
       sendAts: messages.map((message) => message.sendAt?.toISOString() ?? ''),
+      traceParent: traceParent ?? null,
     });
     return rows.map(toMessageView);
   }

@@ -62,6 +62,8 @@ export interface ReceivedItem {
   webhook: { id: string; timestamp: string; signature: string } | null;
   /** The raw request body as received (what a signature covers). */
   body: string | null;
+  /** The W3C `traceparent` header of the request (every delivery attempt carries one). */
+  traceparent: string | null;
 }
 
 export interface ReceivedReport {
@@ -148,6 +150,7 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
       messageId: reply.messageId ?? null,
       webhook: webhookHeadersOf(request),
       body: body === undefined ? null : body.toString('utf8'),
+      traceparent: typeof request.headers.traceparent === 'string' ? request.headers.traceparent : null,
     };
     record.add(item);
     options.onDelivery?.(item);

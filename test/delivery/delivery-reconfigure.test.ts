@@ -96,7 +96,7 @@ describe('delivery component: live settings and readiness checks (delivery/deliv
       const { live, delivery } = await start({ WEBHOOK_URL: `${down.url}/` });
       await live.update({ WEBHOOK_BREAKER_THRESHOLD: '1' });
       expect(await delivery.health.check()).to.equal('webhook');
-      await insertMessages(pool, { recipients: ['+905551111111'], contents: ['x'], sendAts: [''] });
+      await insertMessages(pool, { recipients: ['+905551111111'], contents: ['x'], sendAts: [''], traceParent: null });
       const summary = await delivery.run({ runId: 'run-1', batchSize: 1, signal: new AbortController().signal });
       // One transient failure opened it: the threshold of 1 came from the live change (the default is 5).
       expect(summary).to.include({ claimed: 1, retried: 1, failed: 0 });

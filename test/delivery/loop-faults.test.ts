@@ -42,6 +42,7 @@ describe('delivery loop under faults', function () {
         recipients: Array.from({ length: count }, () => '+905551111111'),
         contents: Array.from({ length: count }, (_, index) => `m${index}`),
         sendAts: Array.from({ length: count }, () => ''),
+        traceParent: null,
       })
     ).map((row) => row.id);
   /** One run of the loop with the policies of a real run (the shared rate limit aside), the breaker when given. */

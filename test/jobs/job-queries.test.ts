@@ -130,6 +130,7 @@ describe('job queries and state transitions', () => {
         recipients: ['+905551111111', '+905551111111'],
         contents: ['a', 'b'],
         sendAts: ['', ''],
+        traceParent: null,
       });
     });
 

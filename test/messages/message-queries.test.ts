@@ -27,6 +27,7 @@ describe('message queries', () => {
       recipients: Array.from({ length: count }, () => '+905551111111'),
       contents: Array.from({ length: count }, (_, index) => `m${index}`),
       sendAts: Array.from({ length: count }, () => ''),
+      traceParent: null,
     });
 
   /** One message claimed by pod-a whose delivery outcome was recorded as `status`, with `error` and a retry delay (ms). */
@@ -105,7 +106,9 @@ describe('message queries', () => {
       ['905551111111', 'x', 'messages_recipient_e164'],
       ['+905551111111', '', 'messages_content_not_empty'],
     ] as const) {
-      const error = await insertMessage(pool(), { recipient, content, sendAt: null }).catch((failure) => failure);
+      const error = await insertMessage(pool(), { recipient, content, sendAt: null, traceParent: null }).catch(
+        (failure) => failure,
+      );
       expect(error.constraint).to.equal(constraint);
     }
     const [row] = await seed(1);
@@ -184,7 +187,12 @@ describe('message queries', () => {
 
     it('never claims a scheduled message before its sendAt, and claims it once due', async () => {
       const at = await dbTime(1_000);
-      const scheduled = await insertMessage(pool(), { recipient: '+905551111111', content: 'later', sendAt: at });
+      const scheduled = await insertMessage(pool(), {
+        recipient: '+905551111111',
+        content: 'later',
+        sendAt: at,
+        traceParent: null,
+      });
       expect(await available(scheduled!.id)).to.equal(false);
       const [claimed] = await claimAcross(at, [scheduled!.id]);
       expect(claimed!.attempts).to.equal(1);
@@ -205,9 +213,15 @@ describe('message queries', () => {
         recipient: '+905551111111',
         content: 'in an hour',
         sendAt: await dbTime(3_600_000),
+        traceParent: null,
       });
       const at = await dbTime(300);
-      const scheduled = await insertMessage(pool(), { recipient: '+905551111111', content: 'soon', sendAt: at });
+      const scheduled = await insertMessage(pool(), {
+        recipient: '+905551111111',
+        content: 'soon',
+        sendAt: at,
+        traceParent: null,
+      });
       while ((await dbTime()) < at) await new Promise((resolve) => setTimeout(resolve, 50));
       const fresh = await seed(3);
       expect(await available(scheduled!.id), 'not promoted until a claim').to.equal(false);
@@ -245,6 +259,7 @@ describe('message queries', () => {
         recipient: '+905551111111',
         content: 'later',
         sendAt: await dbTime(3_600_000),
+        traceParent: null,
       });
       for (const id of [now!.id, later!.id]) {
         expect((await cancelMessage(pool(), { id }))?.status).to.equal('cancelled');

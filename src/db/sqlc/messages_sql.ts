@@ -8,9 +8,10 @@ interface Client {
 
 export const insertMessageQuery = `-- name: InsertMessage :one
 
-INSERT INTO messages (recipient, content, send_at, next_attempt_at, available)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, trace_parent, available)
 VALUES ($1, $2, $3::timestamptz,
         greatest(now(), $3::timestamptz),
+        $4::text,
         coalesce($3::timestamptz <= now(), true))
 RETURNING id, recipient, content, status, attempts, external_message_id, last_error,
           send_at, created_at, sent_at`;
@@ -19,6 +20,7 @@ export interface InsertMessageArgs {
     recipient: string;
     content: string;
     sendAt: Date | null;
+    traceParent: string | null;
 }
 
 export interface InsertMessageRow {
@@ -37,7 +39,7 @@ export interface InsertMessageRow {
 export async function insertMessage(client: Client, args: InsertMessageArgs): Promise<InsertMessageRow | null> {
     const result = await client.query({
         text: insertMessageQuery,
-        values: [args.recipient, args.content, args.sendAt],
+        values: [args.recipient, args.content, args.sendAt, args.traceParent],
         rowMode: "array"
     });
     if (result.rows.length !== 1) {
@@ -60,13 +62,14 @@ export async function insertMessage(client: Client, args: InsertMessageArgs): Pr
 
 export const insertMessagesQuery = `-- name: InsertMessages :many
 WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS at)
-INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at, available)
+INSERT INTO messages (recipient, content, send_at, next_attempt_at, created_at, trace_parent, available)
 SELECT m.recipient, m.content, nullif(m.send_at, '')::timestamptz,
        greatest(now(), nullif(m.send_at, '')::timestamptz),
        clock.at + (m.position - 1) * interval '1 microsecond',
+       $1::text,
        coalesce(nullif(m.send_at, '')::timestamptz <= now(), true)
-FROM ROWS FROM (unnest($1::text[]), unnest($2::text[]),
-                unnest($3::text[]))
+FROM ROWS FROM (unnest($2::text[]), unnest($3::text[]),
+                unnest($4::text[]))
      WITH ORDINALITY AS m(recipient, content, send_at, position),
      clock
 ORDER BY m.position
@@ -74,6 +77,7 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
           send_at, created_at, sent_at`;
 
 export interface InsertMessagesArgs {
+    traceParent: string | null;
     recipients: string[];
     contents: string[];
     sendAts: string[];
@@ -95,7 +99,7 @@ export interface InsertMessagesRow {
 export async function insertMessages(client: Client, args: InsertMessagesArgs): Promise<InsertMessagesRow[]> {
     const result = await client.query({
         text: insertMessagesQuery,
-        values: [args.recipients, args.contents, args.sendAts],
+        values: [args.traceParent, args.recipients, args.contents, args.sendAts],
         rowMode: "array"
     });
     return result.rows.map(row => {
@@ -230,7 +234,7 @@ SET status = 'sending',
     updated_at = now()
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at`;
+RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at, m.trace_parent`;
 
 export interface ClaimMessagesArgs {
     leaseSeconds: number;
@@ -245,6 +249,7 @@ export interface ClaimMessagesRow {
     content: string;
     attempts: number;
     createdAt: Date;
+    traceParent: string | null;
 }
 
 export async function claimMessages(client: Client, args: ClaimMessagesArgs): Promise<ClaimMessagesRow[]> {
@@ -259,7 +264,8 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
             recipient: row[1],
             content: row[2],
             attempts: row[3],
-            createdAt: row[4]
+            createdAt: row[4],
+            traceParent: row[5]
         };
     });
 }
