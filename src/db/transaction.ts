@@ -1,12 +1,23 @@
-import type { Pool, PoolClient } from './pool.ts';
+import type pg from 'pg';
+
+/** What a transaction needs of a pool: the service's pool (`ServicePool`, pool.ts) is one. */
+export interface TransactionPool {
+  connect(): Promise<pg.PoolClient>;
+  /** The statement that opens a transaction, its settings included (`beginStatement`). */
+  readonly begin: string;
+}
 
 /**
  * Runs `work` in one transaction on one connection: commit on success,
  * rollback on error. The transaction opens with the pool's `begin`, which
- * sets the statement timeouts for it (`SET LOCAL`). A connection that failed (a timed-out reply, a dropped link) is destroyed
- * rather than returned to the pool, where it would hang the next caller.
+ * sets the statement timeouts for it (`SET LOCAL`). A connection that failed
+ * (a timed-out reply, a dropped link) is destroyed rather than returned to the
+ * pool, where it would hang the next caller.
  */
-export async function withTransaction<T>(pool: Pool, work: (client: PoolClient) => Promise<T>): Promise<T> {
+export async function withTransaction<T>(
+  pool: TransactionPool,
+  work: (client: pg.PoolClient) => Promise<T>,
+): Promise<T> {
   const client = await pool.connect();
   let failure: Error | undefined;
   try {

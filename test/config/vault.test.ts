@@ -254,9 +254,9 @@ describe('Vault configuration', () => {
 
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(calls, 'no callback while the secret is unchanged').to.equal(0);
-    vault.setSecret(secretPath, { WORKER_COUNT: 12, WEBHOOK_URL: 'http://sink:3999/webhook' });
+    vault.setSecret(secretPath, { WORKER_COUNT: 8, WEBHOOK_URL: 'http://sink:3999/webhook' });
     await waitFor(() => calls === 1);
-    expect(config.workerCount).to.equal(12);
+    expect(config.workerCount).to.equal(8);
   });
 
   it('keeps the previous configuration when the changed secret is invalid, and reports "stale"', async () => {
