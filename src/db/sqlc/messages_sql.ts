@@ -185,6 +185,22 @@ export async function releaseExpiredMessageLeases(client: Client): Promise<Relea
     });
 }
 
+export const planClaimInIndexOrderQuery = `-- name: PlanClaimInIndexOrder :exec
+SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`;
+
+export interface PlanClaimInIndexOrderRow {
+    setConfig: string;
+    setConfig_2: string;
+}
+
+export async function planClaimInIndexOrder(client: Client): Promise<void> {
+    await client.query({
+        text: planClaimInIndexOrderQuery,
+        values: [],
+        rowMode: "array"
+    });
+}
+
 export const promoteDueMessagesQuery = `-- name: PromoteDueMessages :execrows
 WITH due AS MATERIALIZED (
   SELECT id FROM messages
