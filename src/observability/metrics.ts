@@ -235,7 +235,7 @@ function maintenanceMetrics({ registers }: MetricGroup) {
 function messageMetrics({ registers, collectors, cached }: MetricGroup): void {
   new Gauge({
     name: 'job_manager_messages_pending',
-    help: 'Messages waiting to be sent (read from the database, cached 5 s).',
+    help: "Messages waiting to be sent (read from the database, cached 5 s): exact up to 10,000, above that PostgreSQL's estimate from the last ANALYZE.",
     registers,
     async collect() {
       const source = collectors();
