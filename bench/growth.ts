@@ -116,7 +116,10 @@ async function fill(setup: pg.Client, rows: number): Promise<void> {
      WHERE schemaname = current_schema() AND tablename = 'messages' AND indexname <> 'messages_pkey'`,
   );
   for (const index of indexes) await setup.query(`DROP INDEX ${index.name}`);
-  await setup.query('ALTER TABLE messages DROP CONSTRAINT messages_pkey');
+  // The primary key too, unless a foreign key (message_attempts) depends on it.
+  const referenced = await setup.query("SELECT 1 FROM pg_constraint WHERE confrelid = 'messages'::regclass");
+  const rebuildKey = referenced.rowCount === 0;
+  if (rebuildKey) await setup.query('ALTER TABLE messages DROP CONSTRAINT messages_pkey');
   const chunk = 1_000_000;
   for (let from = 1; from <= rows; from += chunk) {
     await setup.query(
@@ -147,7 +150,7 @@ async function fill(setup: pg.Client, rows: number): Promise<void> {
      FROM generate_series(1, $1::integer) AS g`,
     [duePending],
   );
-  await setup.query('ALTER TABLE messages ADD CONSTRAINT messages_pkey PRIMARY KEY (id)');
+  if (rebuildKey) await setup.query('ALTER TABLE messages ADD CONSTRAINT messages_pkey PRIMARY KEY (id)');
   for (const index of indexes) await setup.query(index.definition);
   await setup.query('VACUUM (ANALYZE) messages');
 }
