@@ -11,7 +11,6 @@
 // Database: BENCH_DATABASE_URL, else TEST_DATABASE_URL, else an embedded PostgreSQL.
 // A fresh database is created and dropped. Sizes: BENCH_MESSAGES (20000), BENCH_PODS (2),
 // BENCH_SCALE_ROWS (1000000), BENCH_SENDER_JOBS (4: send-messages jobs, 1 s, batch 10,000).
-import { spawn } from 'node:child_process';
 import { cpus, totalmem } from 'node:os';
 import pg from 'pg';
 import {
@@ -21,9 +20,17 @@ import {
   listSentMessages,
 } from '../src/db/sqlc/messages_sql.ts';
 import { claimDueMessages, promotionBatch } from '../src/delivery/claim.ts';
-import { MessageService } from '../src/messages/message-service.ts';
+import { MessageService, PENDING_EXACT_UP_TO } from '../src/messages/message-service.ts';
 import { startSink } from '../src/sink/server.ts';
 import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/support/postgres.ts';
+import { runGrowth } from './growth.ts';
+import { call, ms, pct, startPod } from './support.ts';
+
+// `npm run bench -- --growth`: the growth scenario alone (bench/growth.ts), 10,000 against 10,000,000 rows.
+if (process.argv.includes('--growth')) {
+  await runGrowth();
+  process.exit(0);
+}
 
 const messagesTotal = Number(process.env.BENCH_MESSAGES ?? 20_000);
 const podCount = Number(process.env.BENCH_PODS ?? 2);
@@ -174,7 +181,11 @@ try {
     return names.join(', ');
   };
   record('ClaimMessages plan (10% of the backlog scheduled ahead)', await claimPlan());
-  await time('CountPendingMessages (metrics gauge)', () => countPendingMessages(database.pool), 5);
+  await time(
+    'CountPendingMessages (metrics gauge)',
+    () => countPendingMessages(database.pool, { exactUpTo: PENDING_EXACT_UP_TO }),
+    5,
+  );
   await time('ListSentMessages first page of 20', () =>
     listSentMessages(database.pool, { afterSentAt: null, afterId: null, maxRows: 20 }),
   );
@@ -241,50 +252,4 @@ try {
   await sink.close();
   await dropTestDatabase(database);
   await stopTestServer();
-}
-
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] ?? 0;
-}
-
-function ms(value: number): string {
-  return `${value.toFixed(1)} ms`;
-}
-
-async function call(base: string, method: string, path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
-  return response.json();
-}
-
-/** A real service process (`node src/main.ts`); resolves when it logs that it is up. */
-function startPod(name: string, env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [new URL('../src/main.ts', import.meta.url).pathname], {
-    env: { ...process.env, ...env, PORT: '0', INSTANCE_ID: name, LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`${name} exited with ${code}`)));
-    let buffer = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      buffer += chunk.toString();
-      const up = /"port":(\d+)[^\n]*"msg":"job-manager is up"/.exec(buffer);
-      if (up) {
-        child.stdout.removeAllListeners('data');
-        child.stdout.resume();
-        resolve({
-          url: `http://127.0.0.1:${up[1]}`,
-          async stop() {
-            if (child.exitCode === null) child.kill('SIGTERM');
-            await exited;
-          },
-        });
-      }
-    });
-  });
 }

@@ -7,7 +7,8 @@ import { createEngine, type Engine, type JobHandler } from './engine/engine.ts';
 import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
 import { withTimeout } from './lib/with-timeout.ts';
-import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
+import { type MaintenanceLoop, startMaintenance } from './maintenance/maintenance.ts';
+import { IdempotencyStore } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
 import { createTracing } from './observability/create-tracing.ts';
 import { type HealthCheck, withReplacements } from './observability/health.ts';
@@ -28,6 +29,8 @@ export interface Service {
   metrics: Metrics;
   database: Database;
   engine: Engine;
+  /** The maintenance loop (retention, idempotency-key purge); tests run a pass with `runPass()`. */
+  maintenance: MaintenanceLoop;
   /**
    * Stops everything in reverse order of start. Runs in flight get until
    * `deadline` (epoch ms; default now + SHUTDOWN_TIMEOUT_MS), then their
@@ -94,8 +97,8 @@ export async function startService(
     const jobs = new JobService(pool, engine.handlers);
     const messages = new MessageService(pool, settings);
     const idempotency = new IdempotencyStore(pool);
-    const purge = startIdempotencyKeyPurge(pool, logger);
-    cleanup.push(() => purge.stop());
+    const maintenance = startMaintenance(settings, { pool, owner: config.instanceId, logger, metrics });
+    cleanup.push(() => maintenance.stop());
     metrics.setCollectors({
       pendingMessages: () => messages.countPending(),
       jobsByStatus: () => jobs.countByStatus(),
@@ -143,6 +146,7 @@ export async function startService(
       metrics,
       database,
       engine,
+      maintenance,
       stop: closeAll,
     };
   } catch (error) {

@@ -324,6 +324,25 @@ export const settingsTable = {
     0,
     live('`POST /messages` and `/messages/batch` requests per client and minute on each pod; 0: off'),
   ),
+  /** The maintenance loop (src/maintenance/): message retention and the idempotency-key purge. */
+  maintenance: {
+    retentionDays: int(
+      'MESSAGE_RETENTION_DAYS',
+      0,
+      36_500,
+      30,
+      live(
+        'days a sent, failed or cancelled message is kept after its last change (`updated_at`), then removed with its attempts; pending and sending never; 0: keep everything',
+      ),
+    ),
+    intervalMs: int(
+      'MAINTENANCE_INTERVAL_MS',
+      100,
+      86_400_000,
+      60_000,
+      live('time between maintenance passes on each pod (retention, expired idempotency keys); one pod at a time'),
+    ),
+  },
   jobLeaseSeconds: int('JOB_LEASE_SECONDS', 1, 3_600, 30, restart('crash-recovery lease of a job run')),
   messageLeaseSeconds: int(
     'MESSAGE_LEASE_SECONDS',

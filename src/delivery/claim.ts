@@ -9,7 +9,8 @@
  * walk of messages_available_claim_idx. Both skip rows other pods hold, so
  * pods claiming at once never wait for each other. In one transaction, what
  * was promoted is claimable by this very claim; the promotion's row locks last
- * only until it commits.
+ * only until it commits. Both walk their index in order even before the table
+ * was ever analysed (PlanClaimInIndexOrder).
  *
  * Claim order is exact whenever the messages that became due since the last
  * claim fit in `promotionBatch`; a larger burst (a whole campaign whose sendAt
@@ -21,6 +22,7 @@ import {
   type ClaimMessagesArgs,
   type ClaimMessagesRow,
   claimMessages,
+  planClaimInIndexOrder,
   promoteDueMessages,
 } from '../db/sqlc/messages_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
@@ -38,6 +40,8 @@ export type ClaimedMessage = ClaimMessagesRow;
 /** Promotes due messages, then claims up to `args.maxMessages` of the oldest available ones. */
 export function claimDueMessages(pool: Pool, args: ClaimMessagesArgs): Promise<ClaimedMessage[]> {
   return withTransaction(pool, async (client) => {
+    // Index order whatever the statistics say (a bulk intake before any ANALYZE): see the query's comment.
+    await planClaimInIndexOrder(client);
     await promoteDueMessages(client, { maxRows: promotionBatch });
     return claimMessages(client, args);
   });

@@ -95,6 +95,19 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
       settings.transactionPooler ?? false,
     ),
   } as ConstructorParameters<typeof PgBoss>[0];
+  // pg-boss's own retention (its rows are not messages; MESSAGE_RETENTION_DAYS
+  // does not touch them). Its supervisor (every superviseIntervalSeconds, one
+  // pod at a time by pg-boss's own lock) deletes, per queue, at most once per
+  // maintenanceIntervalSeconds (pg-boss's default, 24 h):
+  //   * job-runs: a run 1 day after it completed or failed (deleteAfterSeconds
+  //     below); one queued but never started after 14 days (retentionSeconds,
+  //     pg-boss's default);
+  //   * job-runs-dead: a dead-lettered run 14 days after it arrived
+  //     (retentionSeconds) or 7 days after it was completed (pg-boss's default
+  //     deleteAfterSeconds);
+  //   * its warnings and queue statistics after 7 days (its defaults).
+  // So pgboss.job holds at most about two days of runs: 1,440 a day per job
+  // on a 60 s interval, whatever the message volume (a run sends many messages).
   const boss = new PgBoss(options);
   boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
   boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));

@@ -16,7 +16,8 @@
  *
  * Keys are scoped by the API key that sent them (its SHA-256, never the key
  * itself); without API keys every client shares one scope. Records older than
- * 24 h count as absent and are purged in bounded batches.
+ * 24 h count as absent and are purged in bounded batches by the maintenance
+ * loop (src/maintenance/).
  */
 import { createHash } from 'node:crypto';
 import type { Pool, PoolClient } from '../db/pool.ts';
@@ -28,7 +29,6 @@ import {
 } from '../db/sqlc/idempotency_keys_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { ConflictError, ValidationError } from '../errors.ts';
-import type { Logger } from '../observability/logger.ts';
 
 /** One intake request as the idempotency record sees it. */
 export interface IdempotentRequest {
@@ -127,48 +127,12 @@ export async function runIdempotent(
 }
 
 /**
- * Deletes every record older than 24 h, PURGE_BATCH_ROWS per statement.
- * @returns how many were deleted
+ * One bounded batch of the purge (run by the maintenance loop, src/maintenance/):
+ * deletes at most PURGE_BATCH_ROWS records older than 24 h.
+ * @returns how many were deleted (fewer than PURGE_BATCH_ROWS: none is left)
  */
-export async function purgeExpiredIdempotencyKeys(pool: Pool): Promise<number> {
-  let total = 0;
-  for (;;) {
-    const deleted = (await purgeExpiredBatch(pool, { maxRows: PURGE_BATCH_ROWS }))?.deleted ?? 0;
-    total += deleted;
-    if (deleted < PURGE_BATCH_ROWS) return total;
-  }
-}
-
-/**
- * Purges expired records every `intervalMs` (default 10 minutes; the first
- * round soon after start). Failures are logged and retried at the next round.
- * @returns stop, which waits for a round in progress
- */
-export function startIdempotencyKeyPurge(
-  pool: Pool,
-  logger: Logger,
-  intervalMs = 10 * 60_000,
-): { stop(): Promise<void> } {
-  let running: Promise<void> = Promise.resolve();
-  const round = () => {
-    running = purgeExpiredIdempotencyKeys(pool).then(
-      (deleted) => {
-        if (deleted > 0) logger.info({ deleted }, 'expired idempotency keys purged');
-      },
-      (error: unknown) => logger.warn({ err: error }, 'purging expired idempotency keys failed; retrying later'),
-    );
-  };
-  const first = setTimeout(round, Math.min(intervalMs, 30_000));
-  const timer = setInterval(round, intervalMs);
-  first.unref();
-  timer.unref();
-  return {
-    async stop() {
-      clearTimeout(first);
-      clearInterval(timer);
-      await running;
-    },
-  };
+export async function purgeExpiredIdempotencyKeyBatch(pool: Pool): Promise<number> {
+  return (await purgeExpiredBatch(pool, { maxRows: PURGE_BATCH_ROWS }))?.deleted ?? 0;
 }
 
 function inUse(key: string): ConflictError {

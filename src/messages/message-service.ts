@@ -34,6 +34,9 @@ export interface MessageFilter {
   to?: string;
 }
 
+/** The backlog gauge counts pending messages exactly up to this many, then reads the planner's estimate. */
+export const PENDING_EXACT_UP_TO = 10_000;
+
 /** Failed messages per statement of `retryFailed`, so no statement locks more rows than this. */
 export const RETRY_FAILED_BATCH_ROWS = 1000;
 
@@ -138,9 +141,12 @@ export class MessageService {
     }
   }
 
-  /** Messages waiting to be sent, for the `job_manager_messages_pending` gauge. */
+  /**
+   * Messages waiting to be sent, for the `job_manager_messages_pending` gauge:
+   * exact up to PENDING_EXACT_UP_TO, above that PostgreSQL's estimate.
+   */
   async countPending(): Promise<number> {
-    return Number((await sql.countPendingMessages(this.#pool))?.total ?? 0);
+    return Number((await sql.countPendingMessages(this.#pool, { exactUpTo: PENDING_EXACT_UP_TO }))?.total ?? 0);
   }
 
   async get(id: string): Promise<MessageView> {

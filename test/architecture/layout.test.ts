@@ -23,6 +23,7 @@ const rank: Record<string, number> = {
   'jobs/': 4,
   'engine/': 5,
   'http/': 5,
+  'maintenance/': 5,
   'service.ts': 6,
   'main.ts': 7,
   'sink/': 7,
@@ -38,6 +39,7 @@ const forbidden: Record<string, string[]> = {
   'engine/': ['messages/', 'delivery/', 'jobs/', 'http/'],
   'messages/': ['engine/', 'http/'],
   'delivery/': ['engine/', 'http/'],
+  'maintenance/': ['engine/', 'http/', 'delivery/', 'jobs/'],
 };
 
 function files(dir: string): string[] {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { claimMessages } from '../../src/db/sqlc/messages_sql.ts';
-import { purgeExpiredIdempotencyKeys } from '../../src/messages/idempotency.ts';
+import { runMaintenancePass } from '../../src/maintenance/maintenance.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { api, startTestService, type TestService } from '../support/service.ts';
 
@@ -420,7 +421,7 @@ describe('message operations over HTTP', () => {
       expect((await keyed('k'.repeat(255), { to: '+905551111111', content: 'x' })).status).to.equal(201);
     });
 
-    it('forgets keys after 24 hours and purges them in batches', async () => {
+    it('forgets keys after 24 hours and the maintenance pass purges them in batches', async () => {
       const first = await keyed('old-1', { to: '+905551111111', content: 'x' });
       await db().pool.query(
         "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE idempotency_key = 'old-1'",
@@ -433,7 +434,8 @@ describe('message operations over HTTP', () => {
         `INSERT INTO idempotency_keys (scope, idempotency_key, request_hash, response_status, response_body, created_at)
          SELECT '', 'expired-' || i, 'h', 201, '{}', now() - interval '2 days' FROM generate_series(1, 2300) AS i`,
       );
-      expect(await purgeExpiredIdempotencyKeys(db().pool)).to.equal(2300);
+      const pass = await runMaintenancePass({ pool: db().pool, owner: 'test', logger: silentLogger() }, 0);
+      expect(pass).to.deep.equal({ ran: true, removed: { messages: 0, idempotency_keys: 2300 } });
       const left = await db().pool.query(
         "SELECT count(*)::int AS n FROM idempotency_keys WHERE idempotency_key LIKE 'expired-%'",
       );

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { purgeExpiredIdempotencyKeys } from '../../src/db/sqlc/idempotency_keys_sql.ts';
 import { claimDueJobs } from '../../src/db/sqlc/jobs_sql.ts';
+import { deleteExpiredMessages } from '../../src/db/sqlc/maintenance_sql.ts';
 import { promoteDueMessages, retryFailedMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { claimDueMessages } from '../../src/delivery/claim.ts';
 import { useTestPool } from '../support/postgres.ts';
@@ -82,6 +83,19 @@ describe('bounded claims under stale statistics', () => {
       'm1',
       'm2',
     ]);
+  });
+
+  it('DeleteExpiredMessages removes max_rows, the longest unchanged', async () => {
+    await withOneRowStatistics(
+      'messages',
+      `INSERT INTO messages (recipient, content, status, available, updated_at)
+       SELECT '+905551111111', 'm' || i, 'failed', false, now() - interval '40 days' + i * interval '1 millisecond'
+       FROM generate_series(1, $1::integer) AS i`,
+    );
+    expect(await deleteExpiredMessages(pool(), { retentionDays: 30, maxRows: limit })).to.deep.equal({
+      deleted: limit,
+    });
+    expect(await column('SELECT content FROM messages ORDER BY content')).to.deep.equal(['m3', 'm4', 'm5']);
   });
 
   it('ClaimDueJobs claims max_jobs, the earliest due', async () => {

@@ -189,6 +189,22 @@ export async function releaseExpiredMessageLeases(client: Client): Promise<Relea
     });
 }
 
+export const planClaimInIndexOrderQuery = `-- name: PlanClaimInIndexOrder :exec
+SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`;
+
+export interface PlanClaimInIndexOrderRow {
+    setConfig: string;
+    setConfig_2: string;
+}
+
+export async function planClaimInIndexOrder(client: Client): Promise<void> {
+    await client.query({
+        text: planClaimInIndexOrderQuery,
+        values: [],
+        rowMode: "array"
+    });
+}
+
 export const promoteDueMessagesQuery = `-- name: PromoteDueMessages :execrows
 WITH due AS MATERIALIZED (
   SELECT id FROM messages
@@ -435,16 +451,32 @@ export async function listMessages(client: Client, args: ListMessagesArgs): Prom
 }
 
 export const countPendingMessagesQuery = `-- name: CountPendingMessages :one
-SELECT count(*)::bigint AS total FROM messages WHERE status = 'pending'`;
+WITH exact AS (
+  SELECT count(*)::bigint AS total
+  FROM (SELECT 1 FROM messages WHERE status = 'pending' LIMIT $1::integer) AS capped
+), estimate AS (
+  SELECT (c.reltuples * s.most_common_freqs[array_position(s.most_common_vals::text::text[], 'pending')])::bigint
+           AS total
+  FROM pg_catalog.pg_class AS c, pg_catalog.pg_stats AS s
+  WHERE c.oid = 'messages'::regclass
+    AND s.schemaname = current_schema() AND s.tablename = 'messages' AND s.attname = 'status'
+)
+SELECT CASE WHEN exact.total < $1::integer THEN exact.total
+            ELSE greatest(exact.total, coalesce((SELECT total FROM estimate), 0)) END::bigint AS total
+FROM exact`;
+
+export interface CountPendingMessagesArgs {
+    exactUpTo: number;
+}
 
 export interface CountPendingMessagesRow {
     total: string;
 }
 
-export async function countPendingMessages(client: Client): Promise<CountPendingMessagesRow | null> {
+export async function countPendingMessages(client: Client, args: CountPendingMessagesArgs): Promise<CountPendingMessagesRow | null> {
     const result = await client.query({
         text: countPendingMessagesQuery,
-        values: [],
+        values: [args.exactUpTo],
         rowMode: "array"
     });
     if (result.rows.length !== 1) {
