@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { AdaptiveLimit } from '../../src/delivery/adaptive-limit.ts';
+import { ConcurrencyGate } from '../../src/delivery/policies/lanes.ts';
 
 /**
  * A webhook simulated in virtual time: `capacity` requests are served at
@@ -96,5 +97,46 @@ describe('adaptive concurrency limit', () => {
     const limit = new AdaptiveLimit({ ceiling: 100, initial: 50 });
     limit.setCeiling(10);
     expect(limit.limit).to.equal(10);
+  });
+});
+
+describe('concurrency gate', () => {
+  it('lets `limit` requests through at once and the next waiter in order as each slot frees', async () => {
+    const gate = new ConcurrencyGate({ ceiling: 2, adaptive: false });
+    expect(gate.acquire()).to.equal(true);
+    expect(gate.acquire()).to.equal(true);
+    const order: string[] = [];
+    const third = Promise.resolve(gate.acquire()).then(() => order.push('third'));
+    const fourth = Promise.resolve(gate.acquire()).then(() => order.push('fourth'));
+    await Promise.resolve();
+    expect(order).to.deep.equal([]);
+    gate.release();
+    await third;
+    expect(order).to.deep.equal(['third']);
+    gate.release();
+    await fourth;
+    expect(order).to.deep.equal(['third', 'fourth']);
+  });
+
+  it('reports its limit on every change: adaptive from 8, fixed at the ceiling, a lower ceiling at once', () => {
+    const seen: number[] = [];
+    const gate = new ConcurrencyGate({ ceiling: 64, adaptive: true, onLimit: (limit) => seen.push(limit) });
+    expect(gate.limit).to.equal(8);
+    gate.reconfigure(5, true);
+    gate.reconfigure(30, false);
+    expect(seen).to.deep.equal([8, 5, 30]);
+  });
+
+  it('shrinks on 503s and timeouts but not on other failures', () => {
+    const gate = new ConcurrencyGate({ ceiling: 64, adaptive: true });
+    gate.record({ outcome: 'transient', error: 'HTTP 500', httpStatus: 500 }, 5);
+    gate.record({ outcome: 'permanent', error: 'HTTP 400', httpStatus: 400 }, 5);
+    gate.record({ outcome: 'transient', error: 'connection refused' }, 5);
+    expect(gate.limit).to.equal(8);
+    gate.record({ outcome: 'transient', error: 'HTTP 503', httpStatus: 503 }, 5);
+    expect(gate.limit).to.equal(5);
+    const other = new ConcurrencyGate({ ceiling: 64, adaptive: true });
+    other.record({ outcome: 'transient', error: 'timeout after 5000 ms' }, 5_000);
+    expect(other.limit).to.equal(5);
   });
 });
