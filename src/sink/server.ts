@@ -162,7 +162,8 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
     const served = reply.messageId !== undefined;
     if (served) serving += 1;
     try {
-      if (behaviour.latencyMs > 0 && (served || behaviour.maxConcurrent === undefined)) await sleep(behaviour.latencyMs);
+      if (behaviour.latencyMs > 0 && (served || behaviour.maxConcurrent === undefined))
+        await sleep(behaviour.latencyMs);
     } finally {
       if (served) serving -= 1;
     }
