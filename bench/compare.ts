@@ -195,7 +195,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   const graphileConcurrency = options.quick ? [25] : [10, 25, 50];
   for (let repeat = 0; repeat < repeats; repeat += 1) {
     const add = (key: string, result: DispatchResult) => {
-      (runs[key] ??= []).push(result);
+      runs[key] = [...(runs[key] ?? []), result];
       console.log(`  ${result.contender}: ${Math.round(result.messagesPerSecond)} messages/s`);
     };
     console.log(`repeat ${repeat + 1} of ${repeats} (${messages} messages each)`);

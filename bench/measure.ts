@@ -85,7 +85,7 @@ export function throughputChart(rows: Array<{ name: string; value: number }>, ti
       const y = top + index * (barHeight + 10);
       const length = ((width - left - 90) * row.value) / max;
       return [
-        `<text x="${left - 10}" y="${y + 18}" text-anchor="end">${escape(row.name)}</text>`,
+        `<text x="${left - 10}" y="${y + 18}" text-anchor="end">${escapeXml(row.name)}</text>`,
         `<rect x="${left}" y="${y}" width="${length.toFixed(1)}" height="${barHeight}" fill="#3b82f6"/>`,
         `<text x="${(left + length + 6).toFixed(1)}" y="${y + 18}">${Math.round(row.value)}/s</text>`,
       ].join('');
@@ -93,12 +93,12 @@ export function throughputChart(rows: Array<{ name: string; value: number }>, ti
     .join('\n  ');
   const height = top + rows.length * (barHeight + 10) + 10;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="13">
-  <text x="10" y="22" font-size="15" font-weight="bold">${escape(title)}</text>
+  <text x="10" y="22" font-size="15" font-weight="bold">${escapeXml(title)}</text>
   ${bars}
 </svg>
 `;
 }
 
-function escape(text: string): string {
+function escapeXml(text: string): string {
   return text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;');
 }
