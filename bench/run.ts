@@ -1,5 +1,7 @@
 // `npm run bench`: end-to-end numbers anyone can reproduce on their machine.
 //
+// 0. compare   – this service, pg-boss, Graphile Worker and the HTTP-only ceiling side by side
+//                (bench/compare.ts; results in bench/results/); `npm run bench -- --quick` runs only this, smaller
 // 1. intake    – POST /messages (single, 16 concurrent clients) and POST /messages/batch (1,000 a request)
 // 2. dispatch  – N service processes drain the backlog to the project's webhook sink; every
 //                message must arrive exactly once (checked by Idempotency-Key)
@@ -23,6 +25,7 @@ import { claimDueMessages, promotionBatch } from '../src/delivery/claim.ts';
 import { MessageService, PENDING_EXACT_UP_TO } from '../src/messages/message-service.ts';
 import { startSink } from '../src/sink/server.ts';
 import { createTestDatabase, dropTestDatabase, stopTestServer } from '../test/support/postgres.ts';
+import { runComparison } from './compare.ts';
 import { runGrowth } from './growth.ts';
 import { call, ms, pct, startPod } from './support.ts';
 
@@ -39,6 +42,13 @@ const senderJobs = Number(process.env.BENCH_SENDER_JOBS ?? 4);
 if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) {
   process.env.TEST_DATABASE_URL = process.env.BENCH_DATABASE_URL;
 }
+
+// 0. side by side (bench/compare.ts): its own throwaway cluster, so CPU and WAL are this bench's alone.
+// `--quick` runs only this part, smaller (under 3 minutes).
+const quick = process.argv.includes('--quick');
+const comparison = await runComparison({ quick });
+console.log(JSON.stringify(comparison, null, 2));
+if (quick) process.exit(0);
 
 const results: Array<[string, string]> = [];
 const record = (name: string, value: string) => {

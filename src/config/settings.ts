@@ -194,7 +194,27 @@ export const settingsTable = {
     authValue: text('WEBHOOK_AUTH_VALUE', live('its value', true)),
     timeoutMs: int('WEBHOOK_TIMEOUT_MS', 100, 120_000, 5_000, live('whole request, body included')),
     maxAttempts: int('WEBHOOK_MAX_ATTEMPTS', 1, 100, 5, live('delivery attempts, then `failed`')),
-    concurrency: int('WEBHOOK_CONCURRENCY', 1, 256, 10, live('deliveries in flight per run')),
+    concurrency: int(
+      'WEBHOOK_CONCURRENCY',
+      1,
+      256,
+      64,
+      live('webhook requests in flight per pod: the ceiling of the adaptive limit, or the fixed limit'),
+    ),
+    adaptiveConcurrency: setting(
+      'WEBHOOK_ADAPTIVE_CONCURRENCY',
+      z.preprocess(
+        blankAsUnset,
+        z
+          .enum(['true', 'false'], { message: 'must be true or false' })
+          .default('true')
+          .transform((value) => value === 'true'),
+      ) as z.ZodType<boolean>,
+      'true',
+      live(
+        '`true`: the limit adapts to the webhook (grows while it keeps up, shrinks on timeouts, 429, 503 and rising latency)',
+      ),
+    ),
     retryBaseMs: int('WEBHOOK_RETRY_BASE_MS', 1, 3_600_000, 1_000, live('first retry delay ceiling (full jitter)')),
     retryMaxMs: int('WEBHOOK_RETRY_MAX_MS', 1, 86_400_000, 300_000, live('retry delay ceiling')),
     signingSecrets: setting(

@@ -7,8 +7,9 @@
  *
  * - the client is rebuilt (the old one closed once its requests end) only
  *   when its URL, auth header, timeout or signing secrets change;
- * - the breaker takes a new WEBHOOK_BREAKER_THRESHOLD at once;
- * - a run reads its settings (lease, concurrency, attempts, timeout, backoff)
+ * - the breaker takes a new WEBHOOK_BREAKER_THRESHOLD at once, the
+ *   concurrency gate a new WEBHOOK_CONCURRENCY / WEBHOOK_ADAPTIVE_CONCURRENCY;
+ * - a run reads its settings (lease, attempts, timeout, backoff)
  *   and the client at its start, so a change applies from the next run on;
  *   the rate limit is read at every chunk.
  *
@@ -26,7 +27,7 @@ import type { Metrics } from '../observability/metrics.ts';
 import type { Tracing } from '../observability/tracing.ts';
 import { type DeliveryRequest, type DeliverySummary, deliverBatch } from './loop.ts';
 import { CircuitBreaker, circuitBreaker, observeBreaker } from './policies/circuit-breaker.ts';
-import { lanes } from './policies/lanes.ts';
+import { ConcurrencyGate, lanes } from './policies/lanes.ts';
 import { createSharedDeliveryGate, rateLimit } from './policies/rate-limit.ts';
 import { shutdown } from './policies/shutdown.ts';
 import type { DeliveryPolicyFactory } from './policy.ts';
@@ -81,9 +82,15 @@ export async function createDelivery(settings: LiveSettings, deps: DeliveryDepen
     ? await connectSentCache(initial.redis.url, initial.redis.ttlSeconds, logger, metrics)
     : disabledSentCache;
   /** Asked in this order at every stage of the loop; lanes first, so the others judge a message when a lane takes it. */
-  const policies: DeliveryPolicyFactory[] = [lanes, shutdown, circuitBreaker(breaker), rateLimit(gate)];
+  const slots = new ConcurrencyGate({
+    ceiling: initial.webhook.concurrency,
+    adaptive: initial.webhook.adaptiveConcurrency,
+    onLimit: (limit) => metrics.webhookConcurrencyLimit.set(limit),
+  });
+  const policies: DeliveryPolicyFactory[] = [lanes(slots), shutdown, circuitBreaker(breaker), rateLimit(gate)];
   settings.onChange(async (next) => {
     breaker.setThreshold(next.webhook.breakerThreshold);
+    slots.reconfigure(next.webhook.concurrency, next.webhook.adaptiveConcurrency);
     const key = clientKey(next.webhook);
     if (key === currentKey) return;
     const old = client;

@@ -226,7 +226,8 @@ async function attempt(
   if (voided) return undefined;
   run.parts.metrics.webhookDuration.observe({ status_class: statusClass(result.httpStatus) }, seconds);
   let handBack = false;
-  for (const policy of run.policies) if ((await policy.afterAttempt?.(result)) === 'hand-back') handBack = true;
+  for (const policy of run.policies)
+    if ((await policy.afterAttempt?.(result, message)) === 'hand-back') handBack = true;
   if (handBack) return undefined;
   const { maxAttempts, backoff } = run.settings;
   return decideOutcome(result, message.attempts, maxAttempts, backoff);

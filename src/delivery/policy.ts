@@ -50,8 +50,8 @@ export interface DeliveryPolicy {
    * attempt (no metric, no other policy told). Asked of every policy first.
    */
   voidsAttempt?(result: DeliveryResult): boolean;
-  /** After a counted attempt, with its result. */
-  afterAttempt?(result: DeliveryResult): AttemptVerdict | Promise<AttemptVerdict>;
+  /** After a counted attempt of `message`, with its result. */
+  afterAttempt?(result: DeliveryResult, message: ClaimedMessage): AttemptVerdict | Promise<AttemptVerdict>;
   /** At the end of every chunk, also one that claimed nothing or threw. */
   endChunk?(): void;
 }

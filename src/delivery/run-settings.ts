@@ -10,7 +10,7 @@ export interface RunSettings {
   instanceId: string;
   /** How long a claimed message stays ours (s). */
   messageLeaseSeconds: number;
-  /** Deliveries in flight at once within one run (the lanes). */
+  /** WEBHOOK_CONCURRENCY; the pod's gate (policies/lanes.ts) holds the limit in force. */
   concurrency: number;
   /** A transient failure on this attempt or later is final. */
   maxAttempts: number;

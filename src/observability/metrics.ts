@@ -181,6 +181,11 @@ function deliveryMetrics({ registers, collectors }: MetricGroup) {
       help: 'Times the webhook circuit breaker opened (after consecutive transient failures or a failed probe).',
       registers,
     }),
+    webhookConcurrencyLimit: new Gauge({
+      name: 'job_manager_webhook_concurrency_limit',
+      help: 'Webhook requests this pod allows in flight now: the adaptive limit (WEBHOOK_ADAPTIVE_CONCURRENCY), or WEBHOOK_CONCURRENCY.',
+      registers,
+    }),
     redisErrors: new Counter({
       name: 'job_manager_redis_errors_total',
       help: 'Failed writes to the Redis cache.',

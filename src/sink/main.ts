@@ -13,6 +13,7 @@ const usage = `Usage: npm run sink -- [flags]
   --failure-rate F    fraction 0..1 of deliveries given 503  SINK_FAILURE_RATE (0)
   --status-code N     answer every valid delivery with N     SINK_STATUS_CODE
   --retry-after S     Retry-After seconds on a forced 429/503 SINK_RETRY_AFTER
+  --max-concurrent N  serve N at once, 503 beyond (no Retry-After) SINK_MAX_CONCURRENT
   --auth-header NAME  require this header ...                SINK_AUTH_HEADER
   --auth-value VALUE  ... to carry this value, else 401      SINK_AUTH_VALUE
   --verbose           print one line per delivery            SINK_VERBOSE=1
@@ -27,6 +28,7 @@ const flags = {
   'failure-rate': { type: 'string', env: 'SINK_FAILURE_RATE' },
   'status-code': { type: 'string', env: 'SINK_STATUS_CODE' },
   'retry-after': { type: 'string', env: 'SINK_RETRY_AFTER' },
+  'max-concurrent': { type: 'string', env: 'SINK_MAX_CONCURRENT' },
   'auth-header': { type: 'string', env: 'SINK_AUTH_HEADER' },
   'auth-value': { type: 'string', env: 'SINK_AUTH_VALUE' },
 } as const;
@@ -59,6 +61,7 @@ function readOptions(argv: string[], env: NodeJS.ProcessEnv): { options: SinkOpt
     failureRate: numberFlag('failure-rate', 0, (n) => n >= 0 && n <= 1, 'a number 0..1'),
     statusCode: numberFlag('status-code', undefined, isInt(100, 599), 'an HTTP status 100..599'),
     retryAfterSeconds: numberFlag('retry-after', undefined, isInt(0, 86_400), 'an integer 0..86400'),
+    maxConcurrent: numberFlag('max-concurrent', undefined, isInt(1, 100_000), 'an integer 1..100000'),
     authHeader: raw('auth-header'),
     authValue: raw('auth-value'),
   };
@@ -98,6 +101,7 @@ async function main(): Promise<void> {
     options.latencyMs ? `latency ${options.latencyMs} ms` : '',
     options.failureRate ? `failure rate ${options.failureRate}` : '',
     options.statusCode ? `forced status ${options.statusCode}` : '',
+    options.maxConcurrent ? `at most ${options.maxConcurrent} at once` : '',
     options.authHeader ? `auth header ${options.authHeader}` : '',
   ].filter(Boolean);
   if (sink.url !== `http://${sink.boundTo}`) behaviour.unshift(`bound to ${sink.boundTo}`);

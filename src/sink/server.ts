@@ -31,6 +31,8 @@ export interface SinkBehaviour {
   statusCode: number | undefined;
   /** Sent as Retry-After (seconds) with a forced 429 or 503; unset: no Retry-After. */
   retryAfterSeconds: number | undefined;
+  /** Deliveries served at once; one more is answered 503 at once, without Retry-After. Unset: no cap. */
+  maxConcurrent: number | undefined;
 }
 
 export interface SinkOptions extends Partial<SinkBehaviour> {
@@ -108,7 +110,10 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
     failureRate: options.failureRate ?? 0,
     statusCode: options.statusCode,
     retryAfterSeconds: options.retryAfterSeconds,
+    maxConcurrent: options.maxConcurrent,
   };
+  /** Deliveries being served now (waiting out latencyMs), for maxConcurrent. */
+  let serving = 0;
   const authHeader = options.authHeader?.toLowerCase();
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const random = options.random ?? Math.random;
@@ -131,6 +136,9 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
       return { status: forced, body: { message: `forced status ${forced}` }, headers };
     }
     if (random() < behaviour.failureRate) return { status: 503, body: { message: 'injected failure' } };
+    if (behaviour.maxConcurrent !== undefined && serving >= behaviour.maxConcurrent) {
+      return { status: 503, body: { message: `more than ${behaviour.maxConcurrent} at once` } };
+    }
     const messageId = record.messageIdFor(key);
     return { status: forced ?? 202, body: { message: 'Accepted', messageId }, messageId };
   }
@@ -154,7 +162,14 @@ export async function startSink(options: SinkOptions = {}): Promise<RunningSink>
     };
     record.add(item);
     options.onDelivery?.(item);
-    if (behaviour.latencyMs > 0) await sleep(behaviour.latencyMs);
+    const served = reply.messageId !== undefined;
+    if (served) serving += 1;
+    try {
+      if (behaviour.latencyMs > 0 && (served || behaviour.maxConcurrent === undefined))
+        await sleep(behaviour.latencyMs);
+    } finally {
+      if (served) serving -= 1;
+    }
     sendJson(response, reply.status, reply.body, reply.headers);
   }
 

@@ -5,7 +5,7 @@ import { createPool, type Pool } from '../../src/db/pool.ts';
 import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { type DeliveryRequest, deliverBatch } from '../../src/delivery/loop.ts';
 import { CircuitBreaker, circuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
-import { lanes } from '../../src/delivery/policies/lanes.ts';
+import { ConcurrencyGate, lanes } from '../../src/delivery/policies/lanes.ts';
 import { shutdown } from '../../src/delivery/policies/shutdown.ts';
 import type { RunSettings } from '../../src/delivery/run-settings.ts';
 import { disabledSentCache, type SentCache, type SentEntry } from '../../src/delivery/sent-cache.ts';
@@ -56,7 +56,11 @@ describe('delivery loop under faults', function () {
       cache: parts.cache ?? disabledSentCache,
       metrics: createMetrics(),
       logger: silentLogger(),
-      policies: [lanes, shutdown, ...(parts.breaker ? [circuitBreaker(parts.breaker)] : [])],
+      policies: [
+        lanes(new ConcurrencyGate({ ceiling: 5, adaptive: false })),
+        shutdown,
+        ...(parts.breaker ? [circuitBreaker(parts.breaker)] : []),
+      ],
     });
   const rows = async () =>
     (await pool.query('SELECT id, status, attempts, locked_by, sent_at FROM messages ORDER BY created_at')).rows;

@@ -24,7 +24,24 @@ describe('webhook sink', () => {
     after(() => sink.close());
     beforeEach(() => {
       sink.clear();
-      sink.configure({ failureRate: 0, statusCode: undefined, latencyMs: 0 });
+      sink.configure({ failureRate: 0, statusCode: undefined, latencyMs: 0, maxConcurrent: undefined });
+    });
+
+    it('serves at most maxConcurrent at once and answers the next one 503 at once, without Retry-After', async () => {
+      sink.configure({ maxConcurrent: 2, latencyMs: 300 });
+      const held = [1, 2].map((i) => post(sink.url, message, { 'idempotency-key': `held${i}` }));
+      // Both held requests are recorded (and being served) before the third is sent.
+      while (sink.received().total < 2) await new Promise((resolve) => setImmediate(resolve));
+      const refused = await fetch(sink.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'third' },
+        body: JSON.stringify(message),
+      });
+      expect(refused.status).to.equal(503);
+      expect(refused.headers.get('retry-after')).to.equal(null);
+      expect(await refused.json()).to.deep.equal({ message: 'more than 2 at once' });
+      expect((await Promise.all(held)).map((reply) => reply.status)).to.deep.equal([202, 202]);
+      expect((await post(sink.url, message, { 'idempotency-key': 'third' })).status).to.equal(202);
     });
 
     it('accepts a message on any path with 202 and a messageId, and records it', async () => {

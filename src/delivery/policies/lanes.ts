@@ -1,15 +1,21 @@
 /**
- * Concurrency: a run sends through `concurrency` lanes (WEBHOOK_CONCURRENCY),
- * each taking the next message of the chunk, in claim order, as soon as it is
- * free; and it claims no more than the lanes can send within half the lease.
- * It comes first in the policy list, so the other policies judge a message at
- * the moment a lane takes it, not while it waits for one.
+ * Concurrency: the pod sends through a shared gate whose limit is the number
+ * of webhook requests in flight at once, over all runs. With
+ * WEBHOOK_ADAPTIVE_CONCURRENCY (the default) the limit adapts to the webhook
+ * (adaptive-limit.ts) up to WEBHOOK_CONCURRENCY; without it the limit is
+ * WEBHOOK_CONCURRENCY. Messages take a free slot in claim order, first come
+ * first served; a run claims no more than its slots can send within half the
+ * lease. The policy comes first in the list, so the other policies judge a
+ * message at the moment it gets a slot, not while it waits for one.
  */
+import { AdaptiveLimit } from '../adaptive-limit.ts';
+import type { ClaimedMessage } from '../claim.ts';
 import type { DeliveryPolicyFactory } from '../policy.ts';
 import type { RunSettings } from '../run-settings.ts';
+import type { DeliveryResult } from '../webhook.ts';
 
 /**
- * Messages claimed at once: each of the `concurrency` lanes sends at most as
+ * Messages claimed at once: each of the `concurrency` slots sends at most as
  * many one after another as fit, at the webhook timeout each, in half the
  * lease (the configuration guarantees at least one), and at most 4.
  */
@@ -20,23 +26,106 @@ export function deliveryChunkSize(
   return settings.concurrency * Math.min(4, Math.max(1, perLane));
 }
 
-export const lanes: DeliveryPolicyFactory = ({ settings }) => {
-  let free = settings.concurrency;
-  /** Messages waiting for a lane, first come first served (claim order). */
-  const waiting: Array<() => void> = [];
-  return {
-    beforeClaim: (wanted) => Math.min(wanted, deliveryChunkSize(settings)),
-    beforeSend() {
-      if (free > 0) {
-        free -= 1;
+export interface ConcurrencyGateOptions {
+  /** WEBHOOK_CONCURRENCY: the limit, or its ceiling when adaptive. */
+  ceiling: number;
+  /** WEBHOOK_ADAPTIVE_CONCURRENCY. */
+  adaptive: boolean;
+  /** Told the limit after every change (the gauge). */
+  onLimit?: (limit: number) => void;
+}
+
+/** The pod's webhook requests in flight: one gate shared by every run. */
+export class ConcurrencyGate {
+  #inFlight = 0;
+  readonly #waiting: Array<() => void> = [];
+  #ceiling: number;
+  #adaptive: AdaptiveLimit | undefined;
+  readonly #onLimit: (limit: number) => void;
+
+  constructor(options: ConcurrencyGateOptions) {
+    this.#ceiling = options.ceiling;
+    this.#onLimit = options.onLimit ?? (() => {});
+    this.reconfigure(options.ceiling, options.adaptive);
+  }
+
+  /** Requests allowed in flight now (>= 1). */
+  get limit(): number {
+    return this.#adaptive?.limit ?? this.#ceiling;
+  }
+
+  /** A live change: a new ceiling applies at once; switching adaptive on starts learning afresh. */
+  reconfigure(ceiling: number, adaptive: boolean): void {
+    this.#ceiling = ceiling;
+    if (!adaptive) this.#adaptive = undefined;
+    else if (this.#adaptive) this.#adaptive.setCeiling(ceiling);
+    else this.#adaptive = new AdaptiveLimit({ ceiling });
+    this.#changed();
+  }
+
+  /** Takes a slot: at once when one is free, else once one frees (FIFO). */
+  acquire(): true | Promise<true> {
+    if (this.#inFlight < this.limit) {
+      this.#inFlight += 1;
+      return true;
+    }
+    this.#adaptive?.noteWaiting();
+    return new Promise<true>((resolve) => this.#waiting.push(() => resolve(true)));
+  }
+
+  /** Gives a slot back. */
+  release(): void {
+    this.#inFlight -= 1;
+    this.#drain();
+  }
+
+  /** A counted attempt that took `latencyMs`: the adaptive limit learns from it. */
+  record(result: DeliveryResult, latencyMs: number): void {
+    if (!this.#adaptive) return;
+    const before = this.#adaptive.limit;
+    this.#adaptive.record({ latencyMs, overload: isOverload(result) });
+    if (this.#adaptive.limit !== before) this.#changed();
+  }
+
+  #changed(): void {
+    this.#onLimit(this.limit);
+    this.#drain();
+  }
+
+  #drain(): void {
+    while (this.#waiting.length > 0 && this.#inFlight < this.limit) {
+      this.#inFlight += 1;
+      this.#waiting.shift()?.();
+    }
+  }
+}
+
+/** The webhook said it cannot take this many at once: a timeout, 429 or 503. */
+function isOverload(result: DeliveryResult): boolean {
+  if (result.outcome !== 'transient') return false;
+  if (result.httpStatus === 429 || result.httpStatus === 503) return true;
+  return result.httpStatus === undefined && result.error.startsWith('timeout');
+}
+
+/** The per-run policy over the pod's gate. */
+export function lanes(gate: ConcurrencyGate): DeliveryPolicyFactory {
+  return ({ settings }) => {
+    /** When each message of the run got its slot (performance.now ms). */
+    const started = new Map<string, number>();
+    return {
+      beforeClaim: (wanted) => Math.min(wanted, deliveryChunkSize({ ...settings, concurrency: gate.limit })),
+      async beforeSend(message: ClaimedMessage) {
+        await gate.acquire();
+        started.set(message.id, performance.now());
         return true;
-      }
-      return new Promise<boolean>((resolve) => waiting.push(() => resolve(true)));
-    },
-    afterSend() {
-      const next = waiting.shift();
-      if (next) next();
-      else free += 1;
-    },
+      },
+      afterAttempt(result, message) {
+        const since = started.get(message.id);
+        if (since !== undefined) gate.record(result, performance.now() - since);
+        return undefined;
+      },
+      afterSend: () => gate.release(),
+      endChunk: () => started.clear(),
+    };
   };
-};
+}

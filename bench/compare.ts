@@ -1,0 +1,412 @@
+// The side-by-side part of `npm run bench`: this service (1 and 2 pods, default
+// settings), pg-boss used well, Graphile Worker used well (the best of
+// concurrency 10, 25, 50) and the HTTP-only ceiling, each delivering the same
+// messages to the same sink from the same throwaway PostgreSQL cluster, repeats
+// interleaved, medians reported. Also: CPU seconds (the contender's process and
+// PostgreSQL) and WAL bytes per 10,000 messages, idle and peak RSS of a pod,
+// cold start to alive, trigger lateness of 1-second jobs, and a webhook that
+// serves at most 20 requests at once in 50 ms each (503 beyond).
+//
+// Writes bench/results/latest.json and bench/results/dispatch.svg.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { findFreePort } from '../src/db/embedded.ts';
+import { type ReceivedItem, startSink } from '../src/sink/server.ts';
+import { PgCluster } from '../test/faults/support/cluster.ts';
+import { launchNode, startPod, type TestProcess } from '../test/support/processes.ts';
+import { cpuSeconds, median, postgresCpuSeconds, rssMb, sampleRss, throughputChart } from './measure.ts';
+
+export interface ComparisonOptions {
+  quick: boolean;
+}
+
+interface DispatchResult {
+  contender: string;
+  messagesPerSecond: number;
+  cpuSecondsPer10k: number;
+  processCpuSecondsPer10k: number;
+  postgresCpuSecondsPer10k: number;
+  walBytesPer10k: number;
+  peakRssMb: number;
+  duplicates: number;
+}
+
+const contenderEntry = (name: string) => new URL(`./contenders/${name}.ts`, import.meta.url).pathname;
+
+/** Counts what the sink accepted since the last reset: distinct keys, keys accepted twice, refusals. */
+function deliveryCounter() {
+  let keys = new Set<string>();
+  let duplicates = 0;
+  let refused: Array<number> = [];
+  let lastAt = 0;
+  return {
+    onDelivery(item: ReceivedItem) {
+      if (item.status >= 200 && item.status < 300 && item.idempotencyKey) {
+        if (keys.has(item.idempotencyKey)) duplicates += 1;
+        keys.add(item.idempotencyKey);
+        lastAt = performance.now();
+      } else refused.push(performance.now());
+    },
+    reset() {
+      keys = new Set();
+      duplicates = 0;
+      refused = [];
+      lastAt = 0;
+    },
+    get unique() {
+      return keys.size;
+    },
+    get duplicates() {
+      return duplicates;
+    },
+    get refused() {
+      return refused;
+    },
+    get lastAt() {
+      return lastAt;
+    },
+  };
+}
+
+export async function runComparison(options: ComparisonOptions): Promise<Record<string, unknown>> {
+  const messages = Number(process.env.BENCH_COMPARE_MESSAGES ?? (options.quick ? 5_000 : 20_000));
+  const repeats = options.quick ? 1 : Number(process.env.BENCH_COMPARE_REPEATS ?? 3);
+  const cluster = await PgCluster.create();
+  const admin = new pg.Client({ connectionString: cluster.url() });
+  await admin.connect();
+  const counter = deliveryCounter();
+  const sink = await startSink({ onDelivery: (item) => counter.onDelivery(item) });
+  let databases = 0;
+  const freshDatabase = async () => {
+    databases += 1;
+    await admin.query(`CREATE DATABASE bench_${databases}`);
+    return cluster.url(`bench_${databases}`);
+  };
+  const walLsn = async () => String((await admin.query('SELECT pg_current_wal_lsn() AS lsn')).rows[0].lsn);
+  const walSince = async (from: string) =>
+    Number((await admin.query('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1) AS bytes', [from])).rows[0].bytes);
+
+  /** Runs `start` (which makes the contender begin) and waits until the sink has every message. */
+  async function measure(contender: string, pids: () => number[], start: () => Promise<void>): Promise<DispatchResult> {
+    const wal = await walLsn();
+    const postgres = postgresCpuSeconds(cluster.pid!);
+    const processCpu = pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const rss = sampleRss(pids);
+    const began = performance.now();
+    await start();
+    while (counter.unique < messages) {
+      if (performance.now() - began > 600_000) throw new Error(`${contender}: not delivered within 10 minutes`);
+      await sleep(20);
+    }
+    const seconds = (counter.lastAt - began) / 1000;
+    const per10k = 10_000 / messages;
+    const processSeconds = pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0) - processCpu;
+    const postgresSeconds = postgresCpuSeconds(cluster.pid!) - postgres;
+    return {
+      contender,
+      messagesPerSecond: messages / seconds,
+      cpuSecondsPer10k: (processSeconds + postgresSeconds) * per10k,
+      processCpuSecondsPer10k: processSeconds * per10k,
+      postgresCpuSecondsPer10k: postgresSeconds * per10k,
+      walBytesPer10k: (await walSince(wal)) * per10k,
+      peakRssMb: rss.stop(),
+      duplicates: counter.duplicates,
+    };
+  }
+
+  /** A contender process (bench/contenders/): enqueues, says "ready", starts on "go". */
+  async function runContender(name: string, file: string, concurrency: number) {
+    counter.reset();
+    const child = launchNode(contenderEntry(file), {
+      name,
+      stdin: true,
+      env: {
+        BENCH_CONTENDER_DATABASE_URL: await freshDatabase(),
+        BENCH_CONTENDER_SINK_URL: `${sink.url}/webhook`,
+        BENCH_CONTENDER_MESSAGES: String(messages),
+        BENCH_CONTENDER_CONCURRENCY: String(concurrency),
+        BENCH_CONTENDER_RUN: `${name}-${databases}`,
+      },
+    });
+    try {
+      await child.waitForLine((line) => line.msg === 'ready', 300_000);
+      return await measure(
+        name,
+        () => [child.pid],
+        async () => child.write('go\n'),
+      );
+    } finally {
+      await child.stop('SIGKILL');
+    }
+  }
+
+  const podEnv = (url: string) => ({
+    DATABASE_URL: url,
+    WEBHOOK_URL: `${sink.url}/webhook`,
+    FETCH_INTERVAL_MS: '1000',
+  });
+
+  /** This service with its defaults: `podCount` pods, one 1-second sender job per pod (batch 10,000). */
+  async function runService(podCount: number) {
+    counter.reset();
+    const url = await freshDatabase();
+    const pods: TestProcess[] = [];
+    try {
+      for (let i = 0; i < podCount; i += 1)
+        pods.push(await startPod(`bench-${databases}-${i}`, podEnv(url), { timeoutMs: 180_000 }));
+      await call(pods[0]!.url, 'PUT', '/jobs/stop');
+      await sleep(3_000);
+      const idleRssMb = Math.max(...pods.map((pod) => rssMb(pod.pid)));
+      const intakeRss = sampleRss(() => pods.map((pod) => pod.pid));
+      for (let batch = 0; batch * 1_000 < messages; batch += 1) {
+        const size = Math.min(1_000, messages - batch * 1_000);
+        const items = Array.from({ length: size }, (_, i) => ({ to: '+905551111111', content: `bench ${batch}/${i}` }));
+        await call(pods[batch % podCount]!.url, 'POST', '/messages/batch', { messages: items });
+      }
+      const intakePeak = intakeRss.stop() / podCount;
+      const result = await measure(
+        `job-manager, ${podCount} pod${podCount > 1 ? 's' : ''}`,
+        () => pods.map((pod) => pod.pid),
+        async () => {
+          for (let i = 0; i < podCount; i += 1) {
+            await call(pods[0]!.url, 'POST', '/jobs', {
+              name: `bench-sender-${i}`,
+              handler: 'send-messages',
+              intervalSeconds: 1,
+              batchSize: 10_000,
+              active: true,
+            });
+          }
+        },
+      );
+      const lateness = podCount === 1 ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
+      return { result, idleRssMb, peakRssMb: Math.max(intakePeak, result.peakRssMb / podCount), lateness, url };
+    } finally {
+      await Promise.all(pods.map((pod) => pod.stop('SIGTERM')));
+    }
+  }
+
+  const runs: Record<string, DispatchResult[]> = {};
+  const pods: Array<{ idleRssMb: number; peakRssMb: number }> = [];
+  const lateness: number[][] = [];
+  let migratedUrl = '';
+  const graphileConcurrency = options.quick ? [25] : [10, 25, 50];
+  for (let repeat = 0; repeat < repeats; repeat += 1) {
+    const add = (key: string, result: DispatchResult) => {
+      runs[key] = [...(runs[key] ?? []), result];
+      console.log(`  ${result.contender}: ${Math.round(result.messagesPerSecond)} messages/s`);
+    };
+    console.log(`repeat ${repeat + 1} of ${repeats} (${messages} messages each)`);
+    for (const podCount of [1, 2]) {
+      const service = await runService(podCount);
+      add(`service-${podCount}`, service.result);
+      if (podCount === 1) {
+        pods.push(service);
+        if (service.lateness) lateness.push(service.lateness);
+        migratedUrl = service.url;
+      }
+    }
+    add('pg-boss', await runContender('pg-boss', 'pg-boss', 0));
+    for (const concurrency of graphileConcurrency) {
+      add(
+        `graphile-${concurrency}`,
+        await runContender(`graphile-worker ${concurrency}`, 'graphile-worker', concurrency),
+      );
+    }
+    add('http-ceiling', await runContender('HTTP-only ceiling', 'http-ceiling', 50));
+  }
+
+  const summary = (key: string) => {
+    const list = runs[key] ?? [];
+    const pick = (field: keyof DispatchResult) => median(list.map((run) => Number(run[field])));
+    return {
+      contender: list[0]?.contender ?? key,
+      messagesPerSecond: pick('messagesPerSecond'),
+      cpuSecondsPer10k: pick('cpuSecondsPer10k'),
+      processCpuSecondsPer10k: pick('processCpuSecondsPer10k'),
+      postgresCpuSecondsPer10k: pick('postgresCpuSecondsPer10k'),
+      walBytesPer10k: pick('walBytesPer10k'),
+      peakRssMb: pick('peakRssMb'),
+      duplicates: Math.max(...list.map((run) => run.duplicates)),
+      runs: list.map((run) => Math.round(run.messagesPerSecond)),
+    };
+  };
+  const graphileBest = graphileConcurrency
+    .map((concurrency) => summary(`graphile-${concurrency}`))
+    .sort((a, b) => b.messagesPerSecond - a.messagesPerSecond)[0]!;
+  const table = [summary('service-1'), summary('service-2'), summary('pg-boss'), graphileBest, summary('http-ceiling')];
+
+  const coldStartMs = await measureColdStart(migratedUrl, sink.url, options.quick ? 1 : 3);
+  counter.reset();
+  const capped = await runCappedWebhook(freshDatabase, options.quick ? 2_000 : 6_000);
+  const allLateness = lateness.flat().sort((a, b) => a - b);
+  const result = {
+    measuredAt: new Date().toISOString(),
+    machine: `${cpus().length} × ${cpus()[0]?.model}, ${Math.round(totalmem() / 2 ** 30)} GiB, Node ${process.version}`,
+    command: `npm run bench${options.quick ? ' -- --quick' : ''}`,
+    messages,
+    repeats,
+    dispatch: table,
+    ratios: {
+      vsPgBoss: table[0]!.messagesPerSecond / table[2]!.messagesPerSecond,
+      vsGraphileWorker: table[0]!.messagesPerSecond / graphileBest.messagesPerSecond,
+      ofHttpCeiling: table[0]!.messagesPerSecond / table[4]!.messagesPerSecond,
+      cpuVsPgBoss: table[0]!.cpuSecondsPer10k / table[2]!.cpuSecondsPer10k,
+    },
+    pod: {
+      idleRssMb: median(pods.map((pod) => pod.idleRssMb)),
+      peakRssMb: Math.max(...pods.map((pod) => pod.peakRssMb)),
+      coldStartToAliveMs: coldStartMs,
+    },
+    lateness1sJobs: {
+      runs: allLateness.length,
+      p50Ms: 1000 * (allLateness[Math.floor(allLateness.length * 0.5)] ?? 0),
+      p99Ms: 1000 * (allLateness[Math.min(allLateness.length - 1, Math.floor(allLateness.length * 0.99))] ?? 0),
+      maxMs: 1000 * (allLateness.at(-1) ?? 0),
+    },
+    cappedWebhook: capped,
+  };
+  mkdirSync(new URL('./results/', import.meta.url), { recursive: true });
+  writeFileSync(new URL('./results/latest.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
+  writeFileSync(
+    new URL('./results/dispatch.svg', import.meta.url),
+    throughputChart(
+      table.map((row) => ({ name: row.contender, value: row.messagesPerSecond })),
+      `Dispatch, ${messages} messages, median of ${repeats} (${result.machine.split(',')[0]})`,
+    ),
+  );
+  await sink.close();
+  await admin.end();
+  await cluster.destroy();
+  return result;
+}
+
+/** Three 1-second jobs for `seconds`: how late each run started after its slot (s), from pg-boss's rows. */
+async function measureLateness(pod: TestProcess, url: string, seconds: number): Promise<number[]> {
+  for (let i = 0; i < 3; i += 1) {
+    await call(pod.url, 'POST', '/jobs', {
+      name: `lateness-${i}`,
+      handler: 'send-messages',
+      intervalSeconds: 1,
+      batchSize: 10,
+      active: true,
+    });
+  }
+  await sleep(seconds * 1000);
+  await call(pod.url, 'PUT', '/jobs/stop');
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `SELECT extract(epoch FROM started_on - (data->>'dueAt')::timestamptz)::float8 AS late
+       FROM pgboss.job WHERE name = 'job-runs' AND started_on IS NOT NULL AND data->>'jobName' LIKE 'lateness-%'`,
+    );
+    return rows.map((row) => Number(row.late));
+  } finally {
+    await client.end();
+  }
+}
+
+/** Spawn to the first 200 from /health-alive on an already migrated database (ms), median of `times`. */
+async function measureColdStart(url: string, sinkUrl: string, times: number): Promise<number> {
+  const samples: number[] = [];
+  for (let i = 0; i < times; i += 1) {
+    const port = await findFreePort();
+    const began = performance.now();
+    const pod = launchNode(new URL('../src/main.ts', import.meta.url).pathname, {
+      inheritEnv: false,
+      env: { DATABASE_URL: url, WEBHOOK_URL: sinkUrl, PORT: String(port), LOG_FORMAT: 'json' },
+    });
+    try {
+      for (;;) {
+        if (!pod.alive) throw new Error(`cold start: the pod exited\n${pod.tail()}`);
+        const alive = await fetch(`http://127.0.0.1:${port}/health-alive`).then(
+          (response) => response.ok,
+          () => false,
+        );
+        if (alive) break;
+        await sleep(10);
+      }
+      samples.push(performance.now() - began);
+    } finally {
+      await pod.stop('SIGTERM');
+    }
+  }
+  return median(samples);
+}
+
+/** One pod with defaults against a webhook serving at most 20 at once in 50 ms (503 beyond, no Retry-After). */
+async function runCappedWebhook(freshDatabase: () => Promise<string>, messages: number) {
+  const sent = new Set<string>();
+  const refusals: number[] = [];
+  let began = 0;
+  let lastAt = 0;
+  const sink = await startSink({
+    maxConcurrent: 20,
+    latencyMs: 50,
+    onDelivery(item) {
+      if (item.status === 503) refusals.push(performance.now() - began);
+      else if (item.idempotencyKey) {
+        sent.add(item.idempotencyKey);
+        lastAt = performance.now();
+      }
+    },
+  });
+  const pod = await startPod(
+    'bench-capped',
+    {
+      DATABASE_URL: await freshDatabase(),
+      WEBHOOK_URL: `${sink.url}/webhook`,
+      FETCH_INTERVAL_MS: '1000',
+    },
+    { timeoutMs: 180_000 },
+  );
+  try {
+    await call(pod.url, 'PUT', '/jobs/stop');
+    for (let batch = 0; batch * 1_000 < messages; batch += 1) {
+      const items = Array.from({ length: Math.min(1_000, messages - batch * 1_000) }, (_, i) => ({
+        to: '+905551111111',
+        content: `capped ${batch}/${i}`,
+      }));
+      await call(pod.url, 'POST', '/messages/batch', { messages: items });
+    }
+    began = performance.now();
+    await call(pod.url, 'POST', '/jobs', {
+      name: 'bench-capped',
+      handler: 'send-messages',
+      intervalSeconds: 1,
+      batchSize: 10_000,
+      active: true,
+    });
+    while (sent.size < messages) {
+      if (performance.now() - began > 300_000) throw new Error('capped webhook: not delivered within 5 minutes');
+      await sleep(20);
+    }
+    const seconds = (lastAt - began) / 1000;
+    const accepted = messages; // one accepted POST per message (the sink counts keys)
+    const lateRefusals = refusals.filter((at) => at > 5_000).length;
+    const lateRequests = lateRefusals + accepted * Math.max(0, (seconds - 5) / seconds);
+    return {
+      messages,
+      messagesPerSecond: messages / seconds,
+      ofCap: messages / seconds / 400,
+      refusals: refusals.length,
+      refusedShareAfter5s: lateRequests > 0 ? lateRefusals / lateRequests : 0,
+    };
+  } finally {
+    await pod.stop('SIGTERM');
+    await sink.close();
+  }
+}
+
+async function call(base: string, method: string, path: string, body?: unknown): Promise<unknown> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
+  return response.json();
+}
