@@ -6,7 +6,7 @@ import { startHttpServer } from './http/index.ts';
 import { JobService } from './jobs/job-service.ts';
 import { IdempotencyStore, startIdempotencyKeyPurge } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
-import { type HealthCheck, withReplacements } from './observability/health.ts';
+import { type HealthCheck, healthStates, withReplacements } from './observability/health.ts';
 import { followLogLevel, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 
@@ -82,13 +82,6 @@ export async function startService(
     const idempotency = new IdempotencyStore(pool);
     const purge = startIdempotencyKeyPurge(pool, logger);
     cleanup.push(() => purge.stop());
-    metrics.setCollectors({
-      pendingMessages: () => messages.countPending(),
-      jobsByStatus: () => jobs.countByStatus(),
-      jobNames: async () => (await jobs.list()).map((job) => job.name),
-      deliveryPauseMs: () => delivery.pauseRemainingMs(),
-    });
-
     const health = withReplacements(
       [
         database.health,
@@ -100,6 +93,16 @@ export async function startService(
       ],
       options.healthChecks,
     );
+    metrics.setCollectors({
+      pendingMessages: () => messages.countPending(),
+      jobsByStatus: () => jobs.countByStatus(),
+      jobNames: async () => (await jobs.list()).map((job) => job.name),
+      deliveryPauseMs: () => delivery.pauseRemainingMs(),
+      oldestDueMessageAgeSeconds: () => messages.oldestDueAgeSeconds(),
+      jobSchedules: () => jobs.schedules(),
+      // The readiness checks as /health-check runs them, with a shorter bound: a scrape must not wait long.
+      healthChecks: () => healthStates(health, 1_000),
+    });
     const { host, port, close } = await startHttpServer(settings, {
       jobs,
       messages,

@@ -222,6 +222,22 @@ LIMIT sqlc.arg(max_rows)::integer;
 -- a bulk load), and gains only when nearly all of the backlog is scheduled.
 SELECT count(*)::bigint AS total FROM messages WHERE status = 'pending';
 
+-- name: OldestDueMessageAge :one
+-- For the alerting gauge job_manager_oldest_due_pending_message_age_seconds
+-- (cached 5 s): how long the longest-waiting due message has been due
+-- (next_attempt_at is when it became due: intake, send time, end of backoff).
+-- Two index probes of one entry each, whatever the table's size: the next
+-- message the claim takes (the head of messages_available_claim_idx) and the
+-- earliest due message not yet promoted (the head of
+-- messages_scheduled_due_idx, which stays due but unpromoted while nothing
+-- claims). 0 when nothing is due.
+SELECT greatest(
+  (SELECT extract(epoch FROM now() - next_attempt_at) FROM messages
+   WHERE status = 'pending' AND available ORDER BY created_at, id LIMIT 1),
+  (SELECT extract(epoch FROM now() - next_attempt_at) FROM messages
+   WHERE status = 'pending' AND NOT available AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1),
+  0)::float8 AS age_seconds;
+
 -- name: CancelMessage :one
 -- pending or failed -> cancelled. A message a pod has claimed is 'sending'
 -- (the claim holds the row lock until it commits, then this re-reads it), so

@@ -141,6 +141,11 @@ export class MessageService {
     return Number((await sql.countPendingMessages(this.#pool))?.total ?? 0);
   }
 
+  /** Seconds the longest-waiting due message has been due, for the `job_manager_oldest_due_pending_message_age_seconds` gauge. */
+  async oldestDueAgeSeconds(): Promise<number> {
+    return Number((await sql.oldestDueMessageAge(this.#pool))?.ageSeconds ?? 0);
+  }
+
   async get(id: string): Promise<MessageView> {
     const row = uuidPattern.test(id) ? await sql.getMessage(this.#pool, { id }) : null;
     if (!row) throw new NotFoundError('message_not_found', `message "${id}" does not exist`);

@@ -479,6 +479,33 @@ export async function countPendingMessages(client: Client): Promise<CountPending
     };
 }
 
+export const oldestDueMessageAgeQuery = `-- name: OldestDueMessageAge :one
+SELECT greatest(
+  (SELECT extract(epoch FROM now() - next_attempt_at) FROM messages
+   WHERE status = 'pending' AND available ORDER BY created_at, id LIMIT 1),
+  (SELECT extract(epoch FROM now() - next_attempt_at) FROM messages
+   WHERE status = 'pending' AND NOT available AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1),
+  0)::float8 AS age_seconds`;
+
+export interface OldestDueMessageAgeRow {
+    ageSeconds: number;
+}
+
+export async function oldestDueMessageAge(client: Client): Promise<OldestDueMessageAgeRow | null> {
+    const result = await client.query({
+        text: oldestDueMessageAgeQuery,
+        values: [],
+        rowMode: "array"
+    });
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        ageSeconds: row[0]
+    };
+}
+
 export const cancelMessageQuery = `-- name: CancelMessage :one
 UPDATE messages
 SET status = 'cancelled', available = false, updated_at = now()
