@@ -128,8 +128,9 @@ RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 -- A retry waits out its backoff not available (even a delay of 0: the next
 -- claim promotes it); sent and failed are never available.
 --
--- The attempt_* arrays describe the webhook attempt each row's outcome came
--- from (attempt_outcome '' when none was made: the message went back
+-- The UPDATE is the statement it always was (same plan: a primary-key probe
+-- per outcome). The attempt_* arrays, parallel to ids, describe the webhook
+-- attempt each row's outcome came from (attempt_outcome '' when none was made: the message went back
 -- untried). Every attempt made is inserted into message_attempts, numbered
 -- after the message's last one, also when the lease was lost (it happened);
 -- 0 in attempt_http_statuses and '' in the text arrays stand for null. The
@@ -138,22 +139,7 @@ RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 -- its row out (ON CONFLICT DO NOTHING) rather than failing the outcomes. A
 -- message deleted meanwhile gets no attempt row (it would break the foreign
 -- key and the retried write with it).
-WITH o AS (
-  SELECT * FROM ROWS FROM (
-    unnest(sqlc.arg(ids)::uuid[]),
-    unnest(sqlc.arg(statuses)::text[]),
-    unnest(sqlc.arg(external_message_ids)::text[]),
-    unnest(sqlc.arg(errors)::text[]),
-    unnest(sqlc.arg(retry_delays_ms)::integer[]),
-    unnest(sqlc.arg(attempt_outcomes)::text[]),
-    unnest(sqlc.arg(attempt_started_ats)::timestamptz[]),
-    unnest(sqlc.arg(attempt_durations_ms)::integer[]),
-    unnest(sqlc.arg(attempt_http_statuses)::integer[]),
-    unnest(sqlc.arg(attempt_errors)::text[]),
-    unnest(sqlc.arg(attempt_excerpts)::text[])
-  ) AS o(id, status, external_message_id, error, retry_delay_ms,
-         attempt_outcome, started_at, duration_ms, http_status, attempt_error, response_excerpt)
-), settled AS (
+WITH settled AS (
   UPDATE messages AS m
   SET status = CASE WHEN o.status = 'untried' THEN 'pending' ELSE o.status END,
       available = (o.status = 'untried' AND m.next_attempt_at <= now()),
@@ -167,7 +153,13 @@ WITH o AS (
       lease_until = NULL,
       locked_by = NULL,
       updated_at = now()
-  FROM o
+  FROM ROWS FROM (
+    unnest(sqlc.arg(ids)::uuid[]),
+    unnest(sqlc.arg(statuses)::text[]),
+    unnest(sqlc.arg(external_message_ids)::text[]),
+    unnest(sqlc.arg(errors)::text[]),
+    unnest(sqlc.arg(retry_delays_ms)::integer[])
+  ) AS o(id, status, external_message_id, error, retry_delay_ms)
   WHERE m.id = o.id
     AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
          OR (o.status = 'sent' AND m.status <> 'sent'))
@@ -175,12 +167,22 @@ WITH o AS (
 ), recorded AS (
   INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome, http_status, error,
                                 response_excerpt)
-  SELECT o.id,
-         coalesce((SELECT max(a.attempt) FROM message_attempts AS a WHERE a.message_id = o.id), 0) + 1,
-         o.started_at, o.duration_ms, o.attempt_outcome, nullif(o.http_status, 0),
-         nullif(o.attempt_error, ''), nullif(o.response_excerpt, '')
-  FROM o
-  WHERE o.attempt_outcome <> '' AND EXISTS (SELECT 1 FROM messages AS m WHERE m.id = o.id)
+  SELECT a.id,
+         coalesce((SELECT max(x.attempt) FROM message_attempts AS x WHERE x.message_id = a.id), 0) + 1,
+         a.started_at, a.duration_ms, a.outcome, nullif(a.http_status, 0), nullif(a.error, ''),
+         nullif(a.response_excerpt, '')
+  FROM ROWS FROM (
+    unnest(sqlc.arg(ids)::uuid[]),
+    unnest(sqlc.arg(attempt_outcomes)::text[]),
+    unnest(sqlc.arg(attempt_started_ats)::timestamptz[]),
+    unnest(sqlc.arg(attempt_durations_ms)::integer[]),
+    unnest(sqlc.arg(attempt_http_statuses)::integer[]),
+    unnest(sqlc.arg(attempt_errors)::text[]),
+    unnest(sqlc.arg(attempt_excerpts)::text[])
+  ) AS a(id, outcome, started_at, duration_ms, http_status, error, response_excerpt)
+  -- A scalar subquery, not EXISTS: it stays one primary-key probe per row and
+  -- is never turned into a join that reads the whole table.
+  WHERE a.outcome <> '' AND (SELECT true FROM messages AS m WHERE m.id = a.id)
   ON CONFLICT (message_id, attempt) DO NOTHING
 )
 SELECT settled.id, settled.status, settled.sent_at FROM settled;

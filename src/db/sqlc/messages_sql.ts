@@ -265,22 +265,7 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
 }
 
 export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :many
-WITH o AS (
-  SELECT id, status, external_message_id, error, retry_delay_ms, attempt_outcome, started_at, duration_ms, http_status, attempt_error, response_excerpt FROM ROWS FROM (
-    unnest($1::uuid[]),
-    unnest($2::text[]),
-    unnest($3::text[]),
-    unnest($4::text[]),
-    unnest($5::integer[]),
-    unnest($6::text[]),
-    unnest($7::timestamptz[]),
-    unnest($8::integer[]),
-    unnest($9::integer[]),
-    unnest($10::text[]),
-    unnest($11::text[])
-  ) AS o(id, status, external_message_id, error, retry_delay_ms,
-         attempt_outcome, started_at, duration_ms, http_status, attempt_error, response_excerpt)
-), settled AS (
+WITH settled AS (
   UPDATE messages AS m
   SET status = CASE WHEN o.status = 'untried' THEN 'pending' ELSE o.status END,
       available = (o.status = 'untried' AND m.next_attempt_at <= now()),
@@ -294,25 +279,42 @@ WITH o AS (
       lease_until = NULL,
       locked_by = NULL,
       updated_at = now()
-  FROM o
+  FROM ROWS FROM (
+    unnest($2::uuid[]),
+    unnest($3::text[]),
+    unnest($4::text[]),
+    unnest($5::text[]),
+    unnest($6::integer[])
+  ) AS o(id, status, external_message_id, error, retry_delay_ms)
   WHERE m.id = o.id
-    AND ((m.status = 'sending' AND m.locked_by = $12::text)
+    AND ((m.status = 'sending' AND m.locked_by = $1::text)
          OR (o.status = 'sent' AND m.status <> 'sent'))
   RETURNING m.id, m.status, m.sent_at
 ), recorded AS (
   INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome, http_status, error,
                                 response_excerpt)
-  SELECT o.id,
-         coalesce((SELECT max(a.attempt) FROM message_attempts AS a WHERE a.message_id = o.id), 0) + 1,
-         o.started_at, o.duration_ms, o.attempt_outcome, nullif(o.http_status, 0),
-         nullif(o.attempt_error, ''), nullif(o.response_excerpt, '')
-  FROM o
-  WHERE o.attempt_outcome <> '' AND EXISTS (SELECT 1 FROM messages AS m WHERE m.id = o.id)
+  SELECT a.id,
+         coalesce((SELECT max(x.attempt) FROM message_attempts AS x WHERE x.message_id = a.id), 0) + 1,
+         a.started_at, a.duration_ms, a.outcome, nullif(a.http_status, 0), nullif(a.error, ''),
+         nullif(a.response_excerpt, '')
+  FROM ROWS FROM (
+    unnest($2::uuid[]),
+    unnest($7::text[]),
+    unnest($8::timestamptz[]),
+    unnest($9::integer[]),
+    unnest($10::integer[]),
+    unnest($11::text[]),
+    unnest($12::text[])
+  ) AS a(id, outcome, started_at, duration_ms, http_status, error, response_excerpt)
+  -- A scalar subquery, not EXISTS: it stays one primary-key probe per row and
+  -- is never turned into a join that reads the whole table.
+  WHERE a.outcome <> '' AND (SELECT true FROM messages AS m WHERE m.id = a.id)
   ON CONFLICT (message_id, attempt) DO NOTHING
 )
 SELECT settled.id, settled.status, settled.sent_at FROM settled`;
 
 export interface RecordDeliveryOutcomesArgs {
+    owner: string;
     ids: string[];
     statuses: string[];
     externalMessageIds: string[];
@@ -324,7 +326,6 @@ export interface RecordDeliveryOutcomesArgs {
     attemptHttpStatuses: number[];
     attemptErrors: string[];
     attemptExcerpts: string[];
-    owner: string;
 }
 
 export interface RecordDeliveryOutcomesRow {
@@ -336,7 +337,7 @@ export interface RecordDeliveryOutcomesRow {
 export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<RecordDeliveryOutcomesRow[]> {
     const result = await client.query({
         text: recordDeliveryOutcomesQuery,
-        values: [args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs, args.attemptOutcomes, args.attemptStartedAts, args.attemptDurationsMs, args.attemptHttpStatuses, args.attemptErrors, args.attemptExcerpts, args.owner],
+        values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs, args.attemptOutcomes, args.attemptStartedAts, args.attemptDurationsMs, args.attemptHttpStatuses, args.attemptErrors, args.attemptExcerpts],
         rowMode: "array"
     });
     return result.rows.map(row => {
