@@ -11,7 +11,7 @@ import { type MaintenanceLoop, startMaintenance } from './maintenance/maintenanc
 import { IdempotencyStore } from './messages/idempotency.ts';
 import { MessageService } from './messages/message-service.ts';
 import { createTracing } from './observability/create-tracing.ts';
-import { type HealthCheck, withReplacements } from './observability/health.ts';
+import { type HealthCheck, healthStates, withReplacements } from './observability/health.ts';
 import { followLogLevel, type Logger } from './observability/logger.ts';
 import { createMetrics, type Metrics } from './observability/metrics.ts';
 
@@ -99,13 +99,6 @@ export async function startService(
     const idempotency = new IdempotencyStore(pool);
     const maintenance = startMaintenance(settings, { pool, owner: config.instanceId, logger, metrics });
     cleanup.push(() => maintenance.stop());
-    metrics.setCollectors({
-      pendingMessages: () => messages.countPending(),
-      jobsByStatus: () => jobs.countByStatus(),
-      jobNames: async () => (await jobs.list()).map((job) => job.name),
-      deliveryPauseMs: () => delivery.pauseRemainingMs(),
-    });
-
     const health = withReplacements(
       [
         database.health,
@@ -117,6 +110,16 @@ export async function startService(
       ],
       options.healthChecks,
     );
+    metrics.setCollectors({
+      pendingMessages: () => messages.countPending(),
+      jobsByStatus: () => jobs.countByStatus(),
+      jobNames: async () => (await jobs.list()).map((job) => job.name),
+      deliveryPauseMs: () => delivery.pauseRemainingMs(),
+      oldestDueMessageAgeSeconds: () => messages.oldestDueAgeSeconds(),
+      jobSchedules: () => jobs.schedules(),
+      // The readiness checks as /health-check runs them, with a shorter bound: a scrape must not wait long.
+      healthChecks: () => healthStates(health, 1_000),
+    });
     const { host, port, close } = await startHttpServer(settings, {
       jobs,
       messages,

@@ -21,6 +21,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatTraceparent } from '../observability/trace-context.ts';
 import { type TraceContext, type Tracing, untraced } from '../observability/tracing.ts';
+import { type AttemptOutcome, type AttemptRecord, attemptRecord, outcomeOf } from './attempt-history.ts';
 import { type DeliveryDecision, decideOutcome } from './backoff.ts';
 import { type ClaimedMessage, claimDueMessages } from './claim.ts';
 import type { DeliveryPolicy, DeliveryPolicyFactory } from './policy.ts';
@@ -136,8 +137,13 @@ async function claimAndSend(run: Run, remaining: number): Promise<SentChunk | un
     if (!chunk) return undefined;
     const { messages, trace } = chunk;
     const traces = new Map<string, TraceContext>();
-    const decisions = await Promise.all(messages.map((message) => send(run, message, trace, traces)));
-    return { messages, decisions, traces };
+    const sent = await Promise.all(messages.map((message) => send(run, message, trace, traces)));
+    return {
+      messages,
+      decisions: sent.map((one) => one.decision),
+      attempts: sent.map((one) => one.attempt),
+      traces,
+    };
   } finally {
     for (const policy of run.policies) policy.endChunk?.();
   }
@@ -174,20 +180,26 @@ async function claim(
   return { messages, trace: span.context };
 }
 
+/** What became of one claimed message: no decision hands it back; an attempt, if one was made, goes in its history. */
+interface Sent {
+  decision?: DeliveryDecision;
+  attempt?: AttemptRecord;
+}
+
 /**
- * One message, once every policy lets it go: its decision, or undefined to
- * hand it back untried. The attempt's span context goes into `traces`.
+ * One message, once every policy lets it go: its decision and attempt, or
+ * neither to hand it back untried. The attempt's span context goes into `traces`.
  */
 async function send(
   run: Run,
   message: ClaimedMessage,
   claimTrace: TraceContext,
   traces: Map<string, TraceContext>,
-): Promise<DeliveryDecision | undefined> {
+): Promise<Sent> {
   const passed: DeliveryPolicy[] = [];
   try {
     for (const policy of run.policies) {
-      if (policy.beforeSend && !(await policy.beforeSend(message))) return undefined;
+      if (policy.beforeSend && !(await policy.beforeSend(message))) return {};
       passed.push(policy);
     }
     return await attempt(run, message, claimTrace, traces);
@@ -199,14 +211,16 @@ async function send(
 /**
  * POSTs the message (in a client span continuing the message's trace, whose
  * context the `traceparent` header carries) and decides what becomes of it,
- * unless a policy voids the attempt or hands the message back.
+ * unless a policy voids the attempt (recorded `aborted`) or hands the message
+ * back (recorded `retry`, not counted). The attempt is recorded either way: it was made.
  */
 async function attempt(
   run: Run,
   message: ClaimedMessage,
   claimTrace: TraceContext,
   traces: Map<string, TraceContext>,
-): Promise<DeliveryDecision | undefined> {
+): Promise<Sent> {
+  const startedAt = new Date();
   const span = startAttemptSpan(run.tracing, message, claimTrace);
   traces.set(message.id, span.context);
   const outbound = {
@@ -221,16 +235,19 @@ async function attempt(
     .deliver(outbound, run.deadline)
     .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
   const seconds = (performance.now() - started) / 1000;
+  const record = (outcome: AttemptOutcome, note?: string) =>
+    attemptRecord(result, outcome, { startedAt, durationMs: seconds * 1000 }, note);
   const voided = run.policies.some((policy) => policy.voidsAttempt?.(result));
   endAttemptSpan(span, result, voided);
-  if (voided) return undefined;
+  if (voided) return { attempt: record('aborted') };
   run.parts.metrics.webhookDuration.observe({ status_class: statusClass(result.httpStatus) }, seconds);
   let handBack = false;
   for (const policy of run.policies)
     if ((await policy.afterAttempt?.(result, message)) === 'hand-back') handBack = true;
-  if (handBack) return undefined;
+  if (handBack) return { attempt: record('retry', 'handed back, not counted') };
   const { maxAttempts, backoff } = run.settings;
-  return decideOutcome(result, message.attempts, maxAttempts, backoff);
+  const decision = decideOutcome(result, message.attempts, maxAttempts, backoff);
+  return { decision, attempt: record(outcomeOf(decision)) };
 }
 
 function statusClass(status: number | undefined): string {

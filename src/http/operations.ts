@@ -2,10 +2,9 @@ import type { Request, RequestHandler } from 'express';
 import type { operations } from '../api/openapi.ts';
 import { ValidationError } from '../errors.ts';
 import type { JobService } from '../jobs/job-service.ts';
-import { withTimeout } from '../lib/with-timeout.ts';
 import type { IdempotencyStore, StoredResponse } from '../messages/idempotency.ts';
 import type { MessageService, MessageStatus, Queryable } from '../messages/message-service.ts';
-import type { HealthCheck } from '../observability/health.ts';
+import { type HealthCheck, runHealthChecks } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatTraceparent } from '../observability/trace-context.ts';
 import { type Span, type Tracing, untraced } from '../observability/tracing.ts';
@@ -113,6 +112,11 @@ export function operationHandlers(deps: OperationDependencies): OperationHandler
     getMessage: async (req, res) => {
       res.json(await messages.get(pathParameter(req, 'id')));
     },
+    listMessageAttempts: async (req, res) => {
+      res.json(
+        await messages.listAttempts(pathParameter(req, 'id'), limitOf(req.query.limit), cursorOf(req.query.cursor)),
+      );
+    },
     cancelMessage: async (req, res) => {
       res.json(await messages.cancel(pathParameter(req, 'id')));
     },
@@ -131,15 +135,7 @@ export function operationHandlers(deps: OperationDependencies): OperationHandler
  * rejection reads `down`). Degraded when a critical check is down.
  */
 async function healthReport(checks: HealthCheck[]): Promise<{ status: 'ok' | 'degraded'; checks: object }> {
-  const results = await Promise.all(
-    checks.map(async ({ name, critical, check }) => {
-      try {
-        return { name, critical, state: await withTimeout(check(), healthCheckTimeoutMs), ok: true };
-      } catch {
-        return { name, critical, state: 'down', ok: false };
-      }
-    }),
-  );
+  const results = await runHealthChecks(checks, healthCheckTimeoutMs);
   const degraded = results.some((result) => result.critical && !result.ok);
   return {
     status: degraded ? 'degraded' : 'ok',

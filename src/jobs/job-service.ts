@@ -4,6 +4,7 @@ import type { JobRow } from '../db/rows.ts';
 import * as sql from '../db/sqlc/jobs_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
+import type { JobSchedule } from '../observability/metrics.ts';
 
 /** A job as the API shows it: openapi.yaml's `Job` schema. */
 export type JobView = components['schemas']['Job'];
@@ -39,6 +40,16 @@ export class JobService {
 
   async list(): Promise<JobView[]> {
     return (await sql.listJobs(this.#pool)).map(toJobView);
+  }
+
+  /** Every job's schedule, for the alerting gauges (last run, interval, active). */
+  async schedules(): Promise<JobSchedule[]> {
+    return (await sql.listJobs(this.#pool)).map((row) => ({
+      name: row.name,
+      active: row.status !== 'inactive',
+      intervalSeconds: row.intervalSeconds,
+      lastRunAt: row.lastTriggeredAt,
+    }));
   }
 
   async get(name: string): Promise<JobView> {

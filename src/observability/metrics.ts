@@ -12,6 +12,22 @@ export interface MetricsCollectors {
   jobNames(): Promise<string[]>;
   /** Milliseconds left of the shared delivery pause (Retry-After); 0: none. */
   deliveryPauseMs?(): Promise<number>;
+  /** Seconds the longest-waiting due pending message has been due (one index probe per read); 0: none due. */
+  oldestDueMessageAgeSeconds?(): Promise<number>;
+  /** Every job's schedule: for the per-job last-run, interval and active gauges. */
+  jobSchedules?(): Promise<JobSchedule[]>;
+  /** Each readiness check by name: true when it answered, false when it failed or timed out (down). */
+  healthChecks?(): Promise<Record<string, boolean>>;
+}
+
+/** What the alerting gauges need to know of a job. */
+export interface JobSchedule {
+  name: string;
+  /** Active or in a run (not stopped). */
+  active: boolean;
+  intervalSeconds: number;
+  /** When its last run ended; null: never. */
+  lastRunAt: Date | null;
 }
 
 /**
@@ -23,7 +39,7 @@ export interface MetricsCollectors {
  */
 export const messageFailureReasons = ['permanent', 'attempts_exhausted'] as const;
 export const jobRunOutcomes = ['ok', 'error', 'unknown_handler', 'stale'] as const;
-export const webhookStatusClasses = ['2xx', '4xx', '5xx', 'error'] as const;
+export const webhookStatusClasses = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
 
 /** prom-client default gauges whose names end in _total (see processMetrics). */
 export const nonCounterTotals = [
@@ -42,6 +58,7 @@ export function createMetrics() {
   let collectors: MetricsCollectors | undefined;
   const group: MetricGroup = { registers: [registry], collectors: () => collectors, cached: cacheFor(5_000) };
   messageMetrics(group);
+  alertingGauges(group);
   return {
     registry,
     ...engineMetrics(group),
@@ -252,6 +269,69 @@ function messageMetrics({ registers, collectors, cached }: MetricGroup): void {
 }
 
 /**
+ * The gauges the alert rules (deploy/prometheus/alerts.yml) need, read at
+ * scrape time through the 5 s cache: how long the longest-waiting due message
+ * has been due, each job's last run, interval and whether it is active, and
+ * each readiness check as 1 (answered) or 0 (down).
+ */
+function alertingGauges({ registers, collectors, cached }: MetricGroup): void {
+  new Gauge({
+    name: 'job_manager_oldest_due_pending_message_age_seconds',
+    help: 'Seconds the longest-waiting due pending message has been due and not sent (read from the database by index probes, cached 5 s); 0: none due.',
+    registers,
+    async collect() {
+      const source = collectors();
+      if (!source?.oldestDueMessageAgeSeconds) return;
+      const age = await readOrKeep(() => cached('oldestDue', () => source.oldestDueMessageAgeSeconds!()));
+      if (age !== undefined) this.set(age);
+    },
+  });
+  const schedules = async () => {
+    const source = collectors();
+    return source?.jobSchedules ? readOrKeep(() => cached('jobSchedules', () => source.jobSchedules!())) : undefined;
+  };
+  new Gauge({
+    name: 'job_manager_job_last_run_timestamp_seconds',
+    help: 'When each job last finished a run (unix seconds, from the jobs table, cached 5 s); 0: never.',
+    labelNames: ['job'] as const,
+    registers,
+    async collect() {
+      for (const job of (await schedules()) ?? []) this.set({ job: job.name }, (job.lastRunAt?.getTime() ?? 0) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'job_manager_job_interval_seconds',
+    help: "Each job's interval (from the jobs table, cached 5 s).",
+    labelNames: ['job'] as const,
+    registers,
+    async collect() {
+      for (const job of (await schedules()) ?? []) this.set({ job: job.name }, job.intervalSeconds);
+    },
+  });
+  new Gauge({
+    name: 'job_manager_job_active',
+    help: '1 when the job is started (active or in a run), 0 when stopped (from the jobs table, cached 5 s).',
+    labelNames: ['job'] as const,
+    registers,
+    async collect() {
+      for (const job of (await schedules()) ?? []) this.set({ job: job.name }, job.active ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'job_manager_health_check_up',
+    help: 'Each readiness check of /health-check on this pod: 1 when it answered, 0 when it failed or timed out (cached 5 s).',
+    labelNames: ['check'] as const,
+    registers,
+    async collect() {
+      const source = collectors();
+      if (!source?.healthChecks) return;
+      const checks = await readOrKeep(() => cached('health', () => source.healthChecks!()));
+      for (const [check, up] of Object.entries(checks ?? {})) this.set({ check }, up ? 1 : 0);
+    },
+  });
+}
+
+/**
  * Run duration by job. At scrape, each job without a series yet gets an empty
  * one; `zero()` would wipe a series that has samples, so jobs already observed
  * are remembered and left alone.
@@ -295,12 +375,17 @@ async function readOrKeep<T>(load: () => Promise<T | undefined>): Promise<T | un
 }
 
 function cacheFor(ms: number) {
-  const entries = new Map<string, { at: number; value: unknown }>();
-  return async <T>(key: string, load: () => Promise<T>): Promise<T> => {
+  // The promise is cached, so gauges reading the same key in one scrape share one query; a failed read is forgotten.
+  const entries = new Map<string, { at: number; value: Promise<unknown> }>();
+  return <T>(key: string, load: () => Promise<T>): Promise<T> => {
     const hit = entries.get(key);
-    if (hit && Date.now() - hit.at < ms) return hit.value as T;
-    const value = await load();
-    entries.set(key, { at: Date.now(), value });
+    if (hit && Date.now() - hit.at < ms) return hit.value as Promise<T>;
+    const value = load();
+    const entry = { at: Date.now(), value };
+    entries.set(key, entry);
+    value.catch(() => {
+      if (entries.get(key) === entry) entries.delete(key);
+    });
     return value;
   };
 }

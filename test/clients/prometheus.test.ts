@@ -3,6 +3,11 @@
 // storage) that scrapes a real service process and itself. A query that
 // errors, or one over a job_manager_* metric that returns no series, fails;
 // "Replicas" must count the one service instance and not Prometheus.
+// The same Prometheus loads the alert rules of deploy/prometheus/ and
+// evaluates every one against the real scrape (no rule may error, and every
+// job_manager_* metric an alert reads must exist); promtool checks the rules
+// and runs their unit tests.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +16,7 @@ import { parse, stringify } from 'yaml';
 import { findFreePort } from '../../src/db/embedded.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { launch, type TestProcess } from '../support/processes.ts';
+import { metricNamesIn } from '../support/promql.ts';
 import { type RunningService, root, startService } from './support.ts';
 
 interface Target {
@@ -36,6 +42,20 @@ const queries = readdirSync(dashboardsDir)
         .map((target) => ({ file, panel: panel.title, expr: target.expr! })),
     );
   });
+
+/** The alert rule files beside the deployed config, their unit tests (*_test.yml), and every alert in them. */
+const prometheusDir = join(root, 'deploy/prometheus');
+const ruleFiles = readdirSync(prometheusDir)
+  .filter((file) => file.endsWith('.yml') && file !== 'prometheus.yml' && !file.endsWith('_test.yml'))
+  .map((file) => join(prometheusDir, file));
+const ruleTestFiles = readdirSync(prometheusDir)
+  .filter((file) => file.endsWith('_test.yml'))
+  .map((file) => join(prometheusDir, file));
+const alerts = ruleFiles.flatMap((file) =>
+  (parse(readFileSync(file, 'utf8')).groups as Array<{ rules: Array<{ alert?: string; expr: string }> }>).flatMap(
+    (group) => group.rules.flatMap((rule) => (rule.alert ? [{ alert: rule.alert, expr: rule.expr }] : [])),
+  ),
+);
 
 /**
  * Grafana's variables as Grafana would fill them for this scrape interval:
@@ -90,6 +110,7 @@ describe('Grafana dashboard queries in a real Prometheus', function () {
     const config = {
       global: { scrape_interval: '1s', evaluation_interval: '1s' },
       scrape_configs: [serviceJob, { job_name: 'prometheus', static_configs: [{ targets: [`127.0.0.1:${port}`] }] }],
+      rule_files: ruleFiles,
     };
     writeFileSync(join(storage, 'prometheus.yml'), stringify(config));
     const child = launch('prometheus', {
@@ -137,6 +158,51 @@ describe('Grafana dashboard queries in a real Prometheus', function () {
       expect(result.status).to.equal('success');
       if (/job_manager_\w+/.test(expr)) {
         expect(result.data?.result ?? [], 'series (labelled counters start at 0)').to.not.be.empty;
+      }
+    });
+  }
+
+  it('promtool accepts the alert rules and their unit tests pass', () => {
+    const check = spawnSync('promtool', ['check', 'rules', ...ruleFiles], { encoding: 'utf8' });
+    expect(check.status, `${check.stdout}${check.stderr}`).to.equal(0);
+    const tests = spawnSync('promtool', ['test', 'rules', ...ruleTestFiles], { encoding: 'utf8' });
+    expect(tests.status, `${tests.stdout}${tests.stderr}`).to.equal(0);
+    expect(alerts.length).to.be.at.least(5);
+  });
+
+  it('loads every alert rule and evaluates each without an error', async () => {
+    const rules = await until('every alert rule evaluated', async () => {
+      const response = await fetch(`${prometheus.base}/api/v1/rules?type=alert`);
+      const body = (await response.json()) as {
+        data: { groups: Array<{ rules: Array<{ name: string; health: string; lastError?: string }> }> };
+      };
+      const loaded = body.data.groups.flatMap((group) => group.rules);
+      return loaded.length === alerts.length && loaded.every((rule) => rule.health !== 'unknown') ? loaded : undefined;
+    });
+    expect(rules.map((rule) => rule.name).sort()).to.deep.equal(alerts.map((alert) => alert.alert).sort());
+    for (const rule of rules)
+      expect([rule.name, rule.health, rule.lastError ?? '']).to.deep.equal([rule.name, 'ok', '']);
+  });
+
+  for (const { alert, expr } of alerts) {
+    it(`alert ${alert} reads metrics the service exports: ${expr.replace(/\s+/g, ' ').trim()}`, async () => {
+      const result = await query(prometheus.base, expr);
+      expect(result.error, 'Prometheus error').to.equal(undefined);
+      expect(result.status).to.equal('success');
+      const exported = await query(prometheus.base, 'count by (__name__) ({job=~".+", __name__=~"job_manager_.+"})');
+      const names = new Set(
+        ((exported.data?.result ?? []) as Array<{ metric: { __name__: string } }>).map(
+          (series) => series.metric.__name__,
+        ),
+      );
+      // The maintenance loop (message retention) brings its metrics with it; on a build without it they are absent.
+      const maintenanceLoop = [...names].some((name) => name.startsWith('job_manager_maintenance_'));
+      for (const metric of metricNamesIn(expr).filter((name) => name.startsWith('job_manager_'))) {
+        if (metric.startsWith('job_manager_maintenance_') && !maintenanceLoop) continue;
+        expect(names.has(metric), `${metric} in the scrape`).to.equal(true);
+      }
+      if (metricNamesIn(expr).includes('up')) {
+        expect((await query(prometheus.base, 'up{job="job-manager"}')).data?.result).to.have.length(1);
       }
     });
   }

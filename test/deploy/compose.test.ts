@@ -4,7 +4,7 @@
 // binary is installed (Debian package docker-compose) — `config` validation.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -168,6 +168,28 @@ describe('docker-compose.yml', () => {
     const job = prometheus.scrape_configs.find((c: { job_name: string }) => c.job_name === 'job-manager');
     expect(job.metrics_path).to.equal('/metrics');
     expect(job.dns_sd_configs[0]).to.deep.include({ names: ['app'], type: 'A', port: Number(appEnv.PORT) });
+  });
+
+  it('loads every alert rule file beside the config, each tested, each alert with its runbook entry', () => {
+    const prometheus = parse(read('deploy/prometheus/prometheus.yml'));
+    expect((services.prometheus as { volumes: string[] }).volumes).to.include('./deploy/prometheus:/etc/prometheus:ro');
+    const files = readdirSync(join(root, 'deploy/prometheus')).filter((file) => file.endsWith('.yml'));
+    const testFiles = files.filter((file) => file.endsWith('_test.yml'));
+    const ruleFiles = files.filter((file) => file !== 'prometheus.yml' && !file.endsWith('_test.yml'));
+    expect([...prometheus.rule_files].sort()).to.deep.equal([...ruleFiles].sort());
+    const tested = testFiles.flatMap((file) => parse(read(`deploy/prometheus/${file}`)).rule_files as string[]);
+    expect([...new Set(tested)].sort(), 'every rule file has promtool tests').to.deep.equal([...ruleFiles].sort());
+    const docs = read('docs/observability.md');
+    const alerts = ruleFiles.flatMap((file) =>
+      (parse(read(`deploy/prometheus/${file}`)).groups as Array<{ rules: Array<Record<string, any>> }>).flatMap(
+        (group) => group.rules.filter((rule) => rule.alert),
+      ),
+    );
+    expect(alerts.length).to.be.at.least(5);
+    for (const rule of alerts) {
+      expect(rule.annotations.runbook, rule.alert).to.equal(`docs/observability.md#${rule.alert.toLowerCase()}`);
+      expect(docs, `docs/observability.md explains ${rule.alert}`).to.include(`### ${rule.alert}\n`);
+    }
   });
 
   it('has a Prometheus config promtool accepts (when installed)', function () {

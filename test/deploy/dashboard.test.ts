@@ -161,6 +161,10 @@ describe('Grafana dashboards', () => {
         /by \(le, method, route\).*http_request_duration_seconds_bucket/,
       );
       expect(exprs('Job runs by outcome')).to.match(/by \(job, outcome\).*job_manager_job_runs_total/);
+      expect(exprs('Delivery attempt latency by status class (p50 / p95)')).to.include(
+        'sum by (le, status_class) (rate(job_manager_webhook_request_duration_seconds_bucket',
+      );
+      expect(exprs('Oldest due message waiting')).to.include('job_manager_oldest_due_pending_message_age_seconds');
     });
 
     it('has a Loki logs panel on the service labels', () => {

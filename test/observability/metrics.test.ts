@@ -1,9 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { expect } from 'chai';
+import { oldestDueMessageAgeQuery } from '../../src/db/sqlc/messages_sql.ts';
 import { createMetrics, type Metrics } from '../../src/observability/metrics.ts';
 import { parseExposition } from '../support/exposition.ts';
 import { useTestDatabase } from '../support/postgres.ts';
-import { startTestService, type TestService } from '../support/service.ts';
+import { eventually, startTestService, type TestService } from '../support/service.ts';
 
 /** The metrics issue 5 requires: name -> type and label names. */
 const requiredMetrics: Record<string, { type: string; labels: string[] }> = {
@@ -20,6 +21,12 @@ const requiredMetrics: Record<string, { type: string; labels: string[] }> = {
   job_manager_redis_errors_total: { type: 'counter', labels: [] },
   job_manager_job_runs_rejected_total: { type: 'counter', labels: [] },
   http_request_duration_seconds: { type: 'histogram', labels: ['method', 'route', 'status_code'] },
+  // what the alert rules (deploy/prometheus/alerts.yml) read
+  job_manager_oldest_due_pending_message_age_seconds: { type: 'gauge', labels: [] },
+  job_manager_job_last_run_timestamp_seconds: { type: 'gauge', labels: ['job'] },
+  job_manager_job_interval_seconds: { type: 'gauge', labels: ['job'] },
+  job_manager_job_active: { type: 'gauge', labels: ['job'] },
+  job_manager_health_check_up: { type: 'gauge', labels: ['check'] },
   // default process metrics
   process_cpu_seconds_total: { type: 'counter', labels: [] },
   process_resident_memory_bytes: { type: 'gauge', labels: [] },
@@ -51,6 +58,12 @@ function observeEverything(metrics: Metrics): void {
     pendingMessages: async () => 1_234,
     jobsByStatus: async () => ({ active: 1, inactive: 2 }),
     jobNames: async () => ['message-sender'],
+    oldestDueMessageAgeSeconds: async () => 42.5,
+    jobSchedules: async () => [
+      { name: 'message-sender', active: true, intervalSeconds: 120, lastRunAt: new Date('2026-12-07T10:00:00Z') },
+      { name: 'nightly', active: false, intervalSeconds: 86_400, lastRunAt: null },
+    ],
+    healthChecks: async () => ({ database: true, redis: false }),
   });
 }
 
@@ -79,6 +92,14 @@ describe('metrics (prom-client)', () => {
     expect(text).to.include('job_manager_messages_pending 1234');
     expect(text).to.include('job_manager_jobs{status="active"} 1');
     expect(text).to.include('job_manager_jobs{status="in_progress"} 0');
+    expect(text).to.include('job_manager_oldest_due_pending_message_age_seconds 42.5');
+    expect(text).to.include('job_manager_job_last_run_timestamp_seconds{job="message-sender"} 1796637600');
+    expect(text).to.include('job_manager_job_last_run_timestamp_seconds{job="nightly"} 0');
+    expect(text).to.include('job_manager_job_interval_seconds{job="nightly"} 86400');
+    expect(text).to.include('job_manager_job_active{job="message-sender"} 1');
+    expect(text).to.include('job_manager_job_active{job="nightly"} 0');
+    expect(text).to.include('job_manager_health_check_up{check="database"} 1');
+    expect(text).to.include('job_manager_health_check_up{check="redis"} 0');
   });
 
   it('passes promtool check metrics', function () {
@@ -93,7 +114,7 @@ describe('metrics (prom-client)', () => {
       const text = await createMetrics().registry.metrics();
       expect(text).to.include('job_manager_messages_failed_total{reason="permanent"} 0');
       expect(text).to.include('job_manager_messages_failed_total{reason="attempts_exhausted"} 0');
-      for (const statusClass of ['2xx', '4xx', '5xx', 'error']) {
+      for (const statusClass of ['1xx', '2xx', '3xx', '4xx', '5xx', 'error']) {
         expect(text).to.include(`job_manager_webhook_request_duration_seconds_count{status_class="${statusClass}"} 0`);
       }
     });
@@ -164,6 +185,78 @@ describe('metrics (prom-client)', () => {
       if (!result) this.skip();
       expect(result!.output.trim(), 'promtool findings').to.equal('');
       expect(result!.status).to.equal(0);
+    });
+
+    it('reads the alerting gauges from the database: oldest due message, job schedules, readiness checks', async () => {
+      const gauge = async (series: string) => {
+        const body = await (await fetch(`${service.url}/metrics`)).text();
+        const line = body.split('\n').find((candidate) => candidate.startsWith(`${series} `));
+        return line === undefined ? undefined : Number(line.slice(series.length + 1));
+      };
+      await fetch(`${service.url}/jobs/stop`, { method: 'PUT' });
+      const { pool } = db();
+      // Due 10 minutes ago and available (next in the claim), due 20 minutes ago but not promoted yet
+      // (nothing claimed since its backoff ended), and one due tomorrow, which does not count.
+      await pool.query(`INSERT INTO messages (recipient, content, next_attempt_at, available) VALUES
+        ('+905551111111', 'available', now() - interval '10 minutes', true),
+        ('+905551111111', 'not promoted', now() - interval '20 minutes', false),
+        ('+905551111111', 'tomorrow', now() + interval '1 day', false)`);
+      // Past the 5 s cache of the scrape before.
+      const age = await eventually(
+        () => gauge('job_manager_oldest_due_pending_message_age_seconds'),
+        (value) => value !== undefined && value >= 1_200,
+        { timeoutMs: 15_000, intervalMs: 500 },
+      );
+      expect(age).to.be.below(1_300);
+      await pool.query("DELETE FROM messages WHERE content = 'not promoted'");
+      await eventually(
+        () => gauge('job_manager_oldest_due_pending_message_age_seconds'),
+        (value) => value !== undefined && value >= 600 && value < 700,
+        { timeoutMs: 15_000, intervalMs: 500 },
+      );
+      await pool.query("UPDATE messages SET status = 'cancelled', available = false");
+      await eventually(
+        () => gauge('job_manager_oldest_due_pending_message_age_seconds'),
+        (value) => value === 0,
+        { timeoutMs: 15_000, intervalMs: 500 },
+      );
+
+      await pool.query(
+        "UPDATE jobs SET last_triggered_at = '2026-12-01T00:00:00Z', interval_seconds = 300 WHERE name = 'message-sender'",
+      );
+      expect(
+        await eventually(
+          () => gauge('job_manager_job_last_run_timestamp_seconds{job="message-sender"}'),
+          (value) => value === Date.parse('2026-12-01T00:00:00Z') / 1000,
+          { timeoutMs: 15_000, intervalMs: 500 },
+        ),
+      ).to.equal(1_796_083_200);
+      expect(await gauge('job_manager_job_interval_seconds{job="message-sender"}')).to.equal(300);
+      expect(await gauge('job_manager_job_active{job="message-sender"}')).to.equal(0);
+      expect(await gauge('job_manager_health_check_up{check="database"}')).to.equal(1);
+      expect(await gauge('job_manager_health_check_up{check="queue"}')).to.equal(1);
+    });
+
+    it('finds the oldest due message by index probes, without reading the backlog', async () => {
+      const { pool } = db();
+      await pool.query(`INSERT INTO messages (recipient, content, next_attempt_at, available)
+        SELECT '+905551111111', 'm' || g, now() - make_interval(secs => g), g % 2 = 0
+        FROM generate_series(1, 20000) AS g`);
+      await pool.query('ANALYZE messages');
+      const plan = await pool.query({ text: `EXPLAIN (FORMAT JSON) ${oldestDueMessageAgeQuery}` });
+      const nodes: string[] = [];
+      const walk = (node: { 'Node Type': string; 'Index Name'?: string; Plans?: unknown[] }) => {
+        nodes.push(node['Index Name'] ? `${node['Node Type']} on ${node['Index Name']}` : node['Node Type']);
+        for (const child of (node.Plans ?? []) as (typeof node)[]) walk(child);
+      };
+      walk(plan.rows[0]['QUERY PLAN'][0].Plan);
+      // Each probe is a Limit over one index walk (an index-only one when the visibility map allows).
+      const probes = nodes.filter((node) => /^Index (Only )?Scan on /.test(node)).map((node) => node.split(' on ')[1]);
+      expect(probes, nodes.join(', ')).to.deep.equal(['messages_available_claim_idx', 'messages_scheduled_due_idx']);
+      expect(
+        nodes.filter((node) => /Seq Scan|Sort|Aggregate/.test(node)),
+        nodes.join(', '),
+      ).to.deep.equal([]);
     });
   });
 });

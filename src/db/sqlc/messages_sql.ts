@@ -287,29 +287,53 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
 }
 
 export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :many
-UPDATE messages AS m
-SET status = o.status,
-    available = false,
-    external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
-    sent_at = CASE WHEN o.status = 'sent' THEN now() END,
-    next_attempt_at = CASE WHEN o.status = 'pending'
-                           THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
-                           ELSE m.next_attempt_at END,
-    last_error = nullif(o.error, ''),
-    lease_until = NULL,
-    locked_by = NULL,
-    updated_at = now()
-FROM ROWS FROM (
-  unnest($2::uuid[]),
-  unnest($3::text[]),
-  unnest($4::text[]),
-  unnest($5::text[]),
-  unnest($6::integer[])
-) AS o(id, status, external_message_id, error, retry_delay_ms)
-WHERE m.id = o.id
-  AND ((m.status = 'sending' AND m.locked_by = $1::text)
-       OR (o.status = 'sent' AND m.status <> 'sent'))
-RETURNING m.id, m.status, m.sent_at`;
+WITH settled AS (
+  UPDATE messages AS m
+  SET status = CASE WHEN o.status = 'untried' THEN 'pending' ELSE o.status END,
+      available = (o.status = 'untried' AND m.next_attempt_at <= now()),
+      attempts = CASE WHEN o.status = 'untried' THEN m.attempts - 1 ELSE m.attempts END,
+      external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
+      sent_at = CASE WHEN o.status = 'sent' THEN now() END,
+      next_attempt_at = CASE WHEN o.status = 'pending'
+                             THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
+                             ELSE m.next_attempt_at END,
+      last_error = CASE WHEN o.status = 'untried' THEN m.last_error ELSE nullif(o.error, '') END,
+      lease_until = NULL,
+      locked_by = NULL,
+      updated_at = now()
+  FROM ROWS FROM (
+    unnest($2::uuid[]),
+    unnest($3::text[]),
+    unnest($4::text[]),
+    unnest($5::text[]),
+    unnest($6::integer[])
+  ) AS o(id, status, external_message_id, error, retry_delay_ms)
+  WHERE m.id = o.id
+    AND ((m.status = 'sending' AND m.locked_by = $1::text)
+         OR (o.status = 'sent' AND m.status <> 'sent'))
+  RETURNING m.id, m.status, m.sent_at
+), recorded AS (
+  INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome, http_status, error,
+                                response_excerpt)
+  SELECT a.id,
+         coalesce((SELECT max(x.attempt) FROM message_attempts AS x WHERE x.message_id = a.id), 0) + 1,
+         a.started_at, a.duration_ms, a.outcome, nullif(a.http_status, 0), nullif(a.error, ''),
+         nullif(a.response_excerpt, '')
+  FROM ROWS FROM (
+    unnest($2::uuid[]),
+    unnest($7::text[]),
+    unnest($8::timestamptz[]),
+    unnest($9::integer[]),
+    unnest($10::integer[]),
+    unnest($11::text[]),
+    unnest($12::text[])
+  ) AS a(id, outcome, started_at, duration_ms, http_status, error, response_excerpt)
+  -- A scalar subquery, not EXISTS: it stays one primary-key probe per row and
+  -- is never turned into a join that reads the whole table.
+  WHERE a.outcome <> '' AND (SELECT true FROM messages AS m WHERE m.id = a.id)
+  ON CONFLICT (message_id, attempt) DO NOTHING
+)
+SELECT settled.id, settled.status, settled.sent_at FROM settled`;
 
 export interface RecordDeliveryOutcomesArgs {
     owner: string;
@@ -318,6 +342,12 @@ export interface RecordDeliveryOutcomesArgs {
     externalMessageIds: string[];
     errors: string[];
     retryDelaysMs: number[];
+    attemptOutcomes: string[];
+    attemptStartedAts: Date[];
+    attemptDurationsMs: number[];
+    attemptHttpStatuses: number[];
+    attemptErrors: string[];
+    attemptExcerpts: string[];
 }
 
 export interface RecordDeliveryOutcomesRow {
@@ -329,7 +359,7 @@ export interface RecordDeliveryOutcomesRow {
 export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<RecordDeliveryOutcomesRow[]> {
     const result = await client.query({
         text: recordDeliveryOutcomesQuery,
-        values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs],
+        values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs, args.attemptOutcomes, args.attemptStartedAts, args.attemptDurationsMs, args.attemptHttpStatuses, args.attemptErrors, args.attemptExcerpts],
         rowMode: "array"
     });
     return result.rows.map(row => {
@@ -488,6 +518,33 @@ export async function countPendingMessages(client: Client, args: CountPendingMes
     };
 }
 
+export const oldestDueMessageAgeQuery = `-- name: OldestDueMessageAge :one
+SELECT greatest(
+  (SELECT extract(epoch FROM now() - next_attempt_at) FROM messages
+   WHERE status = 'pending' AND available ORDER BY created_at, id LIMIT 1),
+  (SELECT extract(epoch FROM now() - next_attempt_at) FROM messages
+   WHERE status = 'pending' AND NOT available AND next_attempt_at <= now() ORDER BY next_attempt_at LIMIT 1),
+  0)::float8 AS age_seconds`;
+
+export interface OldestDueMessageAgeRow {
+    ageSeconds: number;
+}
+
+export async function oldestDueMessageAge(client: Client): Promise<OldestDueMessageAgeRow | null> {
+    const result = await client.query({
+        text: oldestDueMessageAgeQuery,
+        values: [],
+        rowMode: "array"
+    });
+    if (result.rows.length !== 1) {
+        return null;
+    }
+    const row = result.rows[0] as any[];
+    return {
+        ageSeconds: row[0]
+    };
+}
+
 export const cancelMessageQuery = `-- name: CancelMessage :one
 UPDATE messages
 SET status = 'cancelled', available = false, updated_at = now()
@@ -627,33 +684,4 @@ export async function retryFailedMessages(client: Client, args: RetryFailedMessa
     return {
         retried: row[0]
     };
-}
-
-export const releaseUntriedMessagesQuery = `-- name: ReleaseUntriedMessages :many
-UPDATE messages
-SET status = 'pending', available = (next_attempt_at <= now()), attempts = attempts - 1,
-    lease_until = NULL, locked_by = NULL, updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status = 'sending' AND locked_by = $2::text
-RETURNING id`;
-
-export interface ReleaseUntriedMessagesArgs {
-    ids: string[];
-    owner: string;
-}
-
-export interface ReleaseUntriedMessagesRow {
-    id: string;
-}
-
-export async function releaseUntriedMessages(client: Client, args: ReleaseUntriedMessagesArgs): Promise<ReleaseUntriedMessagesRow[]> {
-    const result = await client.query({
-        text: releaseUntriedMessagesQuery,
-        values: [args.ids, args.owner],
-        rowMode: "array"
-    });
-    return result.rows.map(row => {
-        return {
-            id: row[0]
-        };
-    });
 }
