@@ -7,6 +7,7 @@ import type { IdempotencyStore, StoredResponse } from '../messages/idempotency.t
 import type { MessageService, MessageStatus, Queryable } from '../messages/message-service.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { consolePage } from './console.ts';
 import { idempotent } from './idempotency.ts';
 
 /**
@@ -55,6 +56,12 @@ export function operationHandlers(deps: OperationDependencies): OperationHandler
     },
     metrics: async (_req, res) => {
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    },
+    getConsole: (_req, res) => {
+      res
+        .type('html')
+        .set('Cache-Control', 'no-cache')
+        .send(consolePage(deps.apiKeys().length > 0));
     },
     startJobs: async (req, res) => {
       res.json({ jobs: await jobs.start(req.body?.name) });

@@ -29,6 +29,7 @@ const expectedOperations: Record<string, string[]> = {
   '/health-alive': ['get'],
   '/health-check': ['get'],
   '/metrics': ['get'],
+  '/console': ['get'],
 };
 
 const httpMethods = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
@@ -288,6 +289,7 @@ describe('openapi.yaml', () => {
       ['GET', '/health-alive', undefined, 200, 'liveness'],
       ['GET', '/health-check', undefined, 200, 'readiness'],
       ['GET', '/metrics', undefined, 200, 'metrics'],
+      ['GET', '/console', undefined, 200, 'the operator console page'],
       ['GET', '/nowhere', undefined, 404, 'unknown path'],
       ['DELETE', '/jobs', undefined, 405, 'unknown method on a known path'],
     ];
