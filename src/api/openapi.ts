@@ -202,6 +202,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/messages/{id}/attempts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read a message's delivery attempts, oldest first
+         * @description Every webhook attempt made for the message, oldest first: when it
+         *     started, how long it took, what came of it, the HTTP status and the
+         *     first 1,024 characters of the response body (configured secrets
+         *     redacted). A failed circuit-breaker probe is a `retry` whose attempt
+         *     the message does not count; a request cut off by the shutdown deadline
+         *     is `aborted` (the message went back to pending). Keyset pagination:
+         *     pass `nextCursor` as `cursor` for the next page; `null` on the last.
+         *     A message removed by retention takes its attempts with it.
+         */
+        get: operations["listMessageAttempts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/messages/{id}/cancel": {
         parameters: {
             query?: never;
@@ -534,6 +561,45 @@ export interface components {
             createdAt: string;
             /** Format: date-time */
             sentAt: string | null;
+        };
+        /**
+         * @description `delivered`: the webhook accepted it. `retry`: a transient failure
+         *     (network error, timeout, 408, 429, 5xx), tried again later. `failed`:
+         *     a permanent refusal or the last attempt allowed. `aborted`: cut off by
+         *     the shutdown deadline, the message handed back to pending.
+         * @enum {string}
+         */
+        AttemptOutcome: "delivered" | "retry" | "failed" | "aborted";
+        /**
+         * @example {
+         *       "attempt": 1,
+         *       "startedAt": "2025-01-01T12:02:00.100Z",
+         *       "durationMs": 48,
+         *       "outcome": "retry",
+         *       "httpStatus": 503,
+         *       "error": "HTTP 503",
+         *       "responseExcerpt": "{\"error\": \"upstream busy\"}"
+         *     }
+         */
+        Attempt: {
+            /** @description 1 for the message's first attempt, counting every attempt made (also after a retry). */
+            attempt: number;
+            /** Format: date-time */
+            startedAt: string;
+            /** @description From the request leaving to the response read (or the failure), in milliseconds. */
+            durationMs: number;
+            outcome: components["schemas"]["AttemptOutcome"];
+            /** @description The webhook's HTTP status; `null` when no response came (timeout, connection refused). */
+            httpStatus: number | null;
+            /** @description Why it did not deliver, in short: `timeout`, `connection refused`, `HTTP 503`; `null` when delivered. */
+            error: string | null;
+            /** @description The first 1,024 characters of the response body as text, configured secrets redacted; `null` without a body. */
+            responseExcerpt: string | null;
+        };
+        AttemptPage: {
+            items: components["schemas"]["Attempt"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /** @description When the messages failed; `since` inclusive, `until` exclusive, each optional. */
         RetryFailedRange: {
@@ -1270,6 +1336,43 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Message"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            405: components["responses"]["MethodNotAllowed"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    listMessageAttempts: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                limit?: components["parameters"]["Limit"];
+                /** @description Opaque cursor from a previous page's `nextCursor`. */
+                cursor?: components["parameters"]["Cursor"];
+            };
+            header?: never;
+            path: {
+                /**
+                 * @description The message id (also the Idempotency-Key and `webhook-id` sent to the webhook).
+                 * @example 0f8fad5b-d9cb-469f-a165-70867728950e
+                 */
+                id: components["parameters"]["MessageId"];
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of the message's attempts. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AttemptPage"];
                 };
             };
             400: components["responses"]["BadRequest"];

@@ -98,6 +98,11 @@ export function operationHandlers(deps: OperationDependencies): OperationHandler
     getMessage: async (req, res) => {
       res.json(await messages.get(pathParameter(req, 'id')));
     },
+    listMessageAttempts: async (req, res) => {
+      res.json(
+        await messages.listAttempts(pathParameter(req, 'id'), limitOf(req.query.limit), cursorOf(req.query.cursor)),
+      );
+    },
     cancelMessage: async (req, res) => {
       res.json(await messages.cancel(pathParameter(req, 'id')));
     },

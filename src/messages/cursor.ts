@@ -77,3 +77,36 @@ function daysInMonth(year: number, month: number): number {
   if (month === 2) return (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0 ? 29 : 28;
   return [4, 6, 9, 11].includes(month) ? 30 : 31;
 }
+
+/**
+ * The cursor of a message's attempts (GET /messages/{id}/attempts): base64url
+ * of the JSON array `[messageId, attempt]` of the last attempt on the page.
+ * Opaque to clients.
+ */
+export function encodeAttemptCursor(messageId: string, attempt: number): string {
+  return Buffer.from(JSON.stringify([messageId, attempt])).toString('base64url');
+}
+
+/**
+ * Decodes an attempts cursor into the attempt number the next page starts
+ * after. Throws ValidationError `invalid_cursor` (400) unless it is base64url
+ * of `[uuid, whole number >= 1]` naming `messageId` itself (a cursor of
+ * another message's attempts is refused).
+ */
+export function decodeAttemptCursor(cursor: string, messageId: string): number {
+  const invalid = () => new ValidationError('invalid_cursor', 'cursor is not one this API returned');
+  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  let decoded: unknown;
+  try {
+    decoded = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(cursor, 'base64url')));
+  } catch {
+    throw invalid();
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 2) throw invalid();
+  const [id, attempt] = decoded;
+  if (typeof id !== 'string' || id.toLowerCase() !== messageId.toLowerCase()) throw invalid();
+  if (typeof attempt !== 'number' || !Number.isSafeInteger(attempt) || attempt < 1 || attempt > 2_147_483_647) {
+    throw invalid();
+  }
+  return attempt;
+}

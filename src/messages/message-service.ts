@@ -2,9 +2,10 @@ import type { components } from '../api/openapi.ts';
 import type { Config } from '../config/config.ts';
 import type { Pool, PoolClient } from '../db/pool.ts';
 import type { MessageRow } from '../db/rows.ts';
+import { listMessageAttempts, messageExists } from '../db/sqlc/message_attempts_sql.ts';
 import * as sql from '../db/sqlc/messages_sql.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
-import { decodeCursor, encodeCursor, uuidPattern } from './cursor.ts';
+import { decodeAttemptCursor, decodeCursor, encodeAttemptCursor, encodeCursor, uuidPattern } from './cursor.ts';
 import { type MessageInput, parseRfc3339, validateMessage } from './message-validation.ts';
 
 /** A message as the API shows it: openapi.yaml's `Message` schema. */
@@ -12,6 +13,9 @@ export type MessageView = components['schemas']['Message'];
 
 /** One page of messages with the cursor of the next: openapi.yaml's `MessagePage` schema. */
 export type MessagePage = components['schemas']['MessagePage'];
+
+/** One page of a message's delivery attempts: openapi.yaml's `AttemptPage` schema. */
+export type AttemptPage = components['schemas']['AttemptPage'];
 
 /** A message status: openapi.yaml's `MessageStatus` schema. */
 export type MessageStatus = components['schemas']['MessageStatus'];
@@ -156,6 +160,36 @@ export class MessageService {
     return {
       items: page.map(toMessageView),
       nextCursor: rows.length > limit && last ? encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }) : null,
+    };
+  }
+
+  /**
+   * The message's delivery attempts, oldest first (keyset pagination on the
+   * attempt number; the cursor is opaque to clients).
+   * @throws NotFoundError (404 `message_not_found`) unknown id; ValidationError (400 `invalid_cursor`)
+   */
+  async listAttempts(id: string, limit: number, cursor?: string): Promise<AttemptPage> {
+    if (!uuidPattern.test(id)) throw new NotFoundError('message_not_found', `message "${id}" does not exist`);
+    const after = cursor === undefined ? 0 : decodeAttemptCursor(cursor, id);
+    const rows = await listMessageAttempts(this.#pool, { messageId: id, afterAttempt: after, maxRows: limit + 1 });
+    // No attempt on the page: tell a message not tried yet (or past its last page) from one that does not exist.
+    if (rows.length === 0 && !(await messageExists(this.#pool, { id }))?.found) {
+      throw new NotFoundError('message_not_found', `message "${id}" does not exist`);
+    }
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      items: page.map((row) => ({
+        attempt: row.attempt,
+        startedAt: row.startedAt.toISOString(),
+        durationMs: row.durationMs,
+        // The message_attempts_outcome_valid CHECK constraint admits only the spec's AttemptOutcome values.
+        outcome: row.outcome as AttemptPage['items'][number]['outcome'],
+        httpStatus: row.httpStatus,
+        error: row.error,
+        responseExcerpt: row.responseExcerpt,
+      })),
+      nextCursor: rows.length > limit && last ? encodeAttemptCursor(id, last.attempt) : null,
     };
   }
 
