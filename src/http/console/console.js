@@ -228,9 +228,15 @@ $('retry-failed-form').addEventListener('submit', async (event) => {
   const since = $('retry-failed-since').value;
   const submit = event.submitter;
   if (submit) submit.disabled = true;
+  $('retry-failed-result').textContent = '';
   try {
-    const result = await api('POST', '/messages/retry-failed', since ? { since: new Date(since).toISOString() } : undefined);
-    $('retry-failed-result').textContent = `${result.retried} failed ${result.retried === 1 ? 'message is' : 'messages are'} pending again.`;
+    const result = await api(
+      'POST',
+      '/messages/retry-failed',
+      since ? { since: new Date(since).toISOString() } : undefined,
+    );
+    $('retry-failed-result').textContent =
+      `${result.retried} failed ${result.retried === 1 ? 'message is' : 'messages are'} pending again.`;
     await loadMessages();
   } catch (error) {
     $('retry-failed-result').textContent = `Retry failed did not go through: ${error.message}`;
@@ -385,7 +391,13 @@ function renderJobs(jobs) {
       el('td', {}, time(job.lastTriggeredAt)),
       el('td', {}, time(job.nextRunAt)),
       el('td', {}, job.runCount),
-      el('td', {}, button('Start', () => switchJob(job.name, 'start')), ' ', button('Stop', () => switchJob(job.name, 'stop'))),
+      el(
+        'td',
+        {},
+        button('Start', () => switchJob(job.name, 'start')),
+        ' ',
+        button('Stop', () => switchJob(job.name, 'stop')),
+      ),
     ),
   );
   $('jobs-table').tBodies[0].replaceChildren(...rows);
@@ -471,6 +483,11 @@ function renderLive(now) {
   const y = (value, max) => top + (1 - value / max) * (height - top - bottom);
   const points = (series, max) => series.map(([at, n]) => `${x(at).toFixed(1)},${y(n, max).toFixed(1)}`).join(' ');
 
+  // The newest sample of a series as a dot, so a series of one sample shows too.
+  const lastPoint = (series, max, className) => {
+    const last = series.at(-1);
+    return last ? [svg('circle', { class: className, cx: x(last[0]), cy: y(last[1], max), r: 3 })] : [];
+  };
   const chart = svg('svg', {
     viewBox: `0 0 ${width} ${height}`,
     role: 'img',
@@ -490,6 +507,8 @@ function renderLive(now) {
     svg('text', { class: 'tick', x: width - right, y: height - 8, 'text-anchor': 'end' }, 'now'),
     svg('polyline', { class: 'rate', points: points(rate, rateMax) }),
     svg('polyline', { class: 'backlog', points: points(backlog, backlogMax) }),
+    ...lastPoint(rate, rateMax, 'legend-rate'),
+    ...lastPoint(backlog, backlogMax, 'legend-backlog'),
     svg('rect', { class: 'legend-rate', x: left + 10, y: 4, width: 10, height: 10 }),
     svg('text', { class: 'tick', x: left + 24, y: 13 }, 'deliveries per minute (left axis)'),
     svg('rect', { class: 'legend-backlog', x: left + 250, y: 4, width: 10, height: 10 }),
