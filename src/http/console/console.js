@@ -415,8 +415,13 @@ async function switchJob(name, action) {
 
 // ---- live chart -------------------------------------------------------------------
 
-/** Sent messages seen in the window (id -> sentAt ms) and the backlog samples ([ms, pending or null]). */
-const live = { sent: new Map(), samples: [], capped: false };
+/**
+ * Sent messages seen in the window (id -> sentAt ms), from when on that record
+ * is complete (ms), and the backlog samples ([ms, pending or null]).
+ */
+const live = { sent: new Map(), completeFrom: Number.POSITIVE_INFINITY, samples: [] };
+/** The delivery rate is drawn at this step across the window (from the sent messages' own times). */
+const rateStepMs = 15_000;
 
 async function sampleLive() {
   const now = Date.now();
@@ -424,19 +429,23 @@ async function sampleLive() {
   let cursor;
   let pages = 0;
   let reachedKnown = false;
+  let oldestFetched = now;
   do {
     const query = new URLSearchParams({ limit: '100' });
     if (cursor) query.set('cursor', cursor);
     const page = await api('GET', `/messages/sent?${query}`);
     for (const message of page.items) {
       const sentAt = Date.parse(message.sentAt);
+      oldestFetched = Math.min(oldestFetched, sentAt);
       if (sentAt < horizon || live.sent.has(message.id)) reachedKnown = true;
       if (sentAt >= horizon) live.sent.set(message.id, sentAt);
     }
     cursor = page.nextCursor;
     pages += 1;
   } while (cursor && !reachedKnown && pages < maxSentPages);
-  live.capped = Boolean(cursor) && !reachedKnown;
+  // Stopped at the page limit: nothing is known before the oldest fetched (a gap may lie behind it).
+  if (cursor && !reachedKnown) live.completeFrom = oldestFetched;
+  else if (live.completeFrom === Number.POSITIVE_INFINITY) live.completeFrom = horizon;
   for (const [id, sentAt] of live.sent) if (sentAt < horizon) live.sent.delete(id);
   live.samples.push([now, await pendingFromMetrics()]);
   while (live.samples.length > 0 && live.samples[0][0] < now - windowMs) live.samples.shift();
@@ -462,12 +471,16 @@ function deliveredInMinuteBefore(at) {
 }
 
 function renderLive(now) {
-  const rate = live.samples.map(([at]) => [at, deliveredInMinuteBefore(at)]);
+  const rate = [];
+  for (let at = now - windowMs; at <= now; at += rateStepMs) {
+    if (at - 60_000 >= live.completeFrom) rate.push([at, deliveredInMinuteBefore(at)]);
+  }
+  if (rate.at(-1)?.[0] !== now) rate.push([now, deliveredInMinuteBefore(now)]);
   const backlog = live.samples.filter(([, pending]) => pending !== null);
   const lastRate = rate.at(-1)?.[1] ?? 0;
   const lastBacklog = live.samples.at(-1)?.[1];
   $('live-figures').textContent =
-    `Delivered in the last minute: ${live.capped ? 'at least ' : ''}${lastRate} · ` +
+    `Delivered in the last minute: ${live.completeFrom > now - 60_000 ? 'at least ' : ''}${lastRate} · ` +
     `Backlog: ${lastBacklog === null || lastBacklog === undefined ? 'unknown (no /metrics)' : `${lastBacklog} pending`}`;
 
   const width = 900;
