@@ -117,35 +117,73 @@ WHERE m.id = due.id
 RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at;
 
 -- name: RecordDeliveryOutcomes :many
--- All outcomes of one batch in one statement. Each row says sent (with the
--- provider's id), pending (retry after a delay) or failed; an empty string
--- stands for "none" in the id and error arrays. A send that lost
--- its lease only records a success, which is the truth whoever holds it now.
+-- All outcomes of one chunk and the attempts behind them, in one statement.
+-- Each row says sent (with the provider's id), pending (retry after a delay),
+-- failed, or untried (claimed but handed back: a paused or open breaker, a
+-- failed breaker probe, a request aborted at the shutdown deadline; back to
+-- pending, available again if due, the attempt the claim counted given back).
+-- An empty string stands for "none" in the id and error arrays.
+-- A send that lost its lease only records a success, which is the truth
+-- whoever holds it now.
 -- A retry waits out its backoff not available (even a delay of 0: the next
 -- claim promotes it); sent and failed are never available.
-UPDATE messages AS m
-SET status = o.status,
-    available = false,
-    external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
-    sent_at = CASE WHEN o.status = 'sent' THEN now() END,
-    next_attempt_at = CASE WHEN o.status = 'pending'
-                           THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
-                           ELSE m.next_attempt_at END,
-    last_error = nullif(o.error, ''),
-    lease_until = NULL,
-    locked_by = NULL,
-    updated_at = now()
-FROM ROWS FROM (
-  unnest(sqlc.arg(ids)::uuid[]),
-  unnest(sqlc.arg(statuses)::text[]),
-  unnest(sqlc.arg(external_message_ids)::text[]),
-  unnest(sqlc.arg(errors)::text[]),
-  unnest(sqlc.arg(retry_delays_ms)::integer[])
-) AS o(id, status, external_message_id, error, retry_delay_ms)
-WHERE m.id = o.id
-  AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
-       OR (o.status = 'sent' AND m.status <> 'sent'))
-RETURNING m.id, m.status, m.sent_at;
+--
+-- The attempt_* arrays describe the webhook attempt each row's outcome came
+-- from (attempt_outcome '' when none was made: the message went back
+-- untried). Every attempt made is inserted into message_attempts, numbered
+-- after the message's last one, also when the lease was lost (it happened);
+-- 0 in attempt_http_statuses and '' in the text arrays stand for null. The
+-- attempt's number is read from the statement's snapshot: only the lease
+-- holder settles a message, and a late sender racing the new holder leaves
+-- its row out (ON CONFLICT DO NOTHING) rather than failing the outcomes. A
+-- message deleted meanwhile gets no attempt row (it would break the foreign
+-- key and the retried write with it).
+WITH o AS (
+  SELECT * FROM ROWS FROM (
+    unnest(sqlc.arg(ids)::uuid[]),
+    unnest(sqlc.arg(statuses)::text[]),
+    unnest(sqlc.arg(external_message_ids)::text[]),
+    unnest(sqlc.arg(errors)::text[]),
+    unnest(sqlc.arg(retry_delays_ms)::integer[]),
+    unnest(sqlc.arg(attempt_outcomes)::text[]),
+    unnest(sqlc.arg(attempt_started_ats)::timestamptz[]),
+    unnest(sqlc.arg(attempt_durations_ms)::integer[]),
+    unnest(sqlc.arg(attempt_http_statuses)::integer[]),
+    unnest(sqlc.arg(attempt_errors)::text[]),
+    unnest(sqlc.arg(attempt_excerpts)::text[])
+  ) AS o(id, status, external_message_id, error, retry_delay_ms,
+         attempt_outcome, started_at, duration_ms, http_status, attempt_error, response_excerpt)
+), settled AS (
+  UPDATE messages AS m
+  SET status = CASE WHEN o.status = 'untried' THEN 'pending' ELSE o.status END,
+      available = (o.status = 'untried' AND m.next_attempt_at <= now()),
+      attempts = CASE WHEN o.status = 'untried' THEN m.attempts - 1 ELSE m.attempts END,
+      external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
+      sent_at = CASE WHEN o.status = 'sent' THEN now() END,
+      next_attempt_at = CASE WHEN o.status = 'pending'
+                             THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
+                             ELSE m.next_attempt_at END,
+      last_error = CASE WHEN o.status = 'untried' THEN m.last_error ELSE nullif(o.error, '') END,
+      lease_until = NULL,
+      locked_by = NULL,
+      updated_at = now()
+  FROM o
+  WHERE m.id = o.id
+    AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
+         OR (o.status = 'sent' AND m.status <> 'sent'))
+  RETURNING m.id, m.status, m.sent_at
+), recorded AS (
+  INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome, http_status, error,
+                                response_excerpt)
+  SELECT o.id,
+         coalesce((SELECT max(a.attempt) FROM message_attempts AS a WHERE a.message_id = o.id), 0) + 1,
+         o.started_at, o.duration_ms, o.attempt_outcome, nullif(o.http_status, 0),
+         nullif(o.attempt_error, ''), nullif(o.response_excerpt, '')
+  FROM o
+  WHERE o.attempt_outcome <> '' AND EXISTS (SELECT 1 FROM messages AS m WHERE m.id = o.id)
+  ON CONFLICT (message_id, attempt) DO NOTHING
+)
+SELECT settled.id, settled.status, settled.sent_at FROM settled;
 
 
 -- name: ListSentMessages :many
@@ -228,15 +266,3 @@ WITH batch AS MATERIALIZED (
   RETURNING m.id
 )
 SELECT count(*)::integer AS retried FROM retried;
-
--- name: ReleaseUntriedMessages :many
--- Claimed messages this run did not really try (deliveries paused by a
--- Retry-After, the circuit breaker open, a failed breaker probe, a request
--- aborted at the shutdown deadline): back to pending, same id, with the
--- attempt the claim counted given back. They were due, so they are available
--- again at once, in their old place in the claim order.
-UPDATE messages
-SET status = 'pending', available = (next_attempt_at <= now()), attempts = attempts - 1,
-    lease_until = NULL, locked_by = NULL, updated_at = now()
-WHERE id = ANY(sqlc.arg(ids)::uuid[]) AND status = 'sending' AND locked_by = sqlc.arg(owner)::text
-RETURNING id;

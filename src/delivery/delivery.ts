@@ -132,5 +132,6 @@ function buildClient(settings: WebhookSettings, logger: Logger): DeliveryClient 
     authValue: settings.authValue,
     timeoutMs: settings.timeoutMs,
     signer: settings.signingSecrets.length > 0 ? createWebhookSigner(settings.signingSecrets) : undefined,
+    signingSecrets: settings.signingSecrets,
   });
 }

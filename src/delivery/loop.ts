@@ -19,6 +19,7 @@ import type { Pool } from '../db/pool.ts';
 import { releaseExpiredMessageLeases } from '../db/sqlc/messages_sql.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { type AttemptOutcome, type AttemptRecord, attemptRecord, outcomeOf } from './attempt-history.ts';
 import { type DeliveryDecision, decideOutcome } from './backoff.ts';
 import { type ClaimedMessage, claimDueMessages } from './claim.ts';
 import type { DeliveryPolicy, DeliveryPolicyFactory } from './policy.ts';
@@ -125,8 +126,8 @@ async function claimAndSend(run: Run, remaining: number): Promise<SentChunk | un
   try {
     const messages = await claim(run, remaining);
     if (!messages) return undefined;
-    const decisions = await Promise.all(messages.map((message) => send(run, message)));
-    return { messages, decisions };
+    const sent = await Promise.all(messages.map((message) => send(run, message)));
+    return { messages, decisions: sent.map((one) => one.decision), attempts: sent.map((one) => one.attempt) };
   } finally {
     for (const policy of run.policies) policy.endChunk?.();
   }
@@ -151,12 +152,18 @@ async function claim(run: Run, remaining: number): Promise<ClaimedMessage[] | un
   return messages;
 }
 
-/** One message, once every policy lets it go: its decision, or undefined to hand it back untried. */
-async function send(run: Run, message: ClaimedMessage): Promise<DeliveryDecision | undefined> {
+/** What became of one claimed message: no decision hands it back; an attempt, if one was made, goes in its history. */
+interface Sent {
+  decision?: DeliveryDecision;
+  attempt?: AttemptRecord;
+}
+
+/** One message, once every policy lets it go: its decision and attempt, or neither to hand it back untried. */
+async function send(run: Run, message: ClaimedMessage): Promise<Sent> {
   const passed: DeliveryPolicy[] = [];
   try {
     for (const policy of run.policies) {
-      if (policy.beforeSend && !(await policy.beforeSend(message))) return undefined;
+      if (policy.beforeSend && !(await policy.beforeSend(message))) return {};
       passed.push(policy);
     }
     return await attempt(run, message);
@@ -165,21 +172,29 @@ async function send(run: Run, message: ClaimedMessage): Promise<DeliveryDecision
   }
 }
 
-/** POSTs the message and decides what becomes of it, unless a policy voids the attempt or hands the message back. */
-async function attempt(run: Run, message: ClaimedMessage): Promise<DeliveryDecision | undefined> {
+/**
+ * POSTs the message and decides what becomes of it, unless a policy voids the
+ * attempt (recorded `aborted`) or hands the message back (recorded `retry`,
+ * not counted). The attempt is recorded either way: it was made.
+ */
+async function attempt(run: Run, message: ClaimedMessage): Promise<Sent> {
+  const startedAt = new Date();
   const started = performance.now();
   // deliver() reports failures as results; a throw is a bug, treated as transient so nothing is lost.
   const result: DeliveryResult = await run.parts.client
     .deliver({ id: message.id, to: message.recipient, content: message.content }, run.deadline)
     .catch((error: unknown) => ({ outcome: 'transient', error: `delivery crashed: ${String(error)}` }));
   const seconds = (performance.now() - started) / 1000;
-  if (run.policies.some((policy) => policy.voidsAttempt?.(result))) return undefined;
+  const record = (outcome: AttemptOutcome, note?: string) =>
+    attemptRecord(result, outcome, { startedAt, durationMs: seconds * 1000 }, note);
+  if (run.policies.some((policy) => policy.voidsAttempt?.(result))) return { attempt: record('aborted') };
   run.parts.metrics.webhookDuration.observe({ status_class: statusClass(result.httpStatus) }, seconds);
   let handBack = false;
   for (const policy of run.policies) if ((await policy.afterAttempt?.(result)) === 'hand-back') handBack = true;
-  if (handBack) return undefined;
+  if (handBack) return { attempt: record('retry', 'handed back, not counted') };
   const { maxAttempts, backoff } = run.settings;
-  return decideOutcome(result, message.attempts, maxAttempts, backoff);
+  const decision = decideOutcome(result, message.attempts, maxAttempts, backoff);
+  return { decision, attempt: record(outcomeOf(decision)) };
 }
 
 function statusClass(status: number | undefined): string {

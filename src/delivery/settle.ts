@@ -10,10 +10,11 @@
  * message lease sees the message `sent` and nobody sends it again.
  */
 import type { Pool } from '../db/pool.ts';
-import { recordDeliveryOutcomes, releaseUntriedMessages } from '../db/sqlc/messages_sql.ts';
+import { recordDeliveryOutcomes } from '../db/sqlc/messages_sql.ts';
 import { retryUntilDone } from '../lib/retry.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import type { AttemptRecord } from './attempt-history.ts';
 import type { DeliveryDecision } from './backoff.ts';
 import type { ClaimedMessage } from './claim.ts';
 import type { SentCache, SentEntry } from './sent-cache.ts';
@@ -21,10 +22,12 @@ import type { SentCache, SentEntry } from './sent-cache.ts';
 export interface ChunkOutcomes {
   /** The lease owner that claimed the chunk. */
   owner: string;
-  /** Messages that were tried, with what to do with each. */
-  decided: Array<{ id: string; decision: DeliveryDecision }>;
-  /** Messages claimed but not really tried (breaker open, shutdown abort, failed probe): handed back uncounted. */
-  untried: string[];
+  /**
+   * Every message of the chunk: what to do with it (no decision: claimed but
+   * not really tried, breaker open, shutdown abort, failed probe, so handed
+   * back uncounted), and the attempt made, if one was (its history row).
+   */
+  items: Array<{ id: string; decision?: DeliveryDecision; attempt?: AttemptRecord }>;
 }
 
 export interface OutcomeWriteOptions {
@@ -34,49 +37,49 @@ export interface OutcomeWriteOptions {
 }
 
 /**
- * Writes `outcomes` (one statement for the decided, one for the untried),
- * retrying each until it lands or `signal` aborts. Resolves with the
- * database's `sent_at` of every message recorded as sent. Rejects only when it
- * gave up: those messages keep their lease and are sent again (same id) after
- * it expires.
+ * Writes `outcomes` and the attempts behind them in one statement
+ * (RecordDeliveryOutcomes), retrying it until it lands or `signal` aborts.
+ * Resolves with the database's `sent_at` of every message recorded as sent.
+ * Rejects only when it gave up: those messages keep their lease and are sent
+ * again (same id) after it expires.
  */
 export async function writeChunkOutcomes(
   pool: Pool,
   outcomes: ChunkOutcomes,
   options: OutcomeWriteOptions,
 ): Promise<Map<string, Date>> {
-  const { owner, decided, untried } = outcomes;
+  const { owner, items } = outcomes;
   const { logger, signal } = options;
-  const retry = <T>(what: string, write: () => Promise<T>) =>
-    retryUntilDone(write, {
-      signal,
-      onRetry: (error, attempt) => {
-        if (attempt === 1 || attempt % 20 === 0)
-          logger.warn(
-            { err: error, messages: what === 'outcomes' ? decided.length : untried.length, attempt },
-            `could not record delivery ${what}; keeping them and retrying`,
-          );
-      },
-    });
   const sentAt = new Map<string, Date>();
-  if (decided.length > 0) {
-    const rows = await retry('outcomes', () =>
-      recordDeliveryOutcomes(pool, {
-        ids: decided.map((item) => item.id),
-        statuses: decided.map((item) => item.decision.status),
-        externalMessageIds: decided.map((item) =>
-          item.decision.status === 'sent' ? item.decision.externalMessageId : '',
-        ),
-        errors: decided.map((item) => (item.decision.status === 'sent' ? '' : item.decision.error)),
-        retryDelaysMs: decided.map((item) =>
-          item.decision.status === 'pending' ? Math.round(item.decision.retryDelayMs) : 0,
-        ),
-        owner,
-      }),
-    );
-    for (const row of rows) if (row.status === 'sent' && row.sentAt) sentAt.set(row.id, row.sentAt);
-  }
-  if (untried.length > 0) await retry('hand-backs', () => releaseUntriedMessages(pool, { ids: untried, owner }));
+  if (items.length === 0) return sentAt;
+  const now = new Date();
+  const args = {
+    owner,
+    ids: items.map((item) => item.id),
+    statuses: items.map((item) => item.decision?.status ?? 'untried'),
+    externalMessageIds: items.map((item) => (item.decision?.status === 'sent' ? item.decision.externalMessageId : '')),
+    errors: items.map((item) => (item.decision && item.decision.status !== 'sent' ? item.decision.error : '')),
+    retryDelaysMs: items.map((item) =>
+      item.decision?.status === 'pending' ? Math.round(item.decision.retryDelayMs) : 0,
+    ),
+    attemptOutcomes: items.map((item) => item.attempt?.outcome ?? ''),
+    attemptStartedAts: items.map((item) => item.attempt?.startedAt ?? now),
+    attemptDurationsMs: items.map((item) => item.attempt?.durationMs ?? 0),
+    attemptHttpStatuses: items.map((item) => item.attempt?.httpStatus ?? 0),
+    attemptErrors: items.map((item) => item.attempt?.error ?? ''),
+    attemptExcerpts: items.map((item) => item.attempt?.responseExcerpt ?? ''),
+  };
+  const rows = await retryUntilDone(() => recordDeliveryOutcomes(pool, args), {
+    signal,
+    onRetry: (error, attempt) => {
+      if (attempt === 1 || attempt % 20 === 0)
+        logger.warn(
+          { err: error, messages: items.length, attempt },
+          'could not record delivery outcomes; keeping them and retrying',
+        );
+    },
+  });
+  for (const row of rows) if (row.status === 'sent' && row.sentAt) sentAt.set(row.id, row.sentAt);
   return sentAt;
 }
 
@@ -84,6 +87,8 @@ export async function writeChunkOutcomes(
 export interface SentChunk {
   messages: ClaimedMessage[];
   decisions: Array<DeliveryDecision | undefined>;
+  /** Per message (same order), the attempt made, if one was. */
+  attempts: Array<AttemptRecord | undefined>;
 }
 
 /** The run's running totals that settling adds to. */
@@ -106,7 +111,7 @@ export interface SettleParts {
 }
 
 /**
- * Writes the chunk's outcomes (see writeChunkOutcomes), adds them to `totals`,
+ * Writes the chunk's outcomes and attempts (see writeChunkOutcomes), adds them to `totals`,
  * counts `messagesSent`, `messagesRetried` and `messagesFailed{reason}`, logs
  * 'delivery failed; will retry' (warn) and 'message failed' (error) per
  * message, and caches the sent ones with the database's `sent_at`.
@@ -114,19 +119,18 @@ export interface SettleParts {
  */
 export async function settle(chunk: SentChunk, parts: SettleParts, totals: SettleTotals): Promise<number> {
   const { metrics, logger } = parts;
-  const decided: ChunkOutcomes['decided'] = [];
-  const untried: string[] = [];
-  for (const [index, decision] of chunk.decisions.entries()) {
-    const id = chunk.messages[index]!.id;
-    if (decision) decided.push({ id, decision });
-    else untried.push(id);
-  }
+  const items: ChunkOutcomes['items'] = chunk.messages.map((message, index) => ({
+    id: message.id,
+    decision: chunk.decisions[index],
+    attempt: chunk.attempts[index],
+  }));
   const sentAt = await writeChunkOutcomes(
     parts.pool,
-    { owner: parts.owner, decided, untried },
+    { owner: parts.owner, items },
     { signal: parts.deadline, logger },
   );
-  totals.handedBack += untried.length;
+  const untried = chunk.decisions.filter((decision) => decision === undefined).length;
+  totals.handedBack += untried;
   const sent: SentEntry[] = [];
   let sentCount = 0;
   for (const [index, decision] of chunk.decisions.entries()) {
@@ -151,5 +155,5 @@ export async function settle(chunk: SentChunk, parts: SettleParts, totals: Settl
   totals.sent += sentCount;
   metrics.messagesSent.inc(sentCount);
   await parts.cache.remember(sent);
-  return untried.length;
+  return untried;
 }

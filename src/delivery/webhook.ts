@@ -9,8 +9,11 @@
  * - permanent: any other status, or a 2xx without a usable `messageId`
  *
  * Error strings are short, name the HTTP status when there is one, and never
- * contain the auth value. Deciding what to do with a result (retry, give up)
- * is backoff.ts's job.
+ * contain a configured secret (the auth value, the signing secrets, this
+ * request's signature). Every result also carries what the delivery history
+ * keeps of the attempt: the error in short (`timeout`, `connection refused`,
+ * `HTTP 503`) and the first 1,024 characters of the response body, secrets
+ * redacted. Deciding what to do with a result (retry, give up) is backoff.ts's job.
  */
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
@@ -23,10 +26,20 @@ export interface OutboundMessage {
   content: string;
 }
 
-export type DeliveryResult =
-  | { outcome: 'sent'; externalMessageId: string; httpStatus: number }
-  | { outcome: 'transient'; error: string; httpStatus?: number; retryAfterMs?: number }
-  | { outcome: 'permanent'; error: string; httpStatus?: number };
+/** What the delivery history keeps of an attempt besides its outcome (see message_attempts). */
+export interface AttemptDetail {
+  /** The first RESPONSE_EXCERPT_CHARS characters of the response body, secrets redacted; absent without a body. */
+  responseExcerpt?: string;
+  /** The error in short, without the body: `timeout`, `connection refused`, `HTTP 503`; absent: `error` itself. */
+  attemptError?: string;
+}
+
+export type DeliveryResult = AttemptDetail &
+  (
+    | { outcome: 'sent'; externalMessageId: string; httpStatus: number }
+    | { outcome: 'transient'; error: string; httpStatus?: number; retryAfterMs?: number }
+    | { outcome: 'permanent'; error: string; httpStatus?: number }
+  );
 
 export interface DeliveryClient {
   readonly mode: 'webhook' | 'dry-run';
@@ -49,7 +62,12 @@ export interface WebhookClientOptions {
   maxResponseBytes?: number;
   /** Adds the Standard Webhooks headers (WEBHOOK_SIGNING_SECRET); unset: unsigned. */
   signer?: WebhookSigner;
+  /** The signing secrets (`whsec_…`) the signer holds: redacted, like the auth value, from errors and excerpts. */
+  signingSecrets?: readonly string[];
 }
+
+/** The delivery history keeps at most this many characters of a response body. */
+export const RESPONSE_EXCERPT_CHARS = 1024;
 
 const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024;
 const EXCERPT_CHARS = 200;
@@ -68,15 +86,17 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
   if (options.authHeader && authValue) fixedHeaders[options.authHeader.toLowerCase()] = authValue;
 
   const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000 });
-  const redact = (text: string): string => (authValue ? text.replaceAll(authValue, '[redacted]') : text);
+  const secrets = [authValue ?? '', ...(options.signingSecrets ?? []).flatMap((secret) => [secret, secret.slice(6)])];
 
   async function deliver(message: OutboundMessage, signal?: AbortSignal): Promise<DeliveryResult> {
+    let redact = redactor(secrets);
     const timeout = new AbortController();
     const timer = startTimeout(timeout, timeoutMs);
     try {
       if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
       const body = JSON.stringify({ to: message.to, content: message.content });
       const signature = options.signer?.headers(message.id, body) ?? {};
+      redact = redactor([...secrets, ...signatureForms(signature['webhook-signature'])]);
       const response = await request(url, {
         method: 'POST',
         dispatcher: agent,
@@ -92,11 +112,18 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
         maxResponseBytes,
         serverNow(firstHeader(response.headers.date)),
       );
-      return result.outcome === 'sent' ? result : { ...result, error: redact(result.error) };
+      const responseExcerpt = excerptOf(redact(answer.text));
+      const withBody = responseExcerpt === undefined ? result : { ...result, responseExcerpt };
+      return withBody.outcome === 'sent' ? withBody : { ...withBody, error: redact(withBody.error) };
     } catch (error) {
       if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
-      if (timeout.signal.aborted) return { outcome: 'transient', error: `timeout after ${timeoutMs} ms` };
-      return { outcome: 'transient', error: redact(describeNetworkError(error)) };
+      if (timeout.signal.aborted)
+        return { outcome: 'transient', error: `timeout after ${timeoutMs} ms`, attemptError: 'timeout' };
+      return {
+        outcome: 'transient',
+        error: redact(describeNetworkError(error)),
+        attemptError: redact(networkErrorKind(error) ?? describeNetworkError(error)),
+      };
     } finally {
       timer.clear();
     }
@@ -191,6 +218,7 @@ function classifyResponse(
         outcome: 'permanent',
         httpStatus: status,
         error: `HTTP ${status}: response too large (over ${maxBytes} bytes)`,
+        attemptError: `HTTP ${status}: response too large (over ${maxBytes} bytes)`,
       };
     const messageId = messageIdOf(body.text);
     if (messageId === 'not-json')
@@ -198,23 +226,26 @@ function classifyResponse(
         outcome: 'permanent',
         httpStatus: status,
         error: withExcerpt(`HTTP ${status}: response is not JSON`, body.text),
+        attemptError: `HTTP ${status}: response is not JSON`,
       };
     if (messageId === undefined)
       return {
         outcome: 'permanent',
         httpStatus: status,
         error: withExcerpt(`HTTP ${status}: response has no messageId`, body.text),
+        attemptError: `HTTP ${status}: response has no messageId`,
       };
     return { outcome: 'sent', externalMessageId: messageId, httpStatus: status };
   }
   const error = withExcerpt(`HTTP ${status}`, body.text);
+  const attemptError = `HTTP ${status}`;
   if (status === 408 || status === 429 || status >= 500) {
     const retryAfterMs = parseRetryAfter(retryAfter, now);
     return retryAfterMs === undefined
-      ? { outcome: 'transient', httpStatus: status, error }
-      : { outcome: 'transient', httpStatus: status, error, retryAfterMs };
+      ? { outcome: 'transient', httpStatus: status, error, attemptError }
+      : { outcome: 'transient', httpStatus: status, error, attemptError, retryAfterMs };
   }
-  return { outcome: 'permanent', httpStatus: status, error };
+  return { outcome: 'permanent', httpStatus: status, error, attemptError };
 }
 
 function messageIdOf(text: string): string | undefined | 'not-json' {
@@ -235,6 +266,57 @@ function withExcerpt(prefix: string, body: string): string {
   if (oneLine === '') return prefix;
   const excerpt = oneLine.length > EXCERPT_CHARS ? `${oneLine.slice(0, EXCERPT_CHARS)}…` : oneLine;
   return `${prefix}: ${excerpt}`;
+}
+
+/**
+ * The first RESPONSE_EXCERPT_CHARS characters of `text` (code points, so no
+ * character is cut in two), with NUL, which PostgreSQL text cannot hold, as
+ * U+FFFD. Undefined for an empty body.
+ */
+export function excerptOf(text: string, maxChars: number = RESPONSE_EXCERPT_CHARS): string | undefined {
+  if (text === '') return undefined;
+  let chars = 0;
+  let end = 0;
+  for (const char of text) {
+    if (chars === maxChars) break;
+    chars += 1;
+    end += char.length;
+  }
+  return text.slice(0, end).replaceAll('\u0000', '\uFFFD');
+}
+
+/** Replaces every occurrence of each non-empty value with `[redacted]`, longest first (a secret before its tail). */
+export function redactor(values: readonly string[]): (text: string) => string {
+  const known = [...new Set(values.filter((value) => value !== ''))].sort((a, b) => b.length - a.length);
+  return (text) => known.reduce((out, value) => out.replaceAll(value, '[redacted]'), text);
+}
+
+/** A `webhook-signature` header value, each of its `v1,<base64>` signatures, and each bare base64 part. */
+function signatureForms(header: string | undefined): string[] {
+  if (!header) return [];
+  const parts = header.split(' ');
+  return [header, ...parts, ...parts.map((part) => part.slice(part.indexOf(',') + 1))];
+}
+
+/** The usual network failures in the words an operator reads them in; undefined for any other. */
+function networkErrorKind(error: unknown): string | undefined {
+  const kinds: Record<string, string> = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    ENOTFOUND: 'host not found',
+    EAI_AGAIN: 'host not found',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    UND_ERR_SOCKET: 'connection closed',
+    UND_ERR_CONNECT_TIMEOUT: 'timeout',
+    UND_ERR_HEADERS_TIMEOUT: 'timeout',
+    UND_ERR_BODY_TIMEOUT: 'timeout',
+  };
+  for (let cause = error, depth = 0; cause instanceof Error && depth < 3; cause = cause.cause, depth += 1) {
+    const code = (cause as { code?: unknown }).code;
+    if (typeof code === 'string' && kinds[code]) return kinds[code];
+  }
+  return undefined;
 }
 
 function describeNetworkError(error: unknown): string {

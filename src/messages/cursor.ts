@@ -29,20 +29,28 @@ export function encodeCursor(cursor: Cursor): string {
  * 0-23, minute and second 0-59, UTC offset at most ±15:59.
  */
 export function decodeCursor(cursor: string): Cursor {
-  const invalid = () => new ValidationError('invalid_cursor', 'cursor is not one this API returned');
-  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
+  const [at, id] = decodePair(cursor);
+  if (typeof at !== 'string' || typeof id !== 'string' || !uuidPattern.test(id) || !isRealTimestamp(at)) {
+    throw invalidCursor();
+  }
+  return { at, id };
+}
+
+function invalidCursor(): ValidationError {
+  return new ValidationError('invalid_cursor', 'cursor is not one this API returned');
+}
+
+/** base64url of a JSON array of two values, or ValidationError `invalid_cursor`. */
+function decodePair(cursor: string): [unknown, unknown] {
+  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalidCursor();
   let decoded: unknown;
   try {
     decoded = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(cursor, 'base64url')));
   } catch {
-    throw invalid();
+    throw invalidCursor();
   }
-  if (!Array.isArray(decoded) || decoded.length !== 2) throw invalid();
-  const [at, id] = decoded;
-  if (typeof at !== 'string' || typeof id !== 'string' || !uuidPattern.test(id) || !isRealTimestamp(at)) {
-    throw invalid();
-  }
-  return { at, id };
+  if (!Array.isArray(decoded) || decoded.length !== 2) throw invalidCursor();
+  return [decoded[0], decoded[1]];
 }
 
 /** Whether `text` is PostgreSQL timestamptz text naming an instant that exists. */
@@ -94,19 +102,10 @@ export function encodeAttemptCursor(messageId: string, attempt: number): string 
  * another message's attempts is refused).
  */
 export function decodeAttemptCursor(cursor: string, messageId: string): number {
-  const invalid = () => new ValidationError('invalid_cursor', 'cursor is not one this API returned');
-  if (cursor.length > 512 || !/^[A-Za-z0-9_-]+$/.test(cursor)) throw invalid();
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(cursor, 'base64url')));
-  } catch {
-    throw invalid();
-  }
-  if (!Array.isArray(decoded) || decoded.length !== 2) throw invalid();
-  const [id, attempt] = decoded;
-  if (typeof id !== 'string' || id.toLowerCase() !== messageId.toLowerCase()) throw invalid();
+  const [id, attempt] = decodePair(cursor);
+  if (typeof id !== 'string' || id.toLowerCase() !== messageId.toLowerCase()) throw invalidCursor();
   if (typeof attempt !== 'number' || !Number.isSafeInteger(attempt) || attempt < 1 || attempt > 2_147_483_647) {
-    throw invalid();
+    throw invalidCursor();
   }
   return attempt;
 }

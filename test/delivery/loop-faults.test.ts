@@ -59,6 +59,14 @@ describe('delivery loop under faults', function () {
     });
   const rows = async () =>
     (await pool.query('SELECT id, status, attempts, locked_by, sent_at FROM messages ORDER BY created_at')).rows;
+  /** The delivery history of one message, oldest first. */
+  const history = async (id: string) =>
+    (
+      await pool.query(
+        'SELECT attempt, outcome, http_status, error FROM message_attempts WHERE message_id = $1 ORDER BY attempt',
+        [id],
+      )
+    ).rows;
 
   before(() => {
     pool = createPool({ connectionString: db().url, max: 4 });
@@ -110,6 +118,13 @@ describe('delivery loop under faults', function () {
     expect(sink.received().duplicates).to.deep.equal([]);
     expect(breaker.state).to.equal('closed');
     expect(states).to.include.members(['open', 'half-open', 'closed']);
+    // Every request the webhook saw is in the history: failed probes as retries that did not count.
+    const recorded = (await Promise.all(ids.map(history))).flat();
+    expect(recorded).to.have.length(sink.received().total);
+    expect(recorded.filter((row) => row.outcome === 'delivered')).to.have.length(30);
+    const probes = recorded.filter((row) => row.error === 'HTTP 503 (handed back, not counted)');
+    expect(probes.length, 'failed probes').to.be.greaterThan(0);
+    for (const probe of probes) expect(probe).to.include({ outcome: 'retry', http_status: 503 });
   });
 
   it('database gone while the outcomes are written: they are kept and written when it is back, nothing is sent twice', async () => {
@@ -167,6 +182,11 @@ describe('delivery loop under faults', function () {
       ['pending', 0, null],
     ]);
     expect(after.map((row) => row.id).sort()).to.deep.equal([...ids].sort());
+    for (const id of ids) {
+      expect(await history(id)).to.deep.equal([
+        { attempt: 1, outcome: 'aborted', http_status: null, error: 'aborted: shutting down' },
+      ]);
+    }
   });
 
   it('caches the database sent_at, not the app clock', async () => {

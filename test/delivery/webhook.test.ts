@@ -4,11 +4,13 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { backoffDelayMs, decideOutcome, MAX_RETRY_AFTER_MS } from '../../src/delivery/backoff.ts';
+import { createWebhookSigner } from '../../src/delivery/signing.ts';
 import {
   createDryRunClient,
   createWebhookClient,
   type DeliveryClient,
   type DeliveryResult,
+  excerptOf,
   parseRetryAfter,
 } from '../../src/delivery/webhook.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
@@ -83,6 +85,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** A result without what the delivery history keeps of it (the short error, the response excerpt): how it was classified. */
+function classification(result: DeliveryResult): DeliveryResult {
+  const { attemptError: _error, responseExcerpt: _excerpt, ...rest } = result;
+  return rest as DeliveryResult;
+}
+
 describe('webhook client', () => {
   describe('against the sink', () => {
     let sink: RunningSink;
@@ -115,7 +123,11 @@ describe('webhook client', () => {
       const result = await client.deliver(message);
       const [item] = sink.received().items;
       expect(item).to.include({ idempotencyKey: message.id, to: message.to, content: message.content, status: 202 });
-      expect(result).to.deep.equal({ outcome: 'sent', externalMessageId: item!.messageId, httpStatus: 202 });
+      expect(classification(result)).to.deep.equal({
+        outcome: 'sent',
+        externalMessageId: item!.messageId,
+        httpStatus: 202,
+      });
     });
 
     it('gets the same messageId back when the same message is delivered again', async () => {
@@ -129,7 +141,7 @@ describe('webhook client', () => {
     it('treats a 503 from the sink as transient, naming the status', async () => {
       sink.configure({ failureRate: 1 });
       const result = await client.deliver(outboundMessage());
-      expect(result).to.deep.equal({
+      expect(classification(result)).to.deep.equal({
         outcome: 'transient',
         httpStatus: 503,
         error: 'HTTP 503: {"message":"injected failure"}',
@@ -166,7 +178,7 @@ describe('webhook client', () => {
       });
       const message = outboundMessage();
       try {
-        expect(await client.deliver(message)).to.deep.equal({
+        expect(classification(await client.deliver(message))).to.deep.equal({
           outcome: 'sent',
           externalMessageId: 'm-1',
           httpStatus: 202,
@@ -261,12 +273,12 @@ describe('webhook client', () => {
     ];
     for (const [status, body, expected] of cases) {
       it(`${status} ${JSON.stringify(body)} -> ${expected.outcome}`, async () => {
-        expect(await deliverTo(status, body)).to.deep.equal(expected);
+        expect(classification(await deliverTo(status, body))).to.deep.equal(expected);
       });
     }
 
     it('passes on Retry-After in seconds for 429 and 503', async () => {
-      expect(await deliverTo(429, 'slow down', { 'retry-after': '7' })).to.deep.equal({
+      expect(classification(await deliverTo(429, 'slow down', { 'retry-after': '7' }))).to.deep.equal({
         outcome: 'transient',
         httpStatus: 429,
         error: 'HTTP 429: slow down',
@@ -310,7 +322,7 @@ describe('webhook client', () => {
   describe('response size cap', () => {
     it('treats a 2xx body over the cap as permanent "response too large"', async () => {
       const body = JSON.stringify({ messageId: 'abc', padding: 'x'.repeat(100 * 1024) });
-      expect(await deliverTo(200, body)).to.deep.equal({
+      expect(classification(await deliverTo(200, body))).to.deep.equal({
         outcome: 'permanent',
         httpStatus: 200,
         error: 'HTTP 200: response too large (over 65536 bytes)',
@@ -358,7 +370,7 @@ describe('webhook client', () => {
       const client = createWebhookClient({ url: server.url, timeoutMs: 200 });
       const started = Date.now();
       try {
-        expect(await client.deliver(outboundMessage())).to.deep.equal({
+        expect(classification(await client.deliver(outboundMessage()))).to.deep.equal({
           outcome: 'transient',
           error: 'timeout after 200 ms',
         });
@@ -376,7 +388,7 @@ describe('webhook client', () => {
       });
       const client = createWebhookClient({ url: server.url, timeoutMs: 200 });
       try {
-        expect(await client.deliver(outboundMessage())).to.deep.equal({
+        expect(classification(await client.deliver(outboundMessage()))).to.deep.equal({
           outcome: 'transient',
           error: 'timeout after 200 ms',
         });
@@ -407,6 +419,79 @@ describe('webhook client', () => {
         expect(result.error).to.match(/^network error: /);
       } finally {
         await client.close();
+        await server.close();
+      }
+    });
+  });
+
+  describe('what the delivery history keeps of an attempt', () => {
+    it('the short error and the body as text', async () => {
+      const result = await deliverTo(503, '{"error": "upstream busy"}\n');
+      expect(result).to.deep.include({ attemptError: 'HTTP 503', responseExcerpt: '{"error": "upstream busy"}\n' });
+      expect(await deliverTo(422, '')).to.not.have.property('responseExcerpt');
+    });
+
+    it('the body of an accepted delivery too, and no error', async () => {
+      const result = await deliverTo(202, '{"messageId":"ext-1"}');
+      expect(result).to.deep.include({ outcome: 'sent', responseExcerpt: '{"messageId":"ext-1"}' });
+      expect(result).to.not.have.property('attemptError');
+    });
+
+    it('at most 1,024 characters, never cutting one in two (4-byte UTF-8, surrogate pairs in JavaScript)', async () => {
+      const body = `${'x'.repeat(1_023)}${'👋'.repeat(3)}`;
+      const result = await deliverTo(500, body);
+      expect(result.responseExcerpt).to.equal(`${'x'.repeat(1_023)}👋`);
+      expect([...result.responseExcerpt!]).to.have.length(1_024);
+      expect(excerptOf('é'.repeat(2_000))).to.equal('é'.repeat(1_024));
+      expect(excerptOf('short')).to.equal('short');
+      expect(excerptOf('')).to.equal(undefined);
+    });
+
+    it('NUL, which PostgreSQL text cannot hold, as U+FFFD', async () => {
+      expect(excerptOf('a\u0000b')).to.equal('a\uFFFDb');
+    });
+
+    it('no configured secret: auth value, signing secrets (with and without whsec_) and the signature redacted', async () => {
+      const signingSecret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+      let signature = '';
+      const server = await startOddServer((request, response) => {
+        signature = String(request.headers['webhook-signature']);
+        response.writeHead(401);
+        response.end(
+          `key=${request.headers['x-ins-auth-key']} secret=${signingSecret} raw=${signingSecret.slice(6)} sig=${signature}`,
+        );
+      });
+      const client = createWebhookClient({
+        url: server.url,
+        authHeader: 'x-ins-auth-key',
+        authValue: secret,
+        timeoutMs: 2000,
+        signer: createWebhookSigner([signingSecret]),
+        signingSecrets: [signingSecret],
+      });
+      try {
+        const result = (await client.deliver(outboundMessage())) as DeliveryResult & { error: string };
+        const redacted = 'key=[redacted] secret=[redacted] raw=[redacted] sig=[redacted]';
+        expect(result.responseExcerpt).to.equal(redacted);
+        expect(result.error).to.equal(`HTTP 401: ${redacted}`);
+        for (const value of [secret, signingSecret, signingSecret.slice(6), signature.slice(3)]) {
+          expect(JSON.stringify(result)).to.not.include(value);
+        }
+      } finally {
+        await client.close();
+        await server.close();
+      }
+    });
+
+    it('"timeout" and "connection refused" in short', async () => {
+      const server = await startOddServer(() => {});
+      const slow = createWebhookClient({ url: server.url, timeoutMs: 200 });
+      const refused = createWebhookClient({ url: `http://127.0.0.1:${await freePort()}`, timeoutMs: 2000 });
+      try {
+        expect(await slow.deliver(outboundMessage())).to.deep.include({ attemptError: 'timeout' });
+        expect(await refused.deliver(outboundMessage())).to.deep.include({ attemptError: 'connection refused' });
+      } finally {
+        await Promise.all([slow.close(), refused.close()]);
         await server.close();
       }
     });

@@ -4,7 +4,13 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
 import { ValidationError } from '../../src/errors.ts';
-import { decodeCursor, encodeCursor, isRealTimestamp } from '../../src/messages/cursor.ts';
+import {
+  decodeAttemptCursor,
+  decodeCursor,
+  encodeAttemptCursor,
+  encodeCursor,
+  isRealTimestamp,
+} from '../../src/messages/cursor.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 
 const pad = (value: number, width = 2) => String(value).padStart(width, '0');
@@ -83,5 +89,44 @@ describe('message listing cursor', () => {
         { numRuns: 100 },
       );
     });
+  });
+});
+
+describe('attempts cursor', () => {
+  const id = '0f8fad5b-d9cb-469f-a165-70867728950e';
+  const code = (cursor: string, messageId = id) => {
+    try {
+      return decodeAttemptCursor(cursor, messageId);
+    } catch (error) {
+      expect(error).to.be.instanceOf(ValidationError);
+      return (error as ValidationError).code;
+    }
+  };
+  const raw = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+
+  it('decodes what it encodes, for any attempt number', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 2_147_483_647 }), (attempt) => {
+        expect(decodeAttemptCursor(encodeAttemptCursor(id, attempt), id)).to.equal(attempt);
+      }),
+    );
+  });
+
+  it("refuses another message's cursor and anything it did not make, with invalid_cursor", () => {
+    expect(code(encodeAttemptCursor(id, 3), '1b4e28ba-2fa1-11d2-883f-0016d3cca427')).to.equal('invalid_cursor');
+    for (const cursor of [
+      '',
+      '!!',
+      raw([id]),
+      raw([id, 0]),
+      raw([id, 1.5]),
+      raw([id, '2']),
+      raw([id, 2_147_483_648]),
+      raw(['x', 2]),
+      raw({ id, attempt: 2 }),
+      'a'.repeat(513),
+    ]) {
+      expect(code(cursor), cursor).to.equal('invalid_cursor');
+    }
   });
 });

@@ -8,13 +8,24 @@ import {
   insertMessage,
   insertMessages,
   listMessages,
+  type RecordDeliveryOutcomesArgs,
   recordDeliveryOutcomes,
   releaseExpiredMessageLeases,
-  releaseUntriedMessages,
   retryMessage,
 } from '../../src/db/sqlc/messages_sql.ts';
 import { claimDueMessages, promotionBatch } from '../../src/delivery/claim.ts';
 import { useTestPool } from '../support/postgres.ts';
+
+/** RecordDeliveryOutcomes arguments for outcomes with no attempt behind them (the attempt arrays filled with "none"). */
+const withoutAttempts = (args: Omit<RecordDeliveryOutcomesArgs, `attempt${string}`>): RecordDeliveryOutcomesArgs => ({
+  ...args,
+  attemptOutcomes: args.ids.map(() => ''),
+  attemptStartedAts: args.ids.map(() => new Date()),
+  attemptDurationsMs: args.ids.map(() => 0),
+  attemptHttpStatuses: args.ids.map(() => 0),
+  attemptErrors: args.ids.map(() => ''),
+  attemptExcerpts: args.ids.map(() => ''),
+});
 
 /** The message queries and their invariants, against a real PostgreSQL. */
 describe('message queries', () => {
@@ -33,14 +44,17 @@ describe('message queries', () => {
   const seedClaimedAndRecorded = async (status: 'pending' | 'failed', error: string, retryDelayMs: number) => {
     const [row] = await seed(1);
     await claim('pod-a', 1);
-    await recordDeliveryOutcomes(pool(), {
-      owner: 'pod-a',
-      ids: [row!.id],
-      statuses: [status],
-      externalMessageIds: [''],
-      errors: [error],
-      retryDelaysMs: [retryDelayMs],
-    });
+    await recordDeliveryOutcomes(
+      pool(),
+      withoutAttempts({
+        owner: 'pod-a',
+        ids: [row!.id],
+        statuses: [status],
+        externalMessageIds: [''],
+        errors: [error],
+        retryDelaysMs: [retryDelayMs],
+      }),
+    );
     return row!;
   };
 
@@ -68,7 +82,6 @@ describe('message queries', () => {
       'CancelMessage',
       'RetryMessage',
       'RetryFailedMessages',
-      'ReleaseUntriedMessages',
     ]);
     for (const statement of changing) {
       expect(statement, statement.split(' ')[0]).to.match(/\bavailable\b\s*(=|\))|,\s*available\)/);
@@ -261,7 +274,17 @@ describe('message queries', () => {
       const rows = await seed(3);
       const claimed = byAge(await claim('pod-a', 2));
       expect(
-        await releaseUntriedMessages(pool(), { ids: claimed.map((row) => row.id), owner: 'pod-a' }),
+        await recordDeliveryOutcomes(
+          pool(),
+          withoutAttempts({
+            owner: 'pod-a',
+            ids: claimed.map((row) => row.id),
+            statuses: ['untried', 'untried'],
+            externalMessageIds: ['', ''],
+            errors: ['', ''],
+            retryDelaysMs: [0, 0],
+          }),
+        ),
       ).to.have.length(2);
       expect(await available(rows[0]!.id)).to.equal(true);
       const again = byAge(await claim('pod-b', 1));
@@ -272,14 +295,17 @@ describe('message queries', () => {
       const rows = await seed(3);
       const [sent, retried, failed] = byAge(await claim('pod-a', 3));
       expect(await available(sent!.id), 'sending').to.equal(false);
-      await recordDeliveryOutcomes(pool(), {
-        owner: 'pod-a',
-        ids: [sent!.id, retried!.id, failed!.id],
-        statuses: ['sent', 'pending', 'failed'],
-        externalMessageIds: ['ext-1', '', ''],
-        errors: ['', 'HTTP 503', 'HTTP 400'],
-        retryDelaysMs: [0, 0, 0],
-      });
+      await recordDeliveryOutcomes(
+        pool(),
+        withoutAttempts({
+          owner: 'pod-a',
+          ids: [sent!.id, retried!.id, failed!.id],
+          statuses: ['sent', 'pending', 'failed'],
+          externalMessageIds: ['ext-1', '', ''],
+          errors: ['', 'HTTP 503', 'HTTP 400'],
+          retryDelaysMs: [0, 0, 0],
+        }),
+      );
       for (const row of rows) expect(await available(row.id), row.content).to.equal(false);
       // A retry with no delay left is due at once: the next claim promotes and takes it.
       expect((await claim('pod-a', 10)).map((row) => row.id)).to.deep.equal([retried!.id]);
@@ -302,14 +328,17 @@ describe('message queries', () => {
   it('records sent, retry and failed outcomes of a chunk in one statement', async () => {
     await seed(3);
     const [a, b, c] = (await claim('pod-a', 3)).sort((x, y) => x.createdAt.getTime() - y.createdAt.getTime());
-    const updated = await recordDeliveryOutcomes(pool(), {
-      owner: 'pod-a',
-      ids: [a!.id, b!.id, c!.id],
-      statuses: ['sent', 'pending', 'failed'],
-      externalMessageIds: ['ext-1', '', ''],
-      errors: ['', 'HTTP 503', 'HTTP 400: bad number'],
-      retryDelaysMs: [0, 60_000, 0],
-    });
+    const updated = await recordDeliveryOutcomes(
+      pool(),
+      withoutAttempts({
+        owner: 'pod-a',
+        ids: [a!.id, b!.id, c!.id],
+        statuses: ['sent', 'pending', 'failed'],
+        externalMessageIds: ['ext-1', '', ''],
+        errors: ['', 'HTTP 503', 'HTTP 400: bad number'],
+        retryDelaysMs: [0, 60_000, 0],
+      }),
+    );
     expect(updated).to.have.length(3);
     const [sent, retry, failed] = await Promise.all([a, b, c].map((row) => getMessage(pool(), { id: row!.id })));
     expect(sent).to.include({ status: 'sent', externalMessageId: 'ext-1', lastError: null });
@@ -326,14 +355,17 @@ describe('message queries', () => {
     expect(await releaseExpiredMessageLeases(pool())).to.have.length(2);
     const retaken = await claim('pod-b', 2);
     expect(retaken.every((row) => row.attempts === 2)).to.equal(true);
-    const stale = await recordDeliveryOutcomes(pool(), {
-      owner: 'pod-a',
-      ids: [first!.id, second!.id],
-      statuses: ['pending', 'sent'],
-      externalMessageIds: ['', 'ext-late'],
-      errors: ['timeout', ''],
-      retryDelaysMs: [1_000, 0],
-    });
+    const stale = await recordDeliveryOutcomes(
+      pool(),
+      withoutAttempts({
+        owner: 'pod-a',
+        ids: [first!.id, second!.id],
+        statuses: ['pending', 'sent'],
+        externalMessageIds: ['', 'ext-late'],
+        errors: ['timeout', ''],
+        retryDelaysMs: [1_000, 0],
+      }),
+    );
     expect(stale.map((row) => row.id)).to.deep.equal([second!.id]);
     expect((await getMessage(pool(), { id: first!.id }))?.status).to.equal('sending');
     expect((await getMessage(pool(), { id: second!.id }))?.status).to.equal('sent');

@@ -265,37 +265,66 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
 }
 
 export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :many
-UPDATE messages AS m
-SET status = o.status,
-    available = false,
-    external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
-    sent_at = CASE WHEN o.status = 'sent' THEN now() END,
-    next_attempt_at = CASE WHEN o.status = 'pending'
-                           THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
-                           ELSE m.next_attempt_at END,
-    last_error = nullif(o.error, ''),
-    lease_until = NULL,
-    locked_by = NULL,
-    updated_at = now()
-FROM ROWS FROM (
-  unnest($2::uuid[]),
-  unnest($3::text[]),
-  unnest($4::text[]),
-  unnest($5::text[]),
-  unnest($6::integer[])
-) AS o(id, status, external_message_id, error, retry_delay_ms)
-WHERE m.id = o.id
-  AND ((m.status = 'sending' AND m.locked_by = $1::text)
-       OR (o.status = 'sent' AND m.status <> 'sent'))
-RETURNING m.id, m.status, m.sent_at`;
+WITH o AS (
+  SELECT id, status, external_message_id, error, retry_delay_ms, attempt_outcome, started_at, duration_ms, http_status, attempt_error, response_excerpt FROM ROWS FROM (
+    unnest($1::uuid[]),
+    unnest($2::text[]),
+    unnest($3::text[]),
+    unnest($4::text[]),
+    unnest($5::integer[]),
+    unnest($6::text[]),
+    unnest($7::timestamptz[]),
+    unnest($8::integer[]),
+    unnest($9::integer[]),
+    unnest($10::text[]),
+    unnest($11::text[])
+  ) AS o(id, status, external_message_id, error, retry_delay_ms,
+         attempt_outcome, started_at, duration_ms, http_status, attempt_error, response_excerpt)
+), settled AS (
+  UPDATE messages AS m
+  SET status = CASE WHEN o.status = 'untried' THEN 'pending' ELSE o.status END,
+      available = (o.status = 'untried' AND m.next_attempt_at <= now()),
+      attempts = CASE WHEN o.status = 'untried' THEN m.attempts - 1 ELSE m.attempts END,
+      external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
+      sent_at = CASE WHEN o.status = 'sent' THEN now() END,
+      next_attempt_at = CASE WHEN o.status = 'pending'
+                             THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
+                             ELSE m.next_attempt_at END,
+      last_error = CASE WHEN o.status = 'untried' THEN m.last_error ELSE nullif(o.error, '') END,
+      lease_until = NULL,
+      locked_by = NULL,
+      updated_at = now()
+  FROM o
+  WHERE m.id = o.id
+    AND ((m.status = 'sending' AND m.locked_by = $12::text)
+         OR (o.status = 'sent' AND m.status <> 'sent'))
+  RETURNING m.id, m.status, m.sent_at
+), recorded AS (
+  INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome, http_status, error,
+                                response_excerpt)
+  SELECT o.id,
+         coalesce((SELECT max(a.attempt) FROM message_attempts AS a WHERE a.message_id = o.id), 0) + 1,
+         o.started_at, o.duration_ms, o.attempt_outcome, nullif(o.http_status, 0),
+         nullif(o.attempt_error, ''), nullif(o.response_excerpt, '')
+  FROM o
+  WHERE o.attempt_outcome <> '' AND EXISTS (SELECT 1 FROM messages AS m WHERE m.id = o.id)
+  ON CONFLICT (message_id, attempt) DO NOTHING
+)
+SELECT settled.id, settled.status, settled.sent_at FROM settled`;
 
 export interface RecordDeliveryOutcomesArgs {
-    owner: string;
     ids: string[];
     statuses: string[];
     externalMessageIds: string[];
     errors: string[];
     retryDelaysMs: number[];
+    attemptOutcomes: string[];
+    attemptStartedAts: Date[];
+    attemptDurationsMs: number[];
+    attemptHttpStatuses: number[];
+    attemptErrors: string[];
+    attemptExcerpts: string[];
+    owner: string;
 }
 
 export interface RecordDeliveryOutcomesRow {
@@ -307,7 +336,7 @@ export interface RecordDeliveryOutcomesRow {
 export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<RecordDeliveryOutcomesRow[]> {
     const result = await client.query({
         text: recordDeliveryOutcomesQuery,
-        values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs],
+        values: [args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs, args.attemptOutcomes, args.attemptStartedAts, args.attemptDurationsMs, args.attemptHttpStatuses, args.attemptErrors, args.attemptExcerpts, args.owner],
         rowMode: "array"
     });
     return result.rows.map(row => {
@@ -589,33 +618,4 @@ export async function retryFailedMessages(client: Client, args: RetryFailedMessa
     return {
         retried: row[0]
     };
-}
-
-export const releaseUntriedMessagesQuery = `-- name: ReleaseUntriedMessages :many
-UPDATE messages
-SET status = 'pending', available = (next_attempt_at <= now()), attempts = attempts - 1,
-    lease_until = NULL, locked_by = NULL, updated_at = now()
-WHERE id = ANY($1::uuid[]) AND status = 'sending' AND locked_by = $2::text
-RETURNING id`;
-
-export interface ReleaseUntriedMessagesArgs {
-    ids: string[];
-    owner: string;
-}
-
-export interface ReleaseUntriedMessagesRow {
-    id: string;
-}
-
-export async function releaseUntriedMessages(client: Client, args: ReleaseUntriedMessagesArgs): Promise<ReleaseUntriedMessagesRow[]> {
-    const result = await client.query({
-        text: releaseUntriedMessagesQuery,
-        values: [args.ids, args.owner],
-        rowMode: "array"
-    });
-    return result.rows.map(row => {
-        return {
-            id: row[0]
-        };
-    });
 }
