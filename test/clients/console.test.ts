@@ -5,6 +5,8 @@
 // once, and then works. No request leaves the machine, no console error, the
 // page reaches network idle, and its live updates poll every 2 s or slower.
 import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import type { Page, Request } from 'playwright-core';
@@ -410,6 +412,91 @@ describe('operator console in a real browser', function () {
       await page.getByText(excerpts[1], { exact: true }).waitFor();
       await page.waitForLoadState('networkidle');
       await page.screenshot({ path: join(folder, 'console-message.png'), fullPage: true });
+      expectClean(session);
+    });
+  });
+
+  describe('against a real webhook (attempts recorded by delivery, not seeded)', () => {
+    const refused = '+905557770001';
+    const flaky = '+905557770002';
+    const refusal = `{"error":"recipient ${refused} is blocked"}`;
+    let webhook: Server;
+    let service: RunningService;
+    const calls = new Map<string, number>();
+    before(async () => {
+      // Refuses one recipient for good (422), answers 503 twice to another and then accepts it.
+      webhook = createServer((request, response) => {
+        let body = '';
+        request.on('data', (chunk) => {
+          body += chunk;
+        });
+        request.on('end', () => {
+          const { to } = JSON.parse(body) as { to: string };
+          const seen = (calls.get(to) ?? 0) + 1;
+          calls.set(to, seen);
+          if (to === refused) response.writeHead(422, { 'content-type': 'application/json' }).end(refusal);
+          else if (to === flaky && seen <= 2)
+            response.writeHead(503, { 'content-type': 'text/plain' }).end('busy, try later');
+          else
+            response
+              .writeHead(202, { 'content-type': 'application/json' })
+              .end(JSON.stringify({ messageId: `hook-${seen}-${to}` }));
+        });
+      });
+      await new Promise<void>((resolve) => webhook.listen(0, '127.0.0.1', resolve));
+      await db().pool.query('TRUNCATE messages CASCADE');
+      await db().pool.query(`UPDATE jobs SET status = 'inactive', interval_seconds = 1`);
+      service = await startService({
+        DATABASE_URL: db().url,
+        FETCH_INTERVAL_MS: '500',
+        WEBHOOK_URL: `http://127.0.0.1:${(webhook.address() as AddressInfo).port}/hook`,
+        WEBHOOK_RETRY_BASE_MS: '200',
+        WEBHOOK_RETRY_MAX_MS: '400',
+      });
+    });
+    after(async () => {
+      await service?.stop();
+      await new Promise((resolve) => webhook?.close(resolve));
+    });
+
+    it('Start delivers, Stop stops; the refused message shows the webhook answer as its excerpt, and Retry makes it pending', async () => {
+      const ids: Record<string, string> = {};
+      for (const to of [refused, flaky]) {
+        const created = await api(service.url, 'POST', '/messages', { to, content: `Hello ${to}` });
+        expect(created.status).to.equal(201);
+        ids[to] = created.body.id;
+      }
+      session = await openBrowser();
+      const { page } = session;
+      await openConsole(page, service.url);
+      await jobRow(page, 'message-sender').getByRole('button', { name: 'Start', exact: true }).click();
+      await until(() => messageRow(db(), ids[refused]!), { status: 'failed', attempts: 1 }, 'refused message');
+      await until(async () => (await messageRow(db(), ids[flaky]!)).status, 'sent', 'flaky message');
+      await jobRow(page, 'message-sender').getByRole('button', { name: 'Stop', exact: true }).click();
+      await until(() => jobStatus(db(), 'message-sender'), 'inactive', 'after Stop');
+
+      await page.goto(`${service.url}/console`, { waitUntil: 'networkidle' });
+      await messagesTable(page).getByRole('row').filter({ hasText: refused }).click();
+      await page.getByText(refusal, { exact: true }).waitFor();
+      await page.getByRole('button', { name: 'Retry', exact: true }).click();
+      await until(() => messageRow(db(), ids[refused]!), { status: 'pending', attempts: 0 }, 'after Retry');
+
+      await page.getByRole('link', { name: 'Messages' }).first().click();
+      await messagesTable(page).getByRole('row').filter({ hasText: flaky }).click();
+      const attempts = page
+        .locator('table')
+        .filter({ has: page.getByRole('columnheader', { name: 'Response excerpt' }) });
+      await until(
+        () => attempts.locator('tbody tr td:nth-child(3)').allTextContents(),
+        ['retry', 'retry', 'delivered'],
+        'flaky attempts',
+      );
+      expect(await attempts.locator('tbody tr td:nth-child(4)').allTextContents()).to.deep.equal(['503', '503', '202']);
+      expect(await attempts.locator('tbody tr td:nth-child(7)').allTextContents()).to.deep.equal([
+        'busy, try later',
+        'busy, try later',
+        JSON.stringify({ messageId: `hook-3-${flaky}` }),
+      ]);
       expectClean(session);
     });
   });
