@@ -367,6 +367,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/console": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The operator console (an HTML page)
+         * @description The operator console for a browser: messages (filter by status, search
+         *     by recipient, open one to see its attempts, cancel or retry it), retry
+         *     every failed message, start and stop jobs, and a live chart of
+         *     deliveries and backlog. Also served at `/console/`; its script, style
+         *     sheet and icon are below `/console/`. The page itself needs no API key;
+         *     when `API_KEYS` is set it asks for one and sends it (`X-API-Key`) on
+         *     the API calls it makes, which are the operations of this document.
+         */
+        get: operations["getConsole"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1600,6 +1626,28 @@ export interface operations {
             405: components["responses"]["MethodNotAllowed"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["ServiceUnavailable"];
+        };
+    };
+    getConsole: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The console page. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            405: components["responses"]["MethodNotAllowed"];
         };
     };
 }

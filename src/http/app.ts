@@ -6,6 +6,7 @@ import { AppError, ValidationError } from '../errors.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { requireApiKey } from './auth.ts';
+import { consoleAssetRoutes, consolePathPrefix, consoleRouteLabel } from './console.ts';
 import { errorHandler, hasBody, notFound } from './errors.ts';
 import { jsonBody, rejectInvalidUrlText } from './input-decoding.ts';
 import {
@@ -37,7 +38,7 @@ const bodyLimit = '2mb';
  * The HTTP app, in the order a request meets it: security headers; request id,
  * log line and latency metric; the URL's text checked; 405 for a method the
  * path does not have (HEAD served as GET); the operations that need no key
- * (probes, metrics) and Swagger UI; API key; intake rate limit; the JSON body
+ * (probes, metrics, the console page), Swagger UI and the console's assets; API key; intake rate limit; the JSON body
  * decoded; a required body that is missing; the query's text; the OpenAPI
  * validator (bodies strictly typed, query and path parameters parsed from
  * their text); the operations of the route table; 404; the one error handler.
@@ -68,6 +69,7 @@ export function createApp(settings: LiveSettings, spec: OpenApiDocument, deps: A
   app.use(methodCheck(routes));
   mountOperations(app, routes, handlers, (operation) => operation.public);
   app.use(swaggerRoutes(spec));
+  app.use(consoleAssetRoutes());
 
   app.use(requireApiKey(apiKeys));
   const limitIntake = intakeRateLimit(() => settings.current.intakeRateLimitPerMinute);
@@ -160,13 +162,14 @@ const standardMethods = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'
 
 /**
  * The bounded `route` label of a request: its OpenAPI path template,
- * `/swagger/*`, or `unmatched`. Never the raw path, so no client can grow
+ * `/swagger/*`, `/console/*` (the console's assets), or `unmatched`. Never the raw path, so no client can grow
  * the metric's series.
  */
 export function routeLabel(path: string, routes: SpecRoutes): string {
   const matched = routes.match(path);
   if (matched) return matched.template;
   if (path === swaggerPathPrefix || path.startsWith(`${swaggerPathPrefix}/`)) return swaggerRouteLabel;
+  if (path.startsWith(`${consolePathPrefix}/`)) return consoleRouteLabel;
   return 'unmatched';
 }
 

@@ -8,6 +8,7 @@ import { type HealthCheck, runHealthChecks } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { formatTraceparent } from '../observability/trace-context.ts';
 import { type Span, type Tracing, untraced } from '../observability/tracing.ts';
+import { consolePage } from './console.ts';
 import { idempotent } from './idempotency.ts';
 import { serverSpanOf, withServerSpan } from './request-span.ts';
 
@@ -71,6 +72,12 @@ export function operationHandlers(deps: OperationDependencies): OperationHandler
     },
     metrics: async (_req, res) => {
       res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    },
+    getConsole: (_req, res) => {
+      res
+        .type('html')
+        .set('Cache-Control', 'no-cache')
+        .send(consolePage(deps.apiKeys().length > 0));
     },
     startJobs: async (req, res) => {
       res.json({ jobs: await jobs.start(req.body?.name) });

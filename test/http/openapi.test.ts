@@ -30,6 +30,7 @@ const expectedOperations: Record<string, string[]> = {
   '/health-alive': ['get'],
   '/health-check': ['get'],
   '/metrics': ['get'],
+  '/console': ['get'],
 };
 
 const httpMethods = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
@@ -293,6 +294,7 @@ describe('openapi.yaml', () => {
       ['GET', '/health-alive', undefined, 200, 'liveness'],
       ['GET', '/health-check', undefined, 200, 'readiness'],
       ['GET', '/metrics', undefined, 200, 'metrics'],
+      ['GET', '/console', undefined, 200, 'the operator console page'],
       ['GET', '/nowhere', undefined, 404, 'unknown path'],
       ['DELETE', '/jobs', undefined, 405, 'unknown method on a known path'],
     ];
