@@ -46,7 +46,7 @@ const queries = readdirSync(dashboardsDir)
 /** The alert rule files beside the deployed config, their unit tests (*_test.yml), and every alert in them. */
 const prometheusDir = join(root, 'deploy/prometheus');
 const ruleFiles = readdirSync(prometheusDir)
-  .filter((file) => file.endsWith('.yml') && file !== 'prometheus.yml' && !file.endsWith('_test.yml'))
+  .filter((file) => file.endsWith('.yml') && !file.endsWith('_test.yml'))
   .map((file) => join(prometheusDir, file));
 const ruleTestFiles = readdirSync(prometheusDir)
   .filter((file) => file.endsWith('_test.yml'))
@@ -99,9 +99,9 @@ describe('Grafana dashboard queries in a real Prometheus', function () {
     service = await startService({ DATABASE_URL: db().url });
     const port = await findFreePort();
     const storage = mkdtempSync(join(tmpdir(), 'jm-prometheus-'));
-    // The scrape job exactly as deploy/prometheus/prometheus.yml declares it, with the
+    // The scrape job exactly as deploy/prometheus.yml declares it, with the
     // running service as a static target instead of Docker's DNS; Prometheus scrapes itself too.
-    const deployed = parse(readFileSync(join(root, 'deploy/prometheus/prometheus.yml'), 'utf8'));
+    const deployed = parse(readFileSync(join(root, 'deploy/prometheus.yml'), 'utf8'));
     const serviceJob = {
       ...deployed.scrape_configs.find((job: { job_name: string }) => job.job_name === 'job-manager'),
     };

@@ -164,19 +164,22 @@ describe('docker-compose.yml', () => {
   });
 
   it('scrapes every app replica with Prometheus', () => {
-    const prometheus = parse(read('deploy/prometheus/prometheus.yml'));
+    const prometheus = parse(read('deploy/prometheus.yml'));
     const job = prometheus.scrape_configs.find((c: { job_name: string }) => c.job_name === 'job-manager');
     expect(job.metrics_path).to.equal('/metrics');
     expect(job.dns_sd_configs[0]).to.deep.include({ names: ['app'], type: 'A', port: Number(appEnv.PORT) });
   });
 
   it('loads every alert rule file beside the config, each tested, each alert with its runbook entry', () => {
-    const prometheus = parse(read('deploy/prometheus/prometheus.yml'));
-    expect((services.prometheus as { volumes: string[] }).volumes).to.include('./deploy/prometheus:/etc/prometheus:ro');
+    const prometheus = parse(read('deploy/prometheus.yml'));
+    expect((services.prometheus as { volumes: string[] }).volumes).to.include.members([
+      './deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro',
+      './deploy/prometheus:/etc/prometheus/prometheus:ro',
+    ]);
     const files = readdirSync(join(root, 'deploy/prometheus')).filter((file) => file.endsWith('.yml'));
     const testFiles = files.filter((file) => file.endsWith('_test.yml'));
-    const ruleFiles = files.filter((file) => file !== 'prometheus.yml' && !file.endsWith('_test.yml'));
-    expect([...prometheus.rule_files].sort()).to.deep.equal([...ruleFiles].sort());
+    const ruleFiles = files.filter((file) => !file.endsWith('_test.yml'));
+    expect([...prometheus.rule_files].sort()).to.deep.equal(ruleFiles.map((file) => `prometheus/${file}`).sort());
     const tested = testFiles.flatMap((file) => parse(read(`deploy/prometheus/${file}`)).rule_files as string[]);
     expect([...new Set(tested)].sort(), 'every rule file has promtool tests').to.deep.equal([...ruleFiles].sort());
     const docs = read('docs/observability.md');
@@ -193,7 +196,7 @@ describe('docker-compose.yml', () => {
   });
 
   it('has a Prometheus config promtool accepts (when installed)', function () {
-    const result = spawnSync('promtool', ['check', 'config', join(root, 'deploy/prometheus/prometheus.yml')], {
+    const result = spawnSync('promtool', ['check', 'config', join(root, 'deploy/prometheus.yml')], {
       encoding: 'utf8',
     });
     if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ENOENT') this.skip();

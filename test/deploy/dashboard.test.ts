@@ -88,7 +88,7 @@ describe('Grafana dashboards', () => {
       });
 
       it("scopes every query to the service's own scrape job", () => {
-        const prometheus = parse(readFileSync(join(root, 'deploy/prometheus/prometheus.yml'), 'utf8'));
+        const prometheus = parse(readFileSync(join(root, 'deploy/prometheus.yml'), 'utf8'));
         const jobName = prometheus.scrape_configs[0].job_name;
         expect(jobName).to.equal('job-manager');
         for (const { panel, expr } of promTargets) {
