@@ -72,7 +72,7 @@ export class VaultClient {
   /** Epoch ms at which the current token's lease ends (0: unknown or never). */
   #leaseEndsAt = 0;
   #renewTimer: NodeJS.Timeout | undefined;
-  #lastLoginFailure: string | undefined;
+  #lastBackgroundFailure: string | undefined;
   #closed = false;
 
   constructor(connection: VaultConnection, logger: Logger, options: VaultClientOptions = {}) {
@@ -195,7 +195,7 @@ export class VaultClient {
     }
     // node-vault stores auth.client_token as its token (tokenSource).
     this.#loggedIn = true;
-    this.#lastLoginFailure = undefined;
+    this.#lastBackgroundFailure = undefined;
     this.#loginLeaseSeconds = Number(result.auth.lease_duration ?? 0);
     this.#logger.info({ leaseSeconds: this.#loginLeaseSeconds }, 'logged in to Vault with AppRole');
     if (result.auth.renewable && this.#loginLeaseSeconds > 0) this.#scheduleRenewal(this.#loginLeaseSeconds);
@@ -219,6 +219,7 @@ export class VaultClient {
       const result = await this.#vault.tokenRenewSelf({ requestOptions: { timeout: this.#requestTimeoutMs } });
       const lease = Number(result?.auth?.lease_duration ?? 0);
       const renewable = result?.auth?.renewable !== false;
+      this.#lastBackgroundFailure = undefined;
       this.#logger.debug({ leaseSeconds: lease }, 'vault token renewed');
       if (this.usesAppRole && (!renewable || lease <= this.#loginLeaseSeconds / 2)) {
         // Renewal no longer extends the token (max TTL near): get a fresh one.
@@ -232,7 +233,10 @@ export class VaultClient {
       else if (failure.retryable) {
         // Vault away or sealed: try again while the lease may still run (a sealed Vault does not expire tokens).
         const retryInMs = Math.min(reloginRetryMs, Math.max(250, (this.#leaseEndsAt - Date.now()) / 3));
-        this.#logger.warn({ reason: failure.message, retryInMs }, 'vault token renewal failed; retrying');
+        if (failure.message !== this.#lastBackgroundFailure) {
+          this.#logger.warn({ reason: failure.message, retryInMs }, 'vault token renewal failed; retrying');
+        }
+        this.#lastBackgroundFailure = failure.message;
         this.#renewIn(retryInMs);
       } else {
         this.#logger.error(
@@ -243,21 +247,21 @@ export class VaultClient {
     }
   }
 
-  async #reloginInBackground(why: string): Promise<void> {
+  async #reloginInBackground(why: string, retry = false): Promise<void> {
     if (this.#closed) return;
-    this.#logger.info({ reason: why }, 'logging in to Vault again');
+    if (!retry) this.#logger.info({ reason: why }, 'logging in to Vault again');
     try {
       await this.relogin();
     } catch (error) {
       const reason = error instanceof VaultError ? error.message : String(error);
       // Once per reason, not every retry: Vault may stay away for long.
-      if (reason !== this.#lastLoginFailure) {
+      if (reason !== this.#lastBackgroundFailure) {
         this.#logger.warn({ reason, retryInMs: reloginRetryMs }, 'vault AppRole login failed; retrying');
       }
-      this.#lastLoginFailure = reason;
+      this.#lastBackgroundFailure = reason;
       clearTimeout(this.#renewTimer);
       if (this.#closed) return;
-      this.#renewTimer = setTimeout(() => void this.#reloginInBackground(why), reloginRetryMs);
+      this.#renewTimer = setTimeout(() => void this.#reloginInBackground(why, true), reloginRetryMs);
       this.#renewTimer.unref();
     }
   }
