@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { findFreePort } from '../../src/db/embedded.ts';
@@ -41,7 +42,7 @@ export class VaultDevServer {
     if (!existsSync(vaultBinary)) {
       throw new Error(`no Vault binary at ${vaultBinary}: run scripts/build-vault.sh (npm run test:vault does)`);
     }
-    const server = new VaultDevServer(await findFreePort());
+    const server = new VaultDevServer(await freePortPair());
     await server.#launch();
     return server;
   }
@@ -135,6 +136,19 @@ export class VaultDevServer {
       VAULT_ADDR: this.url,
       ...extra,
     };
+  }
+}
+
+/** A free port whose next one is free too: Vault also listens on port + 1 (its cluster address). */
+async function freePortPair(): Promise<number> {
+  for (;;) {
+    const port = await findFreePort();
+    const next = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port + 1, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (next) return port;
   }
 }
 
