@@ -33,10 +33,10 @@ describe('Vault tokens (real Vault)', function () {
     expect(applied.workers).to.equal(workers);
   }
 
-  it('a static token with a 6 s renewable TTL is renewed and outlives it; reads continue', async () => {
-    const token = secret(await vault().createToken(['-policy=job-manager', '-no-default-policy', '-ttl=6s']));
+  it('a static token with a 10 s renewable TTL is renewed and outlives it; reads continue', async () => {
+    const token = secret(await vault().createToken(['-policy=job-manager', '-no-default-policy', '-ttl=10s']));
     const pod = await suite.start('static-renewed', { VAULT_TOKEN: token });
-    // Three renewals at two thirds of the lease: the token is now well past its first 6 s.
+    // Three renewals at two thirds of the lease: the token is now well past its first 10 s.
     await nthLine(pod, 'vault token renewed', 3);
     const lookup = JSON.parse(await vault().run(['token', 'lookup', '-format=json', token]));
     expect(lookup.data.ttl).to.be.above(0);
