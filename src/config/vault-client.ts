@@ -231,7 +231,7 @@ export class VaultClient {
       const failure = toVaultError(error, 'renewing the token');
       if (this.usesAppRole) await this.#reloginInBackground(`renewal failed: ${failure.message}`);
       else if (failure.retryable) {
-        // Vault away or sealed: try again while the lease may still run (a sealed Vault does not expire tokens).
+        // Vault away or sealed: try again, sooner as the lease nears its end, so a short outage does not cost the token.
         const retryInMs = Math.min(reloginRetryMs, Math.max(250, (this.#leaseEndsAt - Date.now()) / 3));
         if (failure.message !== this.#lastBackgroundFailure) {
           this.#logger.warn({ reason: failure.message, retryInMs }, 'vault token renewal failed; retrying');
