@@ -138,7 +138,7 @@ service = await startService(live, logger, { healthChecks: [vaultHealthCheck(wat
     process.exit(exitCode);
   },
 );
-watcher?.start();
+watcher?.start(service.metrics.vaultRefreshFailures);
 if (watcher) logger.info({ everySeconds: startup.vault.refreshSeconds }, 'watching Vault for configuration changes');
 
 /**

@@ -2,9 +2,11 @@
 # One-shot seed for the docker-compose Vault (dev mode, root token "root"):
 # waits for Vault, writes job-manager's config secret (KV v2 at
 # secret/job-manager, read by the app at secret/data/job-manager), and sets up
-# a least-privilege policy plus an AppRole for trying VAULT_ROLE_ID/VAULT_SECRET_ID.
+# the service's policy (job-manager-policy.hcl beside this script) and AppRole
+# with the same commands as docs/vault.md, for trying VAULT_ROLE_ID/VAULT_SECRET_ID.
 # Keys mirror the service's environment names. Development values only: no
-# secret of a real service belongs here.
+# secret of a real service belongs here. `npm run test:vault` runs this script
+# against a real Vault and starts the service on what it wrote.
 #
 # An existing secret is left alone (operator changes survive a re-run);
 # set FORCE=1 to overwrite it.
@@ -42,16 +44,15 @@ else
   echo "wrote ${SECRET}"
 fi
 
-# Read-only policy on the config secret, and an AppRole bound to it.
-vault policy write job-manager - >/dev/null <<'POLICY'
-path "secret/data/job-manager" {
-  capabilities = ["read"]
-}
-POLICY
+# The service's policy (read on the config secret, renew and look up its own
+# token), and an AppRole bound to it: docs/vault.md explains each parameter.
+vault policy write job-manager "$(dirname "$0")/job-manager-policy.hcl" >/dev/null
 if ! vault auth list -format=json | grep -q '"approle/"'; then
   vault auth enable approle >/dev/null
 fi
 vault write auth/approle/role/job-manager \
-  token_policies=job-manager token_ttl=1h token_max_ttl=24h secret_id_ttl=0 >/dev/null
+  token_policies=job-manager token_no_default_policy=true \
+  token_ttl=1h token_max_ttl=24h \
+  secret_id_ttl=0 secret_id_num_uses=0 >/dev/null
 echo "AppRole auth/approle/role/job-manager ready (policy job-manager)"
 echo "done"

@@ -14,23 +14,36 @@ export interface VaultConnection {
   secretPath: string;
 }
 
-/**
- * What went wrong talking to Vault. `retryable` failures (network, 5xx, 429,
- * a secret not written yet) are worth another try; the others (403, a failed
- * AppRole login, a malformed secret) are not. The message never carries a
- * token or secret id: the underlying HTTP error (whose request config holds
- * them) is deliberately not kept as `cause`.
- */
 const v = settingsTable.vault;
 
+/**
+ * What went wrong talking to Vault:
+ * - `unavailable`: network, 5xx but a seal, 429; `sealed`: 503 "Vault is sealed";
+ * - `not-found`: no secret at the path, or its latest version deleted or destroyed;
+ * - `forbidden`: a valid token whose policies do not grant "read" on the path;
+ * - `token-invalid`: the token itself is refused (revoked, expired, unknown to this Vault);
+ * - `login-failed`, `invalid-secret` (not a KV v2 secret of strings), `rejected` (any other 4xx).
+ * `retryable` failures (unavailable, sealed, not-found) are worth another try
+ * at start; the others are not. The message never carries a token or secret
+ * id: the underlying HTTP error (whose request config holds them) is
+ * deliberately not kept as `cause`.
+ */
 export class VaultError extends Error {
   override name = 'VaultError';
-  readonly kind: 'unavailable' | 'not-found' | 'forbidden' | 'login-failed' | 'invalid-secret' | 'rejected';
+  readonly kind:
+    | 'unavailable'
+    | 'sealed'
+    | 'not-found'
+    | 'forbidden'
+    | 'token-invalid'
+    | 'login-failed'
+    | 'invalid-secret'
+    | 'rejected';
   readonly retryable: boolean;
   constructor(kind: VaultError['kind'], message: string) {
     super(message);
     this.kind = kind;
-    this.retryable = kind === 'unavailable' || kind === 'not-found';
+    this.retryable = kind === 'unavailable' || kind === 'sealed' || kind === 'not-found';
   }
 }
 
@@ -56,7 +69,10 @@ export class VaultClient {
   readonly #requestTimeoutMs: number;
   #loggedIn = false;
   #loginLeaseSeconds = 0;
+  /** Epoch ms at which the current token's lease ends (0: unknown or never). */
+  #leaseEndsAt = 0;
   #renewTimer: NodeJS.Timeout | undefined;
+  #lastBackgroundFailure: string | undefined;
   #closed = false;
 
   constructor(connection: VaultConnection, logger: Logger, options: VaultClientOptions = {}) {
@@ -90,7 +106,8 @@ export class VaultClient {
     try {
       body = await this.#vault.read(path, { timeout: timeoutMs });
     } catch (error) {
-      throw toVaultError(error, `reading ${path}`);
+      const failure = readFailure(error, path);
+      throw failure.kind === 'forbidden' ? await this.#explainForbidden(path, timeoutMs) : failure;
     }
     const data = body?.data?.data;
     if (!isPlainObject(data) || !isPlainObject(body?.data?.metadata)) {
@@ -125,6 +142,31 @@ export class VaultClient {
     }
   }
 
+  /**
+   * A read answered 403: either the token's policies do not grant "read" on
+   * the path, or the token itself is gone (revoked, expired, a Vault that
+   * restarted empty). Vault answers both with the same "permission denied";
+   * lookup-self (granted by the service's policy) tells them apart.
+   */
+  async #explainForbidden(path: string, timeoutMs: number): Promise<VaultError> {
+    try {
+      await this.#vault.tokenLookupSelf({ requestOptions: { timeout: timeoutMs } });
+    } catch (error) {
+      const lookup = toVaultError(error, 'looking up the token');
+      if (lookup.kind === 'forbidden') {
+        const remedy = this.usesAppRole ? 'logging in again' : `set a new ${v.token.env} and restart`;
+        return new VaultError(
+          'token-invalid',
+          `the Vault token is no longer valid (revoked, expired, or unknown to this Vault): reading ${path} and lookup-self answer HTTP 403; ${remedy}`,
+        );
+      }
+    }
+    return new VaultError(
+      'forbidden',
+      `permission denied reading ${path} (HTTP 403): the token's policies do not grant the "read" capability on ${path}`,
+    );
+  }
+
   /** After a 403 with AppRole the token may have expired: log in again. */
   async relogin(): Promise<void> {
     this.#loggedIn = false;
@@ -153,15 +195,20 @@ export class VaultClient {
     }
     // node-vault stores auth.client_token as its token (tokenSource).
     this.#loggedIn = true;
+    this.#lastBackgroundFailure = undefined;
     this.#loginLeaseSeconds = Number(result.auth.lease_duration ?? 0);
     this.#logger.info({ leaseSeconds: this.#loginLeaseSeconds }, 'logged in to Vault with AppRole');
     if (result.auth.renewable && this.#loginLeaseSeconds > 0) this.#scheduleRenewal(this.#loginLeaseSeconds);
   }
 
   #scheduleRenewal(leaseSeconds: number): void {
+    this.#leaseEndsAt = Date.now() + leaseSeconds * 1_000;
+    this.#renewIn(Math.max(250, leaseSeconds * 1_000 * renewAtFraction));
+  }
+
+  #renewIn(delayMs: number): void {
     clearTimeout(this.#renewTimer);
     if (this.#closed) return;
-    const delayMs = Math.max(250, leaseSeconds * 1_000 * renewAtFraction);
     this.#renewTimer = setTimeout(() => void this.#renew(), delayMs);
     this.#renewTimer.unref();
   }
@@ -172,34 +219,74 @@ export class VaultClient {
       const result = await this.#vault.tokenRenewSelf({ requestOptions: { timeout: this.#requestTimeoutMs } });
       const lease = Number(result?.auth?.lease_duration ?? 0);
       const renewable = result?.auth?.renewable !== false;
+      this.#lastBackgroundFailure = undefined;
       this.#logger.debug({ leaseSeconds: lease }, 'vault token renewed');
-      if (this.usesAppRole && (!renewable || lease < this.#loginLeaseSeconds / 2)) {
+      if (this.usesAppRole && (!renewable || lease <= this.#loginLeaseSeconds / 2)) {
         // Renewal no longer extends the token (max TTL near): get a fresh one.
         await this.#reloginInBackground('the token reached its maximum TTL');
       } else if (renewable && lease > 0) {
         this.#scheduleRenewal(lease);
       }
     } catch (error) {
-      const reason = toVaultError(error, 'renewing the token').message;
-      if (this.usesAppRole) await this.#reloginInBackground(`renewal failed: ${reason}`);
-      else this.#logger.warn({ reason }, 'vault token renewal failed; the token will expire');
+      const failure = toVaultError(error, 'renewing the token');
+      if (this.usesAppRole) await this.#reloginInBackground(`renewal failed: ${failure.message}`);
+      else if (failure.retryable) {
+        // Vault away or sealed: try again, sooner as the lease nears its end, so a short outage does not cost the token.
+        const retryInMs = Math.min(reloginRetryMs, Math.max(250, (this.#leaseEndsAt - Date.now()) / 3));
+        if (failure.message !== this.#lastBackgroundFailure) {
+          this.#logger.warn({ reason: failure.message, retryInMs }, 'vault token renewal failed; retrying');
+        }
+        this.#lastBackgroundFailure = failure.message;
+        this.#renewIn(retryInMs);
+      } else {
+        this.#logger.error(
+          { reason: failure.message },
+          `vault token renewal refused; ${v.token.env} will expire: set a new one and restart`,
+        );
+      }
     }
   }
 
-  async #reloginInBackground(why: string): Promise<void> {
+  async #reloginInBackground(why: string, retry = false): Promise<void> {
     if (this.#closed) return;
-    this.#logger.info({ reason: why }, 'logging in to Vault again');
+    if (!retry) this.#logger.info({ reason: why }, 'logging in to Vault again');
     try {
       await this.relogin();
     } catch (error) {
       const reason = error instanceof VaultError ? error.message : String(error);
-      this.#logger.warn({ reason, retryInMs: reloginRetryMs }, 'vault AppRole login failed');
+      // Once per reason, not every retry: Vault may stay away for long.
+      if (reason !== this.#lastBackgroundFailure) {
+        this.#logger.warn({ reason, retryInMs: reloginRetryMs }, 'vault AppRole login failed; retrying');
+      }
+      this.#lastBackgroundFailure = reason;
       clearTimeout(this.#renewTimer);
       if (this.#closed) return;
-      this.#renewTimer = setTimeout(() => void this.#reloginInBackground(why), reloginRetryMs);
+      this.#renewTimer = setTimeout(() => void this.#reloginInBackground(why, true), reloginRetryMs);
       this.#renewTimer.unref();
     }
   }
+}
+
+/**
+ * A failed KV v2 read: a 404 that still carries the secret's metadata means
+ * its latest version was deleted (`vault kv delete`) or destroyed (`vault kv
+ * destroy`), which an operator should hear as such.
+ */
+function readFailure(error: unknown, path: string): VaultError {
+  const response = (error as { response?: { statusCode?: unknown; body?: any } })?.response;
+  const metadata = response?.statusCode === 404 ? response.body?.data?.metadata : undefined;
+  if (isPlainObject(metadata)) {
+    const version = typeof metadata.version === 'number' ? ` (version ${metadata.version})` : '';
+    const what = metadata.destroyed === true ? 'destroyed' : 'deleted';
+    return new VaultError(
+      'not-found',
+      `the latest version${version} of ${path} is ${what} (HTTP 404); ${what === 'deleted' ? 'undelete it or ' : ''}write a new version`,
+    );
+  }
+  if (response?.statusCode === 404) {
+    return new VaultError('not-found', `no secret at ${path} (HTTP 404); write it first (see deploy/vault/init.sh)`);
+  }
+  return toVaultError(error, `reading ${path}`);
 }
 
 /** Turns a node-vault/axios failure into a VaultError with a safe message. */
@@ -218,6 +305,8 @@ function toVaultError(error: unknown, action: string, isLogin = false): VaultErr
     }
     if (status === 403) return new VaultError('forbidden', `permission denied ${action} (HTTP 403)`);
     if (status === 404) return new VaultError('not-found', `nothing found ${action} (HTTP 404)`);
+    if (status === 503 && /sealed/i.test(detail))
+      return new VaultError('sealed', `${action} failed with HTTP 503${detail} (unseal it)`);
     if (status === 429 || status >= 500)
       return new VaultError('unavailable', `${action} failed with HTTP ${status}${detail}`);
     return new VaultError('rejected', `${action} failed with HTTP ${status}${detail}`);

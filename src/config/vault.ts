@@ -1,4 +1,5 @@
 import type { Logger } from '../observability/logger.ts';
+import type { VaultFailureReason } from '../observability/metrics.ts';
 import { withoutCredentials } from '../observability/safe-url.ts';
 import { type Config, type RawSettings, resolveConfig } from './config.ts';
 import { LiveConfig } from './live-config.ts';
@@ -101,7 +102,7 @@ export async function loadVaultSettings(
         throw new VaultError(
           failure.kind,
           failure.kind === 'not-found'
-            ? `${where}: no secret at ${vault.secretPath} after ${elapsed} ms (${attempt} attempts); write it first (see deploy/vault/init.sh)`
+            ? `${where}: ${failure.message}; gave up after ${elapsed} ms (${attempt} attempts)`
             : `${where} unreachable after ${elapsed} ms (${attempt} attempts): ${failure.message}`,
         );
       }
@@ -120,6 +121,24 @@ export async function loadVaultSettings(
 export function resolveConfigWithVault(env: RawSettings, vaultSettings: RawSettings, secretPath: string): Config {
   return new LiveConfig(env, vaultSettings, `Vault at ${secretPath}`).current;
 }
+
+/** Where the watcher counts failed refreshes (the service's job_manager_vault_refresh_failures_total). */
+export interface VaultFailureCounter {
+  inc(labels: { reason: VaultFailureReason }): void;
+}
+
+/** The `reason` label of a failed refresh: the VaultError kind, or `refused` for a configuration refused. */
+const failureReason: Record<VaultError['kind'] | 'refused', VaultFailureReason> = {
+  unavailable: 'unavailable',
+  sealed: 'sealed',
+  'not-found': 'not_found',
+  forbidden: 'forbidden',
+  'token-invalid': 'token_invalid',
+  'login-failed': 'login_failed',
+  'invalid-secret': 'invalid_secret',
+  rejected: 'rejected',
+  refused: 'refused',
+};
 
 export interface VaultWatcherOptions {
   /** Time between two reads; 0 disables watching. */
@@ -145,6 +164,7 @@ export class VaultWatcher {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #stopped = false;
+  #failures: VaultFailureCounter | undefined;
 
   constructor(start: VaultStart, options: VaultWatcherOptions) {
     this.#client = start.client;
@@ -154,7 +174,9 @@ export class VaultWatcher {
     this.#seen = start.secretFingerprint;
   }
 
-  start(): void {
+  /** Starts re-reading on the interval; `failures` counts the refreshes that fail or are refused. */
+  start(failures?: VaultFailureCounter): void {
+    this.#failures = failures;
     this.#schedule();
   }
 
@@ -192,11 +214,15 @@ export class VaultWatcher {
     try {
       raw = await this.#read();
     } catch (error) {
-      const reason = error instanceof VaultError ? error.message : String(error);
-      if (this.#lastFailure !== reason) {
-        this.#logger.warn({ reason }, 'Vault refresh failed; keeping the current configuration');
+      const failure = error instanceof VaultError ? error : new VaultError('unavailable', String(error));
+      this.#failures?.inc({ reason: failureReason[failure.kind] });
+      if (this.#lastFailure !== failure.message) {
+        this.#logger.warn(
+          { reason: failure.message, kind: failure.kind },
+          'Vault refresh failed; keeping the current configuration',
+        );
       }
-      this.#lastFailure = reason;
+      this.#lastFailure = failure.message;
       return;
     }
     if (this.#lastFailure) this.#logger.info('Vault refresh works again');
@@ -218,6 +244,7 @@ export class VaultWatcher {
       this.#rejected = false;
     } catch (error) {
       this.#rejected = true;
+      this.#failures?.inc({ reason: failureReason.refused });
       this.#logger.error(
         { reason: error instanceof Error ? error.message : String(error), changed },
         'configuration from Vault refused; keeping the previous configuration',
@@ -229,8 +256,8 @@ export class VaultWatcher {
     try {
       return await this.#client.readSettings();
     } catch (error) {
-      // An AppRole token that expired (e.g. while Vault was away) answers 403.
-      if (error instanceof VaultError && error.kind === 'forbidden' && this.#client.usesAppRole) {
+      // An AppRole token that expired (e.g. while Vault was away) or was revoked: log in again.
+      if (error instanceof VaultError && error.kind === 'token-invalid' && this.#client.usesAppRole) {
         await this.#client.relogin();
         return await this.#client.readSettings();
       }

@@ -40,6 +40,19 @@ export interface JobSchedule {
 export const messageFailureReasons = ['permanent', 'attempts_exhausted'] as const;
 export const jobRunOutcomes = ['ok', 'error', 'unknown_handler', 'stale'] as const;
 export const webhookStatusClasses = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
+/** Why a Vault refresh left the running configuration in place (src/config/vault.ts maps its errors to these). */
+export const vaultFailureReasons = [
+  'unavailable',
+  'sealed',
+  'not_found',
+  'forbidden',
+  'token_invalid',
+  'login_failed',
+  'invalid_secret',
+  'rejected',
+  'refused',
+] as const;
+export type VaultFailureReason = (typeof vaultFailureReasons)[number];
 
 /** prom-client default gauges whose names end in _total (see processMetrics). */
 export const nonCounterTotals = [
@@ -65,6 +78,7 @@ export function createMetrics() {
     ...deliveryMetrics(group),
     ...httpMetrics(group),
     ...maintenanceMetrics(group),
+    ...vaultMetrics(group),
     /** Wires the database-backed gauges (done by the composition root once the pool exists). */
     setCollectors(value: MetricsCollectors) {
       collectors = value;
@@ -251,6 +265,18 @@ function maintenanceMetrics({ registers }: MetricGroup) {
   };
   for (const table of maintenanceTables) metrics.maintenanceRowsRemoved.inc({ table }, 0);
   return metrics;
+}
+
+/** The Vault watcher's (src/main.ts hands it the counter once the service runs). */
+function vaultMetrics({ registers }: MetricGroup) {
+  const vaultRefreshFailures = new Counter({
+    name: 'job_manager_vault_refresh_failures_total',
+    help: 'Vault re-reads that left the running configuration in place: the read failed (by reason) or the new secret was refused.',
+    labelNames: ['reason'] as const,
+    registers,
+  });
+  for (const reason of vaultFailureReasons) vaultRefreshFailures.inc({ reason }, 0);
+  return { vaultRefreshFailures };
 }
 
 /** Intake's: the backlog of messages waiting to be sent, read at scrape time (no field: nothing records it). */

@@ -20,6 +20,7 @@ const requiredMetrics: Record<string, { type: string; labels: string[] }> = {
   job_manager_workers_busy: { type: 'gauge', labels: [] },
   job_manager_redis_errors_total: { type: 'counter', labels: [] },
   job_manager_job_runs_rejected_total: { type: 'counter', labels: [] },
+  job_manager_vault_refresh_failures_total: { type: 'counter', labels: ['reason'] },
   http_request_duration_seconds: { type: 'histogram', labels: ['method', 'route', 'status_code'] },
   // what the alert rules (deploy/prometheus/alerts.yml) read
   job_manager_oldest_due_pending_message_age_seconds: { type: 'gauge', labels: [] },
