@@ -22,7 +22,9 @@ describe('pool sizing with 50 workers and a slow webhook', function () {
       WORKER_COUNT: '50',
       DATABASE_POOL_MAX: '56',
       WEBHOOK_URL: `${sink.url}/webhook`,
-      WEBHOOK_CONCURRENCY: '2',
+      // 100 requests in flight, pod-wide (two per run): every run holds a webhook call at once.
+      WEBHOOK_CONCURRENCY: '100',
+      WEBHOOK_ADAPTIVE_CONCURRENCY: 'false',
     });
     await api(service.url, 'PUT', '/jobs/stop', { name: 'message-sender' });
   });
