@@ -1,4 +1,3 @@
-import { createClient } from 'redis';
 import { withTimeout } from '../lib/with-timeout.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -38,6 +37,8 @@ export async function connectSentCache(
 ): Promise<SentCache> {
   const log = logger.child({ component: 'redis' });
   let lastErrorLog = 0;
+  // Loaded only with REDIS_URL: a pod without the cache does not pay the client's memory (about 20 MB).
+  const { createClient } = await import('redis');
   const client = createClient({
     url,
     // Fail fast while disconnected instead of queueing commands behind a dead socket.
