@@ -28,7 +28,7 @@ export interface CliResult {
 
 export class VaultDevServer {
   readonly port: number;
-  readonly rootToken = `hvs.dev-root-${randomBytes(8).toString('hex')}`;
+  readonly rootToken = `dev-root-${randomBytes(8).toString('hex')}`;
   /** The unseal key the dev server printed at its (latest) start. */
   unsealKey = '';
   #process: TestProcess | undefined;
