@@ -145,7 +145,14 @@ export class PgCluster {
   /** SIGSTOP (or SIGCONT) the postmaster and every backend: a hung database. */
   freeze(frozen = true): void {
     const pids = this.#allPids();
-    for (const pid of pids) process.kill(pid, frozen ? 'SIGSTOP' : 'SIGCONT');
+    for (const pid of pids) {
+      try {
+        process.kill(pid, frozen ? 'SIGSTOP' : 'SIGCONT');
+      } catch (error) {
+        // A backend that ended between the listing and the signal has nothing to freeze or thaw.
+        if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+      }
+    }
   }
 
   async query<T = Record<string, unknown>>(sql: string, values: unknown[] = [], database = 'postgres'): Promise<T[]> {
