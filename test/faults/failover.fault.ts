@@ -33,7 +33,6 @@ describe('fault injection: failover to a promoted standby', function () {
   const phases: string[] = [];
   let stand: Stand | undefined;
 
-  const workerCount = 4;
   const shutdownTimeoutMs = 5_000;
   /** Every pool and client of a pod (connectionBudget: the main pool, pg-boss's pool, the fetcher's LISTEN client). */
   const poolMax = 10; // DATABASE_POOL_MAX's default: the pods leave it unset
