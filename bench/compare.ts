@@ -17,6 +17,7 @@ import { type ReceivedItem, startSink } from '../src/sink/server.ts';
 import { PgCluster } from '../test/faults/support/cluster.ts';
 import { launchNode, startPod, type TestProcess } from '../test/support/processes.ts';
 import { cpuSeconds, median, postgresCpuSeconds, rssMb, sampleRss, throughputChart } from './measure.ts';
+import { call } from './support.ts';
 
 export interface ComparisonOptions {
   quick: boolean;
@@ -399,14 +400,4 @@ async function runCappedWebhook(freshDatabase: () => Promise<string>, messages: 
     await pod.stop('SIGTERM');
     await sink.close();
   }
-}
-
-async function call(base: string, method: string, path: string, body?: unknown): Promise<unknown> {
-  const response = await fetch(`${base}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status} ${await response.text()}`);
-  return response.json();
 }
