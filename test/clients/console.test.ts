@@ -12,16 +12,7 @@ import { expect } from 'chai';
 import type { Page, Request } from 'playwright-core';
 import { useTestDatabase } from '../support/postgres.ts';
 import { api } from '../support/service.ts';
-import {
-  artifactsDir,
-  type BrowserSession,
-  closeBrowser,
-  openBrowser,
-  type RunningService,
-  root,
-  screenshotOnFailure,
-  startService,
-} from './support.ts';
+import { artifactsDir, type BrowserSession, type RunningService, root, startService, useBrowser } from './support.ts';
 
 const apiKey = 'console-test-key-1';
 const failedTo = '+905551110002';
@@ -134,15 +125,7 @@ function expectClean(session: BrowserSession): void {
 describe('operator console in a real browser', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
-  let session: BrowserSession | undefined;
-
-  after(closeBrowser);
-
-  afterEach(async function () {
-    await screenshotOnFailure(this, session?.page);
-    await session?.close();
-    session = undefined;
-  });
+  const openPage = useBrowser();
 
   describe('without API_KEYS', () => {
     let service: RunningService;
@@ -159,7 +142,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('lands on the newest messages of every status, each recipient as written, and finds one by recipient', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openConsole(page, service.url);
       const { rows } = await db().pool.query(
@@ -183,7 +166,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('filters by status and pages through with nextCursor', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openConsole(page, service.url);
       await page.getByLabel('Status').selectOption('failed');
@@ -221,7 +204,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('opens a failed message by clicking its row, shows every attempt and its response excerpt as text; Retry makes it pending', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openConsole(page, service.url);
       // Anywhere on the row: its content cell, not a link.
@@ -261,7 +244,7 @@ describe('operator console in a real browser', function () {
         sendAt: new Date(Date.now() + 3_600_000).toISOString(),
       });
       expect(created.status).to.equal(201);
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openConsole(page, service.url);
       await messagesTable(page).getByRole('row').filter({ hasText: '+905551110003' }).click();
@@ -280,7 +263,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('Retry failed since a time retries only what failed since then; without a time, every failed message', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openConsole(page, service.url);
       const since = new Date(Date.now() - 3 * 3_600_000);
@@ -313,7 +296,7 @@ describe('operator console in a real browser', function () {
         ).status,
       ).to.equal(201);
       try {
-        session = await openBrowser();
+        const session = await openPage();
         const { page } = session;
         await openConsole(page, service.url);
         await page.getByRole('link', { name: 'Jobs' }).click();
@@ -354,7 +337,7 @@ describe('operator console in a real browser', function () {
         const sendAt = new Date(Date.now() + 3_600_000).toISOString();
         expect((await api(service.url, 'POST', '/messages', { to, content: 'later', sendAt })).status).to.equal(201);
       }
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       const polls: number[] = [];
       page.on('request', (request: Request) => {
@@ -379,7 +362,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('screenshots the landing page and a failed message (CONSOLE_SCREENSHOTS=docs writes the ones docs/ shows)', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       const folder = process.env.CONSOLE_SCREENSHOTS === 'docs' ? join(root, 'docs/images') : artifactsDir;
       mkdirSync(folder, { recursive: true });
@@ -466,7 +449,7 @@ describe('operator console in a real browser', function () {
         expect(created.status).to.equal(201);
         ids[to] = created.body.id;
       }
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openConsole(page, service.url);
       await jobRow(page, 'message-sender').getByRole('button', { name: 'Start', exact: true }).click();
@@ -513,7 +496,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('loads without a key, asks for one once (kept for the tab), sends it as X-API-Key, and works', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       const apiCalls: Request[] = [];
       page.on('request', (request) => {
@@ -547,7 +530,7 @@ describe('operator console in a real browser', function () {
     });
 
     it('a wrong key is refused with a message and the key is asked for again', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await page.goto(`${service.url}/console`, { waitUntil: 'networkidle' });
       await page.getByLabel('API key').fill('not-a-key');

@@ -7,14 +7,12 @@ import type { Page } from 'playwright-core';
 import { useTestDatabase } from '../support/postgres.ts';
 import {
   type BrowserSession,
-  closeBrowser,
   makeDataDir,
-  openBrowser,
   type RunningDashboard,
   type RunningService,
-  screenshotOnFailure,
   startDashboardTool,
   startService,
+  useBrowser,
 } from './support.ts';
 
 const errorText =
@@ -63,16 +61,11 @@ async function browseRunQueue(session: BrowserSession, dashboard: RunningDashboa
 
 describe('pg-boss dashboard (npm run dashboard) in a real browser', function () {
   this.timeout(300_000);
-  let session: BrowserSession | undefined;
   let dashboard: RunningDashboard | undefined;
   let service: RunningService | undefined;
+  const openPage = useBrowser();
 
-  after(closeBrowser);
-
-  afterEach(async function () {
-    await screenshotOnFailure(this, session?.page);
-    await session?.close();
-    session = undefined;
+  afterEach(async () => {
     await dashboard?.stop();
     dashboard = undefined;
   });
@@ -94,7 +87,9 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
       expect(dashboard.banner).to.not.include('warning');
       // Without the printed credentials the dashboard refuses.
       expect((await fetch(dashboard.url)).status).to.equal(401);
-      session = await openBrowser({ httpCredentials: { username: dashboard.username, password: dashboard.password } });
+      const session = await openPage({
+        httpCredentials: { username: dashboard.username, password: dashboard.password },
+      });
       await browseRunQueue(session, dashboard);
     });
   });
@@ -113,7 +108,9 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
       dashboard = await startDashboardTool({ DATABASE_URL: undefined, DATA_DIR: data.dir });
       expect(dashboard.banner).to.include(`embedded (${data.dir})`);
       expect(dashboard.banner).to.not.match(/postgres:\/\//); // no database password printed
-      session = await openBrowser({ httpCredentials: { username: dashboard.username, password: dashboard.password } });
+      const session = await openPage({
+        httpCredentials: { username: dashboard.username, password: dashboard.password },
+      });
       await browseRunQueue(session, dashboard);
     });
 
@@ -121,7 +118,9 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
       expect((await service!.stop()).code, 'service exit code').to.equal(0);
       service = undefined;
       dashboard = await startDashboardTool({ DATABASE_URL: undefined, DATA_DIR: data.dir });
-      session = await openBrowser({ httpCredentials: { username: dashboard.username, password: dashboard.password } });
+      const session = await openPage({
+        httpCredentials: { username: dashboard.username, password: dashboard.password },
+      });
       await browseRunQueue(session, dashboard);
     });
 
@@ -129,7 +128,7 @@ describe('pg-boss dashboard (npm run dashboard) in a real browser', function () 
       dashboard = await startDashboardTool({ DATABASE_URL: undefined, DATA_DIR: data.dir });
       const withCredentials = /open (http:\/\/\S+)\)/.exec(dashboard.banner)?.[1];
       expect(withCredentials).to.be.a('string');
-      session = await openBrowser();
+      const session = await openPage();
       await visit(session, withCredentials!);
       // biome-ignore lint/performance/useDomNodeTextContent: the text a person sees
       expect(await session.page.locator('body').innerText()).to.include('Queues');

@@ -146,6 +146,27 @@ export async function openBrowser(options: { httpCredentials?: { username: strin
 }
 
 /**
+ * Call inside a Mocha `describe`: registers the hooks every browser test file
+ * needs (after each test a screenshot when it failed, then its session closed;
+ * after the file, chromium closed) and returns `open`, which opens a session
+ * (see `openBrowser`) that those hooks clean up.
+ */
+export function useBrowser(): (options?: Parameters<typeof openBrowser>[0]) => Promise<BrowserSession> {
+  let session: BrowserSession | undefined;
+  after(closeBrowser);
+  afterEach(async function () {
+    await screenshotOnFailure(this, session?.page);
+    await session?.close();
+    session = undefined;
+  });
+  return async (options) => {
+    await session?.close();
+    session = await openBrowser(options);
+    return session;
+  };
+}
+
+/**
  * Mocha afterEach body: a full-page screenshot of `page` when the test failed,
  * under test-artifacts/ (kept by CI).
  */

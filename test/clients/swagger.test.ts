@@ -8,15 +8,7 @@ import { expect } from 'chai';
 import type { Page } from 'playwright-core';
 import { parse } from 'yaml';
 import { useTestDatabase } from '../support/postgres.ts';
-import {
-  type BrowserSession,
-  closeBrowser,
-  openBrowser,
-  type RunningService,
-  root,
-  screenshotOnFailure,
-  startService,
-} from './support.ts';
+import { type RunningService, root, startService, useBrowser } from './support.ts';
 
 const spec = parse(readFileSync(join(root, 'openapi.yaml'), 'utf8'));
 const httpMethods = new Set(['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace']);
@@ -55,15 +47,7 @@ async function tryListJobs(page: Page): Promise<{ shown: string; status: number;
 describe('Swagger UI in a real browser', function () {
   this.timeout(180_000);
   const db = useTestDatabase();
-  let session: BrowserSession | undefined;
-
-  after(closeBrowser);
-
-  afterEach(async function () {
-    await screenshotOnFailure(this, session?.page);
-    await session?.close();
-    session = undefined;
-  });
+  const openPage = useBrowser();
 
   describe('without API_KEYS', () => {
     let service: RunningService;
@@ -76,7 +60,7 @@ describe('Swagger UI in a real browser', function () {
 
     for (const path of ['/swagger/index.html', '/swagger', '/swagger/']) {
       it(`${path} shows this API: its title and all ${operationCount} operations, nothing from elsewhere`, async () => {
-        session = await openBrowser();
+        const session = await openPage();
         const { page } = session;
         await openSwagger(page, `${service.url}${path}`);
         expect(new URL(page.url()).pathname).to.equal('/swagger/index.html');
@@ -92,7 +76,7 @@ describe('Swagger UI in a real browser', function () {
     }
 
     it('Try it out on GET /jobs gets 200 with the job list', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openSwagger(page, `${service.url}/swagger/index.html`);
       const result = await tryListJobs(page);
@@ -118,7 +102,7 @@ describe('Swagger UI in a real browser', function () {
     });
 
     it('Try it out without authorizing gets 401; after Authorize with X-API-Key, 200', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openSwagger(page, `${service.url}/swagger/index.html`);
 
@@ -140,7 +124,7 @@ describe('Swagger UI in a real browser', function () {
     });
 
     it('Authorize with the bearer scheme works too', async () => {
-      session = await openBrowser();
+      const session = await openPage();
       const { page } = session;
       await openSwagger(page, `${service.url}/swagger/`);
       await page.locator('.auth-wrapper button.authorize').click();
