@@ -228,50 +228,59 @@ describe('migrator', () => {
   });
 
   describe('lock_timeout', () => {
+    /**
+     * Runs `body` while another session holds ACCESS SHARE on a new, empty
+     * table `busy`; `unlock` ends that session's transaction early, and the
+     * lock ends after `body` in any case.
+     */
+    async function whileBusyLocked(body: (unlock: () => Promise<void>) => Promise<void>): Promise<void> {
+      await reset('busy');
+      await db().pool.query('CREATE TABLE busy (id int)');
+      const holder = await db().pool.connect();
+      let locked = true;
+      const unlock = async () => {
+        if (locked) await holder.query('COMMIT');
+        locked = false;
+      };
+      try {
+        await holder.query('BEGIN');
+        await holder.query('LOCK TABLE busy IN ACCESS SHARE MODE');
+        await body(unlock);
+      } finally {
+        await unlock();
+        holder.release();
+      }
+    }
+
     const lockedDir = () =>
       migrationsDir({
         '001_col.sql': "-- migrate:up\nSET lock_timeout = '100ms';\nALTER TABLE busy ADD COLUMN note text;\n",
       });
 
     it('retries a file that timed out waiting for its lock, with backoff, and applies it once the lock is free', async () => {
-      await reset('busy');
-      await db().pool.query('CREATE TABLE busy (id int)');
       const dir = await lockedDir();
-      const holder = await db().pool.connect();
-      try {
-        await holder.query('BEGIN');
-        await holder.query('LOCK TABLE busy IN ACCESS SHARE MODE');
+      await whileBusyLocked(async (unlock) => {
         const { logger, lines } = recordingLogger();
         const migrating = migrate(db().pool, logger, { dir });
         await until(() => lines.some((line) => line.msg.includes('(lock_timeout)')), 'a retried lock_timeout');
-        await holder.query('COMMIT');
+        await unlock();
         expect(await migrating).to.deep.equal({ applied: ['001_col.sql'], changed: [] });
         const retry = lines.find((line) => line.msg.includes('(lock_timeout)'));
         expect(retry).to.include({ attempt: 1, retryInMs: 1_000 });
         expect(retry?.reason).to.equal('migration 001_col.sql failed: canceling statement due to lock timeout');
-      } finally {
-        holder.release();
-      }
+      });
     });
 
     it('gives up after lockRetryMs with the file named, leaving nothing of it applied', async () => {
-      await reset('busy');
-      await db().pool.query('CREATE TABLE busy (id int)');
       const dir = await lockedDir();
-      const holder = await db().pool.connect();
-      try {
-        await holder.query('BEGIN');
-        await holder.query('LOCK TABLE busy IN ACCESS SHARE MODE');
+      await whileBusyLocked(async () => {
         let failure: Error | undefined;
         await migrate(db().pool, silentLogger(), { dir, lockRetryMs: 2_500 }).catch(
           (error: Error) => (failure = error),
         );
         expect(failure?.message).to.equal('migration 001_col.sql failed: canceling statement due to lock timeout');
         expect(await recorded()).to.deep.equal([]);
-      } finally {
-        await holder.query('COMMIT');
-        holder.release();
-      }
+      });
     });
 
     it("does not leave a file's own lock_timeout on the pooled connection", async () => {
