@@ -18,6 +18,23 @@ export const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 /** YYYY-MM-DD HH:MM:SS[.ffffff][±HH[:MM]] as PostgreSQL prints timestamptz under DateStyle ISO. */
 const timestampText = /^(\d{4})-(\d{2})-(\d{2}) (\d{2}):(\d{2}):(\d{2})(?:\.\d{1,6})?(?:([+-])(\d{2})(?::(\d{2}))?)?$/;
 
+/**
+ * One page of a keyset-paginated listing from `rows`, fetched with `limit + 1`
+ * as the row limit: the first `limit` rows as items, and `cursorOf(last item's
+ * row)` as `nextCursor` when the extra row says another page exists (null
+ * otherwise, also on an exactly full last page).
+ */
+export function keysetPage<Row, Item>(
+  rows: readonly Row[],
+  limit: number,
+  toItem: (row: Row) => Item,
+  cursorOf: (last: Row) => string,
+): { items: Item[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { items: page.map(toItem), nextCursor: rows.length > limit && last ? cursorOf(last) : null };
+}
+
 export function encodeCursor(cursor: Cursor): string {
   return Buffer.from(JSON.stringify([cursor.at, cursor.id])).toString('base64url');
 }

@@ -5,7 +5,14 @@ import type { MessageRow } from '../db/rows.ts';
 import { listMessageAttempts, messageExists } from '../db/sqlc/message_attempts_sql.ts';
 import * as sql from '../db/sqlc/messages_sql.ts';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.ts';
-import { decodeAttemptCursor, decodeCursor, encodeAttemptCursor, encodeCursor, uuidPattern } from './cursor.ts';
+import {
+  decodeAttemptCursor,
+  decodeCursor,
+  encodeAttemptCursor,
+  encodeCursor,
+  keysetPage,
+  uuidPattern,
+} from './cursor.ts';
 import { type MessageInput, parseRfc3339, validateMessage } from './message-validation.ts';
 
 /** A message as the API shows it: openapi.yaml's `Message` schema. */
@@ -172,12 +179,7 @@ export class MessageService {
       afterId: after?.id ?? null,
       maxRows: limit + 1, // one more than asked: it says whether a next page exists
     });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      items: page.map(toMessageView),
-      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }) : null,
-    };
+    return keysetPage(rows, limit, toMessageView, (last) => encodeCursor({ at: last.sentAtCursor ?? '', id: last.id }));
   }
 
   /**
@@ -193,10 +195,10 @@ export class MessageService {
     if (rows.length === 0 && !(await messageExists(this.#pool, { id }))?.found) {
       throw new NotFoundError('message_not_found', `message "${id}" does not exist`);
     }
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      items: page.map((row) => ({
+    return keysetPage(
+      rows,
+      limit,
+      (row) => ({
         attempt: row.attempt,
         startedAt: row.startedAt.toISOString(),
         durationMs: row.durationMs,
@@ -205,9 +207,9 @@ export class MessageService {
         httpStatus: row.httpStatus,
         error: row.error,
         responseExcerpt: row.responseExcerpt,
-      })),
-      nextCursor: rows.length > limit && last ? encodeAttemptCursor(id, last.attempt) : null,
-    };
+      }),
+      (last) => encodeAttemptCursor(id, last.attempt),
+    );
   }
 
   /** Operators' listing, newest first, optionally of one status and/or one recipient. */
@@ -223,12 +225,9 @@ export class MessageService {
       afterId: after?.id ?? null,
       maxRows: limit + 1, // one more than asked: it says whether a next page exists
     });
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
-    return {
-      items: page.map(toMessageView),
-      nextCursor: rows.length > limit && last ? encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }) : null,
-    };
+    return keysetPage(rows, limit, toMessageView, (last) =>
+      encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }),
+    );
   }
 }
 
