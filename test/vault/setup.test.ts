@@ -100,7 +100,7 @@ describe('Vault set-up and policy (real Vault)', function () {
     const token = secret(await vault().createToken(['-policy=job-manager-no-read', '-no-default-policy']));
     const run = suite.run('no-read', { VAULT_TOKEN: token });
     expect((await run.exited).code).to.equal(69);
-    const fatal = run.lines.find((line) => line.level === 60);
+    const fatal = run.lines.find((line) => line.level === 'fatal');
     expect(fatal?.msg).to.equal(
       `cannot start: Vault at ${vault().url}: permission denied reading ${secretPath} (HTTP 403): the token's policies do not grant the "read" capability on ${secretPath}`,
     );
@@ -118,7 +118,7 @@ describe('Vault set-up and policy (real Vault)', function () {
       VAULT_START_TIMEOUT_MS: '30000',
     });
     expect((await run.exited).code).to.equal(69);
-    const fatal = run.lines.find((line) => line.level === 60);
+    const fatal = run.lines.find((line) => line.level === 'fatal');
     expect(fatal?.msg).to.match(
       /^cannot start: Vault at \S+: AppRole login failed \(HTTP 400: .*\); check VAULT_ROLE_ID\/VAULT_SECRET_ID$/,
     );
