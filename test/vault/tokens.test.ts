@@ -21,6 +21,7 @@ describe('Vault tokens (real Vault)', function () {
       'put',
       'secret/job-manager',
       'WORKER_COUNT=3',
+      'WEBHOOK_AUTH_HEADER=x-ins-auth-key',
       `WEBHOOK_AUTH_VALUE=${secret('tok-webhook-9d2e')}`,
     ]);
   });
