@@ -11,6 +11,8 @@ import { type LogRecord, projectRoot, runMain, startPod, type TestProcess } from
 import { VaultDevServer } from '../support/vault-dev-server.ts';
 
 export const secretPath = 'secret/data/job-manager';
+/** What a Vault token looks like (1.10 and later: hvs., hvb., hvr. and at least 20 more characters). */
+export const vaultTokenPattern = /\bhv[sbr]\.[A-Za-z0-9_-]{20,}/;
 
 /**
  * Mocha helper for a test file: a Vault dev server (started once), a database,
@@ -46,6 +48,9 @@ export function useVaultSuite(options: { emptyVaultPerTest?: boolean } = {}) {
       for (const value of secrets) {
         if (value) expect(output.includes(value), `${proc.name} logged a secret value`).to.equal(false);
       }
+      // Nor any Vault token, including the ones the service got from its own AppRole logins, which
+      // the test never sees: Vault's service, batch and recovery tokens start hvs., hvb., hvr.
+      expect(output, `${proc.name} logged a Vault token`).to.not.match(vaultTokenPattern);
     }
   });
 
