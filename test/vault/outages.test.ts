@@ -3,7 +3,16 @@
 // and restarted (a dev server comes back empty). The service keeps its last
 // good configuration, says so (log, health, metric) and recovers.
 import { expect } from 'chai';
-import { lines, nthLine, refreshFailure, until, useVaultSuite, vaultFailures, vaultHealth } from './support.ts';
+import {
+  documentedCommands,
+  lines,
+  nthLine,
+  refreshFailure,
+  until,
+  useVaultSuite,
+  vaultFailures,
+  vaultHealth,
+} from './support.ts';
 
 describe('Vault sealed and restarted (real Vault)', function () {
   this.timeout(120_000);
@@ -78,14 +87,10 @@ describe('Vault sealed and restarted (real Vault)', function () {
     await until('the metric counts it', async () => (await vaultFailures(pod, 'login_failed')) >= 1);
     expect(lines(pod, 'configuration from Vault applied')).to.have.length(0);
 
-    // The operator restores Vault: the seed again, and the pods' own role id and secret id.
+    // The operator restores Vault: the seed again, and (docs/vault.md, as written) the pods' own role id and secret id.
     await seed();
-    await vault().run(['write', 'auth/approle/role/job-manager/role-id', `role_id=${credentials.VAULT_ROLE_ID}`]);
-    await vault().run([
-      'write',
-      'auth/approle/role/job-manager/custom-secret-id',
-      `secret_id=${credentials.VAULT_SECRET_ID}`,
-    ]);
+    const restored = await vault().shell(documentedCommands()['restore-credentials']!, credentials);
+    expect(restored.code, restored.stderr).to.equal(0);
     await nthLine(pod, 'Vault refresh works again', 1);
     expect(await vaultHealth(pod)).to.equal('ok');
     await vault().run(['kv', 'patch', 'secret/job-manager', 'WORKER_COUNT=3']);
