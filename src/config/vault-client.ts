@@ -294,9 +294,8 @@ function toVaultError(error: unknown, action: string, isLogin = false): VaultErr
   if (error instanceof VaultError) return error;
   const status = (error as { response?: { statusCode?: unknown } })?.response?.statusCode;
   if (typeof status === 'number') {
-    // node-vault's message is Vault's errors[0], or "Status <n>".
-    const detail =
-      (error as Error).message && !/^Status \d+$/.test((error as Error).message) ? `: ${(error as Error).message}` : '';
+    const text = vaultErrorText(error);
+    const detail = text ? `: ${text}` : '';
     if (isLogin && (status === 400 || status === 401 || status === 403)) {
       return new VaultError(
         'login-failed',
@@ -312,6 +311,28 @@ function toVaultError(error: unknown, action: string, isLogin = false): VaultErr
     return new VaultError('rejected', `${action} failed with HTTP ${status}${detail}`);
   }
   return new VaultError('unavailable', networkReason(error));
+}
+
+/**
+ * Vault's `errors` of a failed response on one line, or '' when it gave none.
+ * A Go multierror ("2 errors occurred:\n\t* permission denied\n\t* invalid
+ * token\n\n", what a request with a dead token to an unmounted path gets)
+ * reads "permission denied; invalid token": a log line stays one line.
+ */
+function vaultErrorText(error: unknown): string {
+  const errors = (error as { response?: { body?: { errors?: unknown } } })?.response?.body?.errors;
+  // node-vault's own message is errors[0], or "Status <n>" without errors.
+  const message = (error as Error).message ?? '';
+  const texts = Array.isArray(errors)
+    ? errors.filter((each): each is string => typeof each === 'string')
+    : /^Status \d+$/.test(message)
+      ? []
+      : [message];
+  return texts
+    .flatMap((text) => text.replace(/^\d+ errors? occurred:/, '').split('\n'))
+    .map((part) => part.replace(/^\s*\*\s*/, '').trim())
+    .filter(Boolean)
+    .join('; ');
 }
 
 function networkReason(error: unknown): string {

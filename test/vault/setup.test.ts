@@ -16,6 +16,7 @@ import {
   useVaultSuite,
   vaultFailures,
   vaultHealth,
+  vaultTokenPattern,
 } from './support.ts';
 
 describe('Vault set-up and policy (real Vault)', function () {
@@ -45,6 +46,9 @@ describe('Vault set-up and policy (real Vault)', function () {
     expect(Object.keys(docs).sort()).to.deep.equal([
       'approle-credentials',
       'approle-setup',
+      'destroy-old-secret-id',
+      'new-secret-id',
+      'restore-credentials',
       'static-token',
       'write-secret',
     ]);
@@ -61,6 +65,7 @@ describe('Vault set-up and policy (real Vault)', function () {
 
     // The static-token alternative, also as written: a periodic token under the same policy alone.
     const token = secret((await shell(docs['static-token']!)).trim());
+    expect(token, 'what the suite checks every output for').to.match(vaultTokenPattern);
     const lookup = JSON.parse(await vault().run(['token', 'lookup', '-format=json', token]));
     expect(lookup.data.policies).to.deep.equal(['job-manager']);
     const withToken = await suite.start('docs-token', { VAULT_TOKEN: token });
@@ -100,7 +105,7 @@ describe('Vault set-up and policy (real Vault)', function () {
     const token = secret(await vault().createToken(['-policy=job-manager-no-read', '-no-default-policy']));
     const run = suite.run('no-read', { VAULT_TOKEN: token });
     expect((await run.exited).code).to.equal(69);
-    const fatal = run.lines.find((line) => line.level === 60);
+    const fatal = run.lines.find((line) => line.level === 'fatal');
     expect(fatal?.msg).to.equal(
       `cannot start: Vault at ${vault().url}: permission denied reading ${secretPath} (HTTP 403): the token's policies do not grant the "read" capability on ${secretPath}`,
     );
@@ -118,11 +123,42 @@ describe('Vault set-up and policy (real Vault)', function () {
       VAULT_START_TIMEOUT_MS: '30000',
     });
     expect((await run.exited).code).to.equal(69);
-    const fatal = run.lines.find((line) => line.level === 60);
+    const fatal = run.lines.find((line) => line.level === 'fatal');
     expect(fatal?.msg).to.match(
       /^cannot start: Vault at \S+: AppRole login failed \(HTTP 400: .*\); check VAULT_ROLE_ID\/VAULT_SECRET_ID$/,
     );
     expect(run.lines.filter((line) => String(line.msg).includes('not ready; retrying'))).to.have.length(0);
+  });
+
+  it('docs/vault.md: rotating the secret id, as written: pods on the new one read on, the old one logs in no more', async () => {
+    await shell(docs['approle-setup']!);
+    await shell(docs['write-secret']!);
+    for (const value of ['change-me-webhook-key', 'change-me-api-key']) secret(value);
+    const old = await approleCredentials();
+    const before = await suite.start('rotation-old', old);
+    await nthLine(before, 'job-manager is up', 1);
+
+    const issued = JSON.parse(await shell(docs['new-secret-id']!)).data;
+    const renewed = { VAULT_ROLE_ID: old.VAULT_ROLE_ID, VAULT_SECRET_ID: secret(issued.secret_id) };
+    const after = await suite.start('rotation-new', renewed);
+    await nthLine(after, 'job-manager is up', 1);
+    await before.stop('SIGTERM', 10_000);
+    // The old secret id's accessor, as an operator who kept no record of it finds it.
+    const oldAccessor = JSON.parse(
+      await vault().run(['write', '-format=json', 'auth/approle/role/job-manager/secret-id/lookup', '-'], {
+        input: JSON.stringify({ secret_id: old.VAULT_SECRET_ID }),
+      }),
+    ).data.secret_id_accessor;
+    const destroyed = await vault().shell(docs['destroy-old-secret-id']!, { OLD_SECRET_ID_ACCESSOR: oldAccessor });
+    expect(destroyed.code, destroyed.stderr).to.equal(0);
+
+    const refused = suite.run('rotation-old-again', old);
+    expect((await refused.exited).code).to.equal(69);
+    expect(refused.lines.find((line) => line.level === 'fatal')?.msg).to.match(
+      /AppRole login failed \(HTTP 400: invalid role or secret ID\); check VAULT_ROLE_ID\/VAULT_SECRET_ID$/,
+    );
+    await vault().run(['kv', 'patch', 'secret/job-manager', 'WORKER_COUNT=3']);
+    expect((await nthLine(after, 'configuration from Vault applied', 1)).workers).to.equal(3);
   });
 
   it('a policy that loses "read" under a running service: configuration kept, failures counted, health "down"; restored, it reads again', async () => {

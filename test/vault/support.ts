@@ -11,6 +11,8 @@ import { type LogRecord, projectRoot, runMain, startPod, type TestProcess } from
 import { VaultDevServer } from '../support/vault-dev-server.ts';
 
 export const secretPath = 'secret/data/job-manager';
+/** What a Vault token looks like (1.10 and later: hvs., hvb., hvr. and at least 20 more characters). */
+export const vaultTokenPattern = /\bhv[sbr]\.[A-Za-z0-9_-]{20,}/;
 
 /**
  * Mocha helper for a test file: a Vault dev server (started once), a database,
@@ -46,6 +48,9 @@ export function useVaultSuite(options: { emptyVaultPerTest?: boolean } = {}) {
       for (const value of secrets) {
         if (value) expect(output.includes(value), `${proc.name} logged a secret value`).to.equal(false);
       }
+      // Nor any Vault token, including the ones the service got from its own AppRole logins, which
+      // the test never sees: Vault's service, batch and recovery tokens start hvs., hvb., hvr.
+      expect(output, `${proc.name} logged a Vault token`).to.not.match(vaultTokenPattern);
     }
   });
 
@@ -123,11 +128,20 @@ export async function vaultFailures(pod: TestProcess, reason: string): Promise<n
   return match ? Number(match[1]) : Number.NaN;
 }
 
-/** Resolves once `probe` holds (checked every 100 ms); rejects with `what` after `timeoutMs`. */
-export async function until(what: string, probe: () => boolean | Promise<boolean>, timeoutMs = 30_000) {
+/**
+ * Resolves once `probe` holds (checked every 100 ms); rejects with `what`
+ * (a function: evaluated at the failure, e.g. a process's latest output) after `timeoutMs`.
+ */
+export async function until(
+  what: string | (() => string),
+  probe: () => boolean | Promise<boolean>,
+  timeoutMs = 30_000,
+) {
   const deadline = Date.now() + timeoutMs;
   while (!(await probe())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    if (Date.now() > deadline) {
+      throw new Error(`${typeof what === 'function' ? what() : what}: not within ${timeoutMs} ms`);
+    }
     await sleep(100);
   }
 }
@@ -141,9 +155,27 @@ export function lines(pod: TestProcess, msg: string): LogRecord[] {
 
 /** Waits for the `count`-th line with this msg (see `lines`) and returns it. */
 export async function nthLine(pod: TestProcess, msg: string, count: number, timeoutMs = 30_000): Promise<LogRecord> {
-  await until(`${pod.name}: ${count} × "${msg}"\n${pod.tail(20)}`, () => lines(pod, msg).length >= count, timeoutMs);
+  await until(
+    () => `${pod.name}: ${count} × "${msg}"; last output:\n${pod.tail(20)}`,
+    () => lines(pod, msg).length >= count,
+    timeoutMs,
+  );
   return lines(pod, msg)[count - 1]!;
 }
+
+/** Waits for the first "Vault refresh failed; …" line of this `kind` (earlier ones of other kinds are passed over). */
+export async function refreshFailure(pod: TestProcess, kind: string, timeoutMs = 30_000): Promise<LogRecord> {
+  const failures = () => lines(pod, refreshFailed).filter((line) => line.kind === kind);
+  await until(
+    () => `${pod.name}: a refresh failure of kind ${kind}; last output:\n${pod.tail(20)}`,
+    () => failures().length > 0,
+    timeoutMs,
+  );
+  return failures()[0]!;
+}
+
+/** What the watcher logs (once per distinct reason) when a re-read fails. */
+export const refreshFailed = 'Vault refresh failed; keeping the current configuration';
 
 /**
  * The shell blocks of docs/vault.md that the suite runs, by name: each is the

@@ -3,7 +3,7 @@
 // their maximum TTL, replaced by a new login; a token revoked under a running
 // service (AppRole logs in again; a static token is reported).
 import { expect } from 'chai';
-import { lines, nthLine, until, useVaultSuite, vaultFailures, vaultHealth } from './support.ts';
+import { lines, nthLine, refreshFailure, until, useVaultSuite, vaultFailures, vaultHealth } from './support.ts';
 
 describe('Vault tokens (real Vault)', function () {
   this.timeout(120_000);
@@ -21,6 +21,7 @@ describe('Vault tokens (real Vault)', function () {
       'put',
       'secret/job-manager',
       'WORKER_COUNT=3',
+      'WEBHOOK_AUTH_HEADER=x-ins-auth-key',
       `WEBHOOK_AUTH_VALUE=${secret('tok-webhook-9d2e')}`,
     ]);
   });
@@ -64,6 +65,27 @@ describe('Vault tokens (real Vault)', function () {
     await nthLine(pod, 'logged in to Vault with AppRole', 2);
     await changeApplied(pod, 7);
     expect(await vaultHealth(pod)).to.equal('ok');
+  });
+
+  it('AppRole secret id destroyed under a running service: the login at the maximum TTL fails, reported, configuration kept; restored, it reads again', async () => {
+    const credentials = await appRole('4s', '6s');
+    const pod = await suite.start('approle-secret-id-destroyed', credentials);
+    const destroy = JSON.stringify({ secret_id: credentials.VAULT_SECRET_ID });
+    await vault().run(['write', 'auth/approle/role/job-manager/secret-id/destroy', '-'], { input: destroy });
+
+    const retrying = await nthLine(pod, 'vault AppRole login failed; retrying', 1, 20_000);
+    const reason = 'AppRole login failed (HTTP 400: invalid role or secret ID); check VAULT_ROLE_ID/VAULT_SECRET_ID';
+    expect(retrying.reason).to.equal(reason);
+    // Once its token has expired, every refresh fails the same way.
+    expect((await refreshFailure(pod, 'login-failed')).reason).to.equal(reason);
+    await until('health shows vault down', async () => (await vaultHealth(pod)) === 'down');
+    await until('the metric counts it', async () => (await vaultFailures(pod, 'login_failed')) >= 1);
+    expect(lines(pod, 'configuration from Vault applied')).to.have.length(0);
+
+    // The same secret id issued again (custom-secret-id): the pod logs in by itself and reads on.
+    await vault().run(['write', 'auth/approle/role/job-manager/custom-secret-id', '-'], { input: destroy });
+    await nthLine(pod, 'Vault refresh works again', 1);
+    await changeApplied(pod, 5);
   });
 
   it('a static token revoked under a running service: reported (log, health "down", metric), configuration kept', async () => {
