@@ -109,11 +109,13 @@ function isOverload(result: DeliveryResult): boolean {
 
 /** The per-run policy over the pod's gate. */
 export function lanes(gate: ConcurrencyGate): DeliveryPolicyFactory {
-  return ({ settings }) => {
+  return ({ settings, pipelines }) => {
     /** When each message of the run got its slot (performance.now ms). */
     const started = new Map<string, number>();
     return {
-      beforeClaim: (wanted) => Math.min(wanted, deliveryChunkSize({ ...settings, concurrency: gate.limit })),
+      // The run's pipelines share the chunk: together they hold no more than one pipeline would.
+      beforeClaim: (wanted) =>
+        Math.min(wanted, Math.ceil(deliveryChunkSize({ ...settings, concurrency: gate.limit }) / pipelines)),
       async beforeSend(message: ClaimedMessage) {
         await gate.acquire();
         started.set(message.id, performance.now());
