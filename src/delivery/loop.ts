@@ -240,7 +240,7 @@ async function claim(
     span.end();
     throw error;
   });
-  claimed(span, messages);
+  claimed(run.tracing, span, messages);
   if (messages.length === 0) return undefined;
   for (const policy of run.policies) policy.afterClaim?.(messages.length);
   messages.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
@@ -266,7 +266,11 @@ async function send(
   const passed: DeliveryPolicy[] = [];
   try {
     for (const policy of run.policies) {
-      if (policy.beforeSend && !(await policy.beforeSend(message))) return {};
+      if (policy.beforeSend) {
+        const answer = policy.beforeSend(message);
+        // Awaited only when it is a promise: an `await` of a plain value still costs a microtask turn.
+        if (!(answer instanceof Promise ? await answer : answer)) return {};
+      }
       passed.push(policy);
     }
     return await attempt(run, message, claimTrace, traces);
@@ -309,8 +313,10 @@ async function attempt(
   if (voided) return { attempt: record('aborted') };
   run.parts.metrics.webhookDuration.observe({ status_class: statusClass(result.httpStatus) }, seconds);
   let handBack = false;
-  for (const policy of run.policies)
-    if ((await policy.afterAttempt?.(result, message)) === 'hand-back') handBack = true;
+  for (const policy of run.policies) {
+    const verdict = policy.afterAttempt?.(result, message);
+    if ((verdict instanceof Promise ? await verdict : verdict) === 'hand-back') handBack = true;
+  }
   if (handBack) return { attempt: record('retry', 'handed back, not counted') };
   const { maxAttempts, backoff } = run.settings;
   const decision = decideOutcome(result, message.attempts, maxAttempts, backoff);

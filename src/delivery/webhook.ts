@@ -90,15 +90,17 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
   const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000 });
   const secrets = [authValue ?? '', ...(options.signingSecrets ?? []).flatMap((secret) => [secret, secret.slice(6)])];
 
+  const redactSecrets = redactor(secrets);
+
   async function deliver(message: OutboundMessage, signal?: AbortSignal): Promise<DeliveryResult> {
-    let redact = redactor(secrets);
+    let redact = redactSecrets;
     const timeout = new AbortController();
     const timer = startTimeout(timeout, timeoutMs);
     try {
       if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
       const body = JSON.stringify({ to: message.to, content: message.content });
       const signature = options.signer?.headers(message.id, body) ?? {};
-      redact = redactor([...secrets, ...signatureForms(signature['webhook-signature'])]);
+      if (options.signer) redact = redactor([...secrets, ...signatureForms(signature['webhook-signature'])]);
       const response = await request(url, {
         method: 'POST',
         dispatcher: agent,
@@ -117,7 +119,7 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
         firstHeader(response.headers['retry-after']),
         answer,
         maxResponseBytes,
-        serverNow(firstHeader(response.headers.date)),
+        () => serverNow(firstHeader(response.headers.date)),
       );
       const responseExcerpt = excerptOf(redact(answer.text));
       const withBody = responseExcerpt === undefined ? result : { ...result, responseExcerpt };
@@ -217,7 +219,8 @@ function classifyResponse(
   retryAfter: string | undefined,
   body: CappedBody,
   maxBytes: number,
-  now: number,
+  /** The server's clock (epoch ms), read only for a Retry-After. */
+  now: () => number,
 ): DeliveryResult {
   if (status >= 200 && status < 300) {
     if (body.tooLarge)
@@ -247,7 +250,7 @@ function classifyResponse(
   const error = withExcerpt(`HTTP ${status}`, body.text);
   const attemptError = `HTTP ${status}`;
   if (status === 408 || status === 429 || status >= 500) {
-    const retryAfterMs = parseRetryAfter(retryAfter, now);
+    const retryAfterMs = retryAfter === undefined ? undefined : parseRetryAfter(retryAfter, now());
     return retryAfterMs === undefined
       ? { outcome: 'transient', httpStatus: status, error, attemptError }
       : { outcome: 'transient', httpStatus: status, error, attemptError, retryAfterMs };
