@@ -36,6 +36,8 @@ interface DispatchResult {
   processCpuSecondsPer10k: number;
   postgresCpuSecondsPer10k: number;
   walBytesPer10k: number;
+  /** The sink's CPU (this orchestrator process, which serves it) per 10,000: what the webhook side cost. */
+  sinkCpuSecondsPer10k: number;
   peakRssMb: number;
   duplicates: number;
 }
@@ -103,6 +105,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     const wal = await walLsn();
     const postgres = postgresCpuSeconds(cluster.pid!);
     const processCpu = pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const sinkCpu = process.cpuUsage();
     const rss = sampleRss(pids);
     const began = performance.now();
     await start();
@@ -114,6 +117,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     const per10k = 10_000 / messages;
     const processSeconds = pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0) - processCpu;
     const postgresSeconds = postgresCpuSeconds(cluster.pid!) - postgres;
+    const sinkUsage = process.cpuUsage(sinkCpu);
     return {
       contender,
       messagesPerSecond: messages / seconds,
@@ -121,6 +125,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       processCpuSecondsPer10k: processSeconds * per10k,
       postgresCpuSecondsPer10k: postgresSeconds * per10k,
       walBytesPer10k: (await walSince(wal)) * per10k,
+      sinkCpuSecondsPer10k: ((sinkUsage.user + sinkUsage.system) / 1e6) * per10k,
       peakRssMb: rss.stop(),
       duplicates: counter.duplicates,
     };
@@ -193,7 +198,8 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
           }
         },
       );
-      const lateness = podCount === 1 && !options.profile ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
+      const lateness =
+        podCount === 1 && !options.profile ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
       return { result, idleRssMb, peakRssMb: Math.max(intakePeak, result.peakRssMb / podCount), lateness, url };
     } finally {
       await Promise.all(pods.map((pod) => pod.stop('SIGTERM')));
@@ -252,6 +258,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       processCpuSecondsPer10k: pick('processCpuSecondsPer10k'),
       postgresCpuSecondsPer10k: pick('postgresCpuSecondsPer10k'),
       walBytesPer10k: pick('walBytesPer10k'),
+      sinkCpuSecondsPer10k: pick('sinkCpuSecondsPer10k'),
       peakRssMb: pick('peakRssMb'),
       duplicates: Math.max(...list.map((run) => run.duplicates)),
       runs: list.map((run) => Math.round(run.messagesPerSecond)),
