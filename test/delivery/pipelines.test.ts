@@ -1,6 +1,5 @@
 import { expect } from 'chai';
 import { createPool, type Pool } from '../../src/db/pool.ts';
-import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { deliverBatch, PIPELINES_PER_RUN } from '../../src/delivery/loop.ts';
 import { ConcurrencyGate, lanes } from '../../src/delivery/policies/lanes.ts';
 import { disabledSentCache } from '../../src/delivery/sent-cache.ts';
@@ -9,6 +8,7 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/service.ts';
+import { seedMessages } from './seed.ts';
 
 /**
  * A run works its batch in two chunk pipelines: while one pipeline's chunk
@@ -27,15 +27,7 @@ describe('delivery pipelines of one run', function () {
   after(() => pool.end());
   beforeEach(() => pool.query('DELETE FROM messages'));
 
-  const seed = async (count: number) =>
-    (
-      await insertMessages(pool, {
-        recipients: Array.from({ length: count }, () => '+905551111111'),
-        contents: Array.from({ length: count }, (_, index) => `m${index}`),
-        sendAts: Array.from({ length: count }, () => ''),
-        traceParent: null,
-      })
-    ).map((row) => row.id);
+  const seed = (count: number) => seedMessages(pool, count);
 
   /** A webhook client whose requests wait until the test answers them (`answerAll`), recording the order they came in. */
   function heldClient() {
