@@ -16,8 +16,7 @@
  * redacted. Deciding what to do with a result (retry, give up) is backoff.ts's job.
  */
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import type { WebhookSigner } from './signing.ts';
 
 export interface OutboundMessage {
@@ -113,7 +112,7 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
         },
         body,
       });
-      const answer = await readCapped(response.body, maxResponseBytes);
+      const answer = await readCapped(response.body, maxResponseBytes, firstHeader(response.headers['content-length']));
       const result = classifyResponse(
         response.statusCode,
         firstHeader(response.headers['retry-after']),
@@ -197,7 +196,18 @@ interface CappedBody {
   tooLarge: boolean;
 }
 
-async function readCapped(body: Readable, maxBytes: number): Promise<CappedBody> {
+/**
+ * The body as text, read up to `maxBytes`. A body that declares a length
+ * within the cap is read whole at once (the HTTP parser holds it to that
+ * length); any other is read chunk by chunk and cut at the cap.
+ */
+async function readCapped(
+  body: Dispatcher.ResponseData['body'],
+  maxBytes: number,
+  contentLength?: string,
+): Promise<CappedBody> {
+  const declared = contentLength === undefined ? Number.NaN : Number(contentLength);
+  if (declared >= 0 && declared <= maxBytes) return { text: await body.text(), tooLarge: false };
   const chunks: Buffer[] = [];
   let size = 0;
   let tooLarge = false;
