@@ -21,6 +21,12 @@ import { call } from './support.ts';
 
 export interface ComparisonOptions {
   quick: boolean;
+  /**
+   * `--profile`: this service alone (1 pod), its pod under `node --cpu-prof`
+   * (profiles in .bench/profile/), the cluster with pg_stat_statements, whose
+   * top statements by total time are printed after the run.
+   */
+  profile?: boolean;
 }
 
 interface DispatchResult {
@@ -30,6 +36,8 @@ interface DispatchResult {
   processCpuSecondsPer10k: number;
   postgresCpuSecondsPer10k: number;
   walBytesPer10k: number;
+  /** The sink's CPU (this orchestrator process, which serves it) per 10,000: what the webhook side cost. */
+  sinkCpuSecondsPer10k: number;
   peakRssMb: number;
   duplicates: number;
 }
@@ -74,7 +82,10 @@ function deliveryCounter() {
 export async function runComparison(options: ComparisonOptions): Promise<Record<string, unknown>> {
   const messages = Number(process.env.BENCH_COMPARE_MESSAGES ?? (options.quick ? 5_000 : 20_000));
   const repeats = options.quick ? 1 : Number(process.env.BENCH_COMPARE_REPEATS ?? 3);
-  const cluster = await PgCluster.create();
+  const profileDir = new URL('../.bench/profile/', import.meta.url).pathname;
+  const cluster = await PgCluster.create(
+    options.profile ? { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' } : {},
+  );
   const admin = new pg.Client({ connectionString: cluster.url() });
   await admin.connect();
   const counter = deliveryCounter();
@@ -94,6 +105,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     const wal = await walLsn();
     const postgres = postgresCpuSeconds(cluster.pid!);
     const processCpu = pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0);
+    const sinkCpu = process.cpuUsage();
     const rss = sampleRss(pids);
     const began = performance.now();
     await start();
@@ -105,6 +117,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     const per10k = 10_000 / messages;
     const processSeconds = pids().reduce((sum, pid) => sum + cpuSeconds(pid), 0) - processCpu;
     const postgresSeconds = postgresCpuSeconds(cluster.pid!) - postgres;
+    const sinkUsage = process.cpuUsage(sinkCpu);
     return {
       contender,
       messagesPerSecond: messages / seconds,
@@ -112,6 +125,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       processCpuSecondsPer10k: processSeconds * per10k,
       postgresCpuSecondsPer10k: postgresSeconds * per10k,
       walBytesPer10k: (await walSince(wal)) * per10k,
+      sinkCpuSecondsPer10k: ((sinkUsage.user + sinkUsage.system) / 1e6) * per10k,
       peakRssMb: rss.stop(),
       duplicates: counter.duplicates,
     };
@@ -147,6 +161,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     DATABASE_URL: url,
     WEBHOOK_URL: `${sink.url}/webhook`,
     FETCH_INTERVAL_MS: '1000',
+    ...(options.profile ? { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${profileDir}` } : {}),
   });
 
   /** This service with its defaults: `podCount` pods, one 1-second sender job per pod (batch 10,000). */
@@ -167,6 +182,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
         await call(pods[batch % podCount]!.url, 'POST', '/messages/batch', { messages: items });
       }
       const intakePeak = intakeRss.stop() / podCount;
+      if (options.profile) await resetStatements(url);
       const result = await measure(
         `job-manager, ${podCount} pod${podCount > 1 ? 's' : ''}`,
         () => pods.map((pod) => pod.pid),
@@ -182,11 +198,24 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
           }
         },
       );
-      const lateness = podCount === 1 ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
+      const lateness =
+        podCount === 1 && !options.profile ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
       return { result, idleRssMb, peakRssMb: Math.max(intakePeak, result.peakRssMb / podCount), lateness, url };
     } finally {
       await Promise.all(pods.map((pod) => pod.stop('SIGTERM')));
     }
+  }
+
+  if (options.profile) {
+    mkdirSync(profileDir, { recursive: true });
+    const service = await runService(1);
+    console.log(`  ${service.result.contender}: ${Math.round(service.result.messagesPerSecond)} messages/s`);
+    await printTopStatements(service.url);
+    await sink.close();
+    await admin.end();
+    await cluster.destroy();
+    console.log(`CPU profile of the pod: ${profileDir} (open in Chrome DevTools or speedscope)`);
+    return { profile: service.result };
   }
 
   const runs: Record<string, DispatchResult[]> = {};
@@ -229,6 +258,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       processCpuSecondsPer10k: pick('processCpuSecondsPer10k'),
       postgresCpuSecondsPer10k: pick('postgresCpuSecondsPer10k'),
       walBytesPer10k: pick('walBytesPer10k'),
+      sinkCpuSecondsPer10k: pick('sinkCpuSecondsPer10k'),
       peakRssMb: pick('peakRssMb'),
       duplicates: Math.max(...list.map((run) => run.duplicates)),
       runs: list.map((run) => Math.round(run.messagesPerSecond)),
@@ -282,6 +312,35 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   await admin.end();
   await cluster.destroy();
   return result;
+}
+
+/** Starts pg_stat_statements afresh, so it counts dispatch alone. */
+async function resetStatements(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await client.query('SELECT pg_stat_statements_reset()');
+  } finally {
+    await client.end();
+  }
+}
+
+/** pg_stat_statements of the bench database: the statements that took the most time, with calls and rows. */
+async function printTopStatements(url: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query(
+      `SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, rows, wal_bytes,
+              left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+       FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       ORDER BY total_exec_time DESC LIMIT 25`,
+    );
+    console.table(rows);
+  } finally {
+    await client.end();
+  }
 }
 
 /** Three 1-second jobs for `seconds`: how late each run started after its slot (s), from pg-boss's rows. */

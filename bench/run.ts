@@ -46,9 +46,10 @@ if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) {
 // 0. side by side (bench/compare.ts): its own throwaway cluster, so CPU and WAL are this bench's alone.
 // `--quick` runs only this part, smaller (under 3 minutes).
 const quick = process.argv.includes('--quick');
-const comparison = await runComparison({ quick });
+const profile = process.argv.includes('--profile');
+const comparison = await runComparison({ quick, profile });
 console.log(JSON.stringify(comparison, null, 2));
-if (quick) process.exit(0);
+if (quick || profile) process.exit(0);
 
 const results: Array<[string, string]> = [];
 const record = (name: string, value: string) => {

@@ -198,8 +198,8 @@ export const settingsTable = {
       'WEBHOOK_CONCURRENCY',
       1,
       256,
-      10,
-      live('webhook requests in flight per pod: the fixed limit, or the ceiling of the adaptive one'),
+      50,
+      live('webhook requests in flight per pod: the ceiling of the adaptive limit, or the fixed limit'),
     ),
     adaptiveConcurrency: setting(
       'WEBHOOK_ADAPTIVE_CONCURRENCY',
@@ -207,12 +207,12 @@ export const settingsTable = {
         blankAsUnset,
         z
           .enum(['true', 'false'], { message: 'must be true or false' })
-          .default('false')
+          .default('true')
           .transform((value) => value === 'true'),
       ) as z.ZodType<boolean>,
-      'false',
+      'true',
       live(
-        '`true`: the limit adapts to the webhook up to `WEBHOOK_CONCURRENCY` (grows while it keeps up, shrinks on timeouts, 429, 503 and rising latency); not yet the default',
+        'the limit adapts to the webhook up to `WEBHOOK_CONCURRENCY` (grows while it keeps up, shrinks on timeouts, 429, 503 and rising latency); `false`: always `WEBHOOK_CONCURRENCY`',
       ),
     ),
     retryBaseMs: int('WEBHOOK_RETRY_BASE_MS', 1, 3_600_000, 1_000, live('first retry delay ceiling (full jitter)')),

@@ -7,8 +7,9 @@
  * - a round with an overload signal (a timeout, 429 or 503) cuts the limit
  *   multiplicatively (x0.7), at most once a round;
  * - a round whose latency rose well above its floor (the lowest round latency
- *   seen lately) while throughput stopped growing cuts it gently (x0.9): the
- *   requests queue in the webhook, or in this pod, rather than going faster;
+ *   seen lately: more than twice it, and by more than 20 ms) while throughput
+ *   stopped growing cuts it gently (x0.9): the requests queue in the webhook
+ *   rather than going faster;
  * - otherwise, when the round used the whole limit (requests waited for it),
  *   the limit grows: doubling until the first cut (slow start), then by one a
  *   round (additive increase).
@@ -34,8 +35,16 @@ export interface AdaptiveLimitOptions {
   now?: () => number;
 }
 
-/** A round's latency above this multiple of the floor counts as "well above". */
+/** A round's latency above this multiple of the floor counts as "well above"... */
 const LATENCY_TOLERANCE = 2;
+/**
+ * ...when it is also this many milliseconds above it. A webhook that answers
+ * in a millisecond or two (on the same host or network) shows "twice the
+ * floor" from a few milliseconds of queueing in this pod's own event loop or
+ * socket buffers, which says nothing about the webhook; a webhook that queues
+ * requests adds its own service time per request waiting, well above this.
+ */
+const LATENCY_SLACK_MS = 20;
 /** Throughput that grew less than this fraction over the last round counts as "stopped growing". */
 const THROUGHPUT_GAIN = 0.05;
 const OVERLOAD_CUT = 0.7;
@@ -115,7 +124,8 @@ export class AdaptiveLimit {
     if (round.overloads === 0 && round.served > 0) {
       const latency = round.latencyTotal / round.served;
       const floor = this.#updateFloor(latency);
-      if (latency > floor * LATENCY_TOLERANCE && throughput < this.#lastThroughput * (1 + THROUGHPUT_GAIN)) {
+      const wellAbove = latency > floor * LATENCY_TOLERANCE && latency - floor > LATENCY_SLACK_MS;
+      if (wellAbove && throughput < this.#lastThroughput * (1 + THROUGHPUT_GAIN)) {
         this.#cut(LATENCY_CUT);
       } else if (round.saturated) {
         this.#limit = Math.min(this.#ceiling, this.#slowStart ? this.#limit * 2 : this.#limit + 1);

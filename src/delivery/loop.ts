@@ -81,7 +81,7 @@ export interface LoopParts {
   tracing?: Tracing;
 }
 
-/** One run's state, shared by its stages. */
+/** One pipeline's state, shared by its stages; each pipeline of a run has its own policies. */
 interface Run {
   request: DeliveryRequest;
   settings: RunSettings;
@@ -94,10 +94,32 @@ interface Run {
 }
 
 /**
+ * Chunk pipelines per run. Each is claim -> send -> settle in turn, with its
+ * own policy state, as two runs of one pod would be; together they keep the
+ * webhook busy while the other pipeline claims or settles, where one pipeline
+ * leaves it idle for both. Their claims take turns (see `claimTurns`), so the
+ * chunks queue for the pod's concurrency gate in claim order, and each claims
+ * half of what the concurrency policy allows a run (deliveryChunkSize), so a
+ * run holds no more messages at once than one pipeline did.
+ */
+export const PIPELINES_PER_RUN = 2;
+
+/** What the pipelines of one run share: the batch left to claim, and whether the run ended. */
+interface RunBudget {
+  /** Messages the run may still claim (handed-back ones come back to it). */
+  remaining: number;
+  /** A claim found nothing, a policy ended the run, or a pipeline failed: claim nothing more. */
+  ended: boolean;
+  /** Runs `claim` after every claim started before it has queued its chunk for sending. */
+  claimTurns: <T>(claim: () => Promise<T>) => Promise<T>;
+}
+
+/**
  * Sends up to `request.batchSize` of the oldest due pending messages
  * (created_at, id), after returning expired leases to pending. Never throws
  * for a delivery failure: those become retries or failures on the message.
- * Throws only when the database cannot be reached.
+ * Throws only when the database cannot be reached (after every pipeline has
+ * settled what it sent).
  */
 export async function deliverBatch(
   request: DeliveryRequest,
@@ -107,42 +129,87 @@ export async function deliverBatch(
   const summary: DeliverySummary = { claimed: 0, sent: 0, retried: 0, failed: 0, recovered: 0, handedBack: 0 };
   summary.recovered = (await releaseExpiredMessageLeases(parts.pool)).length;
   const deadline = request.deadline ?? new AbortController().signal;
-  const scope = { signal: request.signal, deadline, settings, metrics: parts.metrics };
-  const run: Run = {
-    request,
-    settings,
-    parts,
-    policies: parts.policies.map((make) => make(scope)),
-    owner: `${settings.instanceId}/${request.executionId ?? request.runId}`,
-    deadline,
-    tracing: parts.tracing ?? untraced,
-  };
-  const settleParts = { ...parts, logger: request.logger ?? parts.logger, owner: run.owner, deadline };
-  let remaining = request.batchSize;
-  while (remaining > 0 && !request.signal.aborted) {
-    const chunk = await claimAndSend(run, remaining);
-    if (!chunk) break;
-    summary.claimed += chunk.messages.length;
-    const handedBack = await settle(chunk, settleParts, summary);
-    // Handed-back messages were not worked on: they do not use up the batch.
-    remaining -= chunk.messages.length - handedBack;
-  }
+  const pipelines = request.batchSize > 1 ? PIPELINES_PER_RUN : 1;
+  const scope = { signal: request.signal, deadline, settings, metrics: parts.metrics, pipelines };
+  const owner = `${settings.instanceId}/${request.executionId ?? request.runId}`;
+  const budget: RunBudget = { remaining: request.batchSize, ended: false, claimTurns: takingTurns() };
+  const outcomes = await Promise.allSettled(
+    Array.from({ length: pipelines }, () =>
+      pipeline(
+        {
+          request,
+          settings,
+          parts,
+          policies: parts.policies.map((make) => make(scope)),
+          owner,
+          deadline,
+          tracing: parts.tracing ?? untraced,
+        },
+        budget,
+        summary,
+      ),
+    ),
+  );
+  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failure) throw failure.reason;
   return summary;
 }
 
-/** Claims one chunk and sends it; undefined when the run ends here. Every policy closes the chunk, whatever happens. */
-async function claimAndSend(run: Run, remaining: number): Promise<SentChunk | undefined> {
+/** One pipeline: chunk after chunk until the run's budget is used up or the run ends. */
+async function pipeline(run: Run, budget: RunBudget, summary: DeliverySummary): Promise<void> {
+  const { request, parts } = run;
+  const settleParts = { ...parts, logger: request.logger ?? parts.logger, owner: run.owner, deadline: run.deadline };
   try {
-    const chunk = await claim(run, remaining);
-    if (!chunk) return undefined;
-    const { messages, trace } = chunk;
-    const traces = new Map<string, TraceContext>();
-    const sent = await Promise.all(messages.map((message) => send(run, message, trace, traces)));
+    while (budget.remaining > 0 && !budget.ended && !request.signal.aborted) {
+      const chunk = await claimAndSend(run, budget);
+      if (!chunk) {
+        budget.ended = true;
+        break;
+      }
+      summary.claimed += chunk.messages.length;
+      const handedBack = await settle(chunk, settleParts, summary);
+      // Handed-back messages were not worked on: they do not use up the batch.
+      budget.remaining += handedBack;
+    }
+  } catch (error) {
+    budget.ended = true;
+    throw error;
+  }
+}
+
+/** A lock in call order: each call runs after the previous one settled. */
+function takingTurns(): RunBudget['claimTurns'] {
+  let last: Promise<unknown> = Promise.resolve();
+  return (claim) => {
+    const result = last.then(claim);
+    last = result.catch(() => {});
+    return result;
+  };
+}
+
+/**
+ * Claims one chunk (in the run's claim turn) and sends it; undefined when the
+ * run ends here. Every policy closes the chunk, whatever happens.
+ */
+async function claimAndSend(run: Run, budget: RunBudget): Promise<SentChunk | undefined> {
+  try {
+    const started = await budget.claimTurns(async () => {
+      if (budget.ended || budget.remaining <= 0) return undefined;
+      const chunk = await claim(run, budget.remaining);
+      if (!chunk) return undefined;
+      budget.remaining -= chunk.messages.length;
+      const traces = new Map<string, TraceContext>();
+      // Every message asks for its slot now, before the turn passes: the gate serves chunks in claim order.
+      const sends = chunk.messages.map((message) => send(run, message, chunk.trace, traces));
+      return { messages: chunk.messages, sends, traces };
+    });
+    if (!started) return undefined;
+    const sent = await Promise.all(started.sends);
     return {
-      messages,
+      messages: started.messages,
       decisions: sent.map((one) => one.decision),
       attempts: sent.map((one) => one.attempt),
-      traces,
+      traces: started.traces,
     };
   } finally {
     for (const policy of run.policies) policy.endChunk?.();
@@ -173,7 +240,7 @@ async function claim(
     span.end();
     throw error;
   });
-  claimed(span, messages);
+  claimed(run.tracing, span, messages);
   if (messages.length === 0) return undefined;
   for (const policy of run.policies) policy.afterClaim?.(messages.length);
   messages.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
@@ -199,7 +266,11 @@ async function send(
   const passed: DeliveryPolicy[] = [];
   try {
     for (const policy of run.policies) {
-      if (policy.beforeSend && !(await policy.beforeSend(message))) return {};
+      if (policy.beforeSend) {
+        const answer = policy.beforeSend(message);
+        // Awaited only when it is a promise: an `await` of a plain value still costs a microtask turn.
+        if (!(answer instanceof Promise ? await answer : answer)) return {};
+      }
       passed.push(policy);
     }
     return await attempt(run, message, claimTrace, traces);
@@ -242,8 +313,10 @@ async function attempt(
   if (voided) return { attempt: record('aborted') };
   run.parts.metrics.webhookDuration.observe({ status_class: statusClass(result.httpStatus) }, seconds);
   let handBack = false;
-  for (const policy of run.policies)
-    if ((await policy.afterAttempt?.(result, message)) === 'hand-back') handBack = true;
+  for (const policy of run.policies) {
+    const verdict = policy.afterAttempt?.(result, message);
+    if ((verdict instanceof Promise ? await verdict : verdict) === 'hand-back') handBack = true;
+  }
   if (handBack) return { attempt: record('retry', 'handed back, not counted') };
   const { maxAttempts, backoff } = run.settings;
   const decision = decideOutcome(result, message.attempts, maxAttempts, backoff);

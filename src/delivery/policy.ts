@@ -29,6 +29,8 @@ export interface RunScope {
   deadline: AbortSignal;
   settings: RunSettings;
   metrics: Metrics;
+  /** Chunk pipelines the run works with at once (loop.ts), each with its own policy state: 1 or 2. */
+  pipelines: number;
 }
 
 /** What a policy makes of a counted attempt: hand the message back (attempt not counted), or nothing. */

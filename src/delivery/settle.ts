@@ -18,7 +18,7 @@ import { logFieldsOf, type TraceContext } from '../observability/tracing.ts';
 import type { AttemptRecord } from './attempt-history.ts';
 import type { DeliveryDecision } from './backoff.ts';
 import type { ClaimedMessage } from './claim.ts';
-import type { SentCache, SentEntry } from './sent-cache.ts';
+import { disabledSentCache, type SentCache, type SentEntry } from './sent-cache.ts';
 
 export interface ChunkOutcomes {
   /** The lease owner that claimed the chunk. */
@@ -136,16 +136,25 @@ export async function settle(chunk: SentChunk, parts: SettleParts, totals: Settl
   totals.handedBack += untried;
   const sent: SentEntry[] = [];
   let sentCount = 0;
+  // A log line's fields are built only when it is written: a delivered message is logged at debug.
+  const fieldsOf = (message: ClaimedMessage) => {
+    const trace = chunk.traces?.get(message.id);
+    return { messageId: message.id, attempt: message.attempts, ...(trace ? logFieldsOf(trace) : {}) };
+  };
+  const debug = logger.isLevelEnabled('debug');
+  const caching = parts.cache !== disabledSentCache;
   for (const [index, decision] of chunk.decisions.entries()) {
     const message = chunk.messages[index]!;
-    const trace = chunk.traces?.get(message.id);
-    const fields = { messageId: message.id, attempt: message.attempts, ...(trace ? logFieldsOf(trace) : {}) };
     if (decision?.status === 'sent') {
-      logger.debug({ ...fields, externalMessageId: decision.externalMessageId }, 'message delivered');
-      const at = sentAt.get(message.id);
+      if (debug)
+        logger.debug({ ...fieldsOf(message), externalMessageId: decision.externalMessageId }, 'message delivered');
+      const at = caching ? sentAt.get(message.id) : undefined;
       if (at) sent.push({ id: message.id, externalMessageId: decision.externalMessageId, sentAt: at.toISOString() });
       sentCount += 1;
-    } else if (decision?.status === 'pending') {
+      continue;
+    }
+    const fields = fieldsOf(message);
+    if (decision?.status === 'pending') {
       totals.retried += 1;
       metrics.messagesRetried.inc();
       logger.warn({ ...fields, error: decision.error }, 'delivery failed; will retry');

@@ -34,10 +34,12 @@ export function startClaimSpan(tracing: Tracing, run: TraceContext | undefined, 
   });
 }
 
-/** Ends the claim span with what it took. */
-export function claimed(span: Span, messages: ClaimedMessage[]): void {
-  span.setAttributes({ 'messaging.batch.message_count': messages.length });
-  span.addLinks(messages.map(messageTraceContext));
+/** Ends the claim span with what it took; the links to the messages only when spans are exported. */
+export function claimed(tracing: Tracing, span: Span, messages: ClaimedMessage[]): void {
+  if (tracing.exporting) {
+    span.setAttributes({ 'messaging.batch.message_count': messages.length });
+    span.addLinks(messages.map(messageTraceContext));
+  }
   span.end();
 }
 

@@ -16,8 +16,7 @@
  * redacted. Deciding what to do with a result (retry, give up) is backoff.ts's job.
  */
 import { randomUUID } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import type { WebhookSigner } from './signing.ts';
 
 export interface OutboundMessage {
@@ -90,15 +89,17 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
   const agent = new Agent({ keepAliveTimeout: 10_000, keepAliveMaxTimeout: 60_000 });
   const secrets = [authValue ?? '', ...(options.signingSecrets ?? []).flatMap((secret) => [secret, secret.slice(6)])];
 
+  const redactSecrets = redactor(secrets);
+
   async function deliver(message: OutboundMessage, signal?: AbortSignal): Promise<DeliveryResult> {
-    let redact = redactor(secrets);
+    let redact = redactSecrets;
     const timeout = new AbortController();
     const timer = startTimeout(timeout, timeoutMs);
     try {
       if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
       const body = JSON.stringify({ to: message.to, content: message.content });
       const signature = options.signer?.headers(message.id, body) ?? {};
-      redact = redactor([...secrets, ...signatureForms(signature['webhook-signature'])]);
+      if (options.signer) redact = redactor([...secrets, ...signatureForms(signature['webhook-signature'])]);
       const response = await request(url, {
         method: 'POST',
         dispatcher: agent,
@@ -111,13 +112,13 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
         },
         body,
       });
-      const answer = await readCapped(response.body, maxResponseBytes);
+      const answer = await readCapped(response.body, maxResponseBytes, firstHeader(response.headers['content-length']));
       const result = classifyResponse(
         response.statusCode,
         firstHeader(response.headers['retry-after']),
         answer,
         maxResponseBytes,
-        serverNow(firstHeader(response.headers.date)),
+        () => serverNow(firstHeader(response.headers.date)),
       );
       const responseExcerpt = excerptOf(redact(answer.text));
       const withBody = responseExcerpt === undefined ? result : { ...result, responseExcerpt };
@@ -195,7 +196,18 @@ interface CappedBody {
   tooLarge: boolean;
 }
 
-async function readCapped(body: Readable, maxBytes: number): Promise<CappedBody> {
+/**
+ * The body as text, read up to `maxBytes`. A body that declares a length
+ * within the cap is read whole at once (the HTTP parser holds it to that
+ * length); any other is read chunk by chunk and cut at the cap.
+ */
+async function readCapped(
+  body: Dispatcher.ResponseData['body'],
+  maxBytes: number,
+  contentLength?: string,
+): Promise<CappedBody> {
+  const declared = contentLength === undefined ? Number.NaN : Number(contentLength);
+  if (declared >= 0 && declared <= maxBytes) return { text: await body.text(), tooLarge: false };
   const chunks: Buffer[] = [];
   let size = 0;
   let tooLarge = false;
@@ -217,7 +229,8 @@ function classifyResponse(
   retryAfter: string | undefined,
   body: CappedBody,
   maxBytes: number,
-  now: number,
+  /** The server's clock (epoch ms), read only for a Retry-After. */
+  now: () => number,
 ): DeliveryResult {
   if (status >= 200 && status < 300) {
     if (body.tooLarge)
@@ -247,7 +260,7 @@ function classifyResponse(
   const error = withExcerpt(`HTTP ${status}`, body.text);
   const attemptError = `HTTP ${status}`;
   if (status === 408 || status === 429 || status >= 500) {
-    const retryAfterMs = parseRetryAfter(retryAfter, now);
+    const retryAfterMs = retryAfter === undefined ? undefined : parseRetryAfter(retryAfter, now());
     return retryAfterMs === undefined
       ? { outcome: 'transient', httpStatus: status, error, attemptError }
       : { outcome: 'transient', httpStatus: status, error, attemptError, retryAfterMs };

@@ -69,6 +69,15 @@ describe('adaptive concurrency limit', () => {
     expect(limit.limit).to.equal(64);
   });
 
+  it('reaches a ceiling of 50 within a few hundred requests to a fast webhook whose latency grows a few ms with queueing', () => {
+    // 5 served at once in 1 ms each (5,000/s): 50 in flight wait up to 10 ms, and nothing is refused.
+    const { trace, limit } = simulate({ capacity: 5, serviceMs: 1, mode: 'queue', ceiling: 50, seconds: 2 });
+    const firstAtCeiling = trace.findIndex((sample) => sample.limit === 50);
+    expect(firstAtCeiling).to.be.within(0, 300);
+    expect(Math.min(...trace.slice(firstAtCeiling).map((sample) => sample.limit))).to.be.at.least(45);
+    expect(limit.limit).to.equal(50);
+  });
+
   it('never grows without requests waiting for it', () => {
     let now = 0;
     const limit = new AdaptiveLimit({ ceiling: 100, initial: 4, now: () => now });

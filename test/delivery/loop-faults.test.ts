@@ -2,7 +2,6 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'chai';
 import { createPool, type Pool } from '../../src/db/pool.ts';
-import { insertMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { type DeliveryRequest, deliverBatch } from '../../src/delivery/loop.ts';
 import { CircuitBreaker, circuitBreaker } from '../../src/delivery/policies/circuit-breaker.ts';
 import { ConcurrencyGate, lanes } from '../../src/delivery/policies/lanes.ts';
@@ -15,6 +14,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { type RunningSink, startSink } from '../../src/sink/server.ts';
 import { adminQuery, useTestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/service.ts';
+import { seedMessages } from './seed.ts';
 
 /**
  * The delivery loop when something around it breaks, with a real PostgreSQL
@@ -36,15 +36,7 @@ describe('delivery loop under faults', function () {
     backoff: { baseMs: 10, maxMs: 20 },
     ...overrides,
   });
-  const seed = async (count: number) =>
-    (
-      await insertMessages(pool, {
-        recipients: Array.from({ length: count }, () => '+905551111111'),
-        contents: Array.from({ length: count }, (_, index) => `m${index}`),
-        sendAts: Array.from({ length: count }, () => ''),
-        traceParent: null,
-      })
-    ).map((row) => row.id);
+  const seed = (count: number) => seedMessages(pool, count);
   /** One run of the loop with the policies of a real run (the shared rate limit aside), the breaker when given. */
   const deliver = (
     request: Pick<DeliveryRequest, 'runId' | 'batchSize'> & Partial<DeliveryRequest>,

@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import { PgBoss } from 'pg-boss';
 import { faultSuite, http, until } from './support/kit.ts';
+import type { Reply } from './support/receiver.ts';
 
 /**
  * Process faults: SIGTERM with a slow webhook or a hung database, SIGKILL
@@ -18,6 +19,26 @@ describe('fault injection: the service processes', function () {
   this.timeout(180_000);
   const { rig, begin, twoPods } = faultSuite();
 
+  /**
+   * Counts the requests that reach the webhook from now on, answered as
+   * `reply` says; with a latency longer than the wait (or a hang) each one
+   * counted is a request the webhook holds in flight.
+   */
+  function holding(reply: Reply = { kind: 'accept' }): { count: number } {
+    const held = { count: 0 };
+    rig.receiver.policy = () => {
+      held.count += 1;
+      return reply;
+    };
+    return held;
+  }
+
+  /** The pod's webhook concurrency limit in force (the gauge): adaptive, or WEBHOOK_CONCURRENCY. */
+  async function concurrencyLimit(url: string): Promise<number> {
+    const text = (await http(url, 'GET', '/metrics')).body as string;
+    return Number(/^job_manager_webhook_concurrency_limit (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+  }
+
   it('5. shutdown with a webhook answering after 8 s, and with a hung database: exit within SHUTDOWN_TIMEOUT_MS + 2 s', async () => {
     const s = await begin('5. shutdown: slow webhook, hung database');
     // Requests aborted at the deadline may still be processed by the webhook; their
@@ -25,11 +46,18 @@ describe('fault injection: the service processes', function () {
     s.resendsAllowed = true;
     const env = s.env({ SHUTDOWN_TIMEOUT_MS: '2000', WEBHOOK_TIMEOUT_MS: '10000', MESSAGE_LEASE_SECONDS: '20' });
     rig.receiver.latencyMs = 8_000;
+    let held = holding();
     const first = await s.pod('a', env);
     await s.quietDefaultJob(first);
     await s.seed(first, 20);
     await s.senders(first, 1, 20, 3_600);
-    await until('requests in flight', () => rig.receiver.arrived >= 10);
+    // The pod holds as many requests in flight as its concurrency limit allows (at most the 20 there are),
+    // and the rest of the run waits for a slot: nothing answers for 8 s, so the count cannot move on its own.
+    await until('the webhook holds what the pod lets through', async () => {
+      const limit = await concurrencyLimit(first.url);
+      return held.count >= 1 && held.count === Math.min(20, limit);
+    });
+    const heldBySlowWebhook = held.count;
     let sigterm = Date.now();
     first.kill('SIGTERM');
     let exit = await first.exited;
@@ -44,18 +72,24 @@ describe('fault injection: the service processes', function () {
     const slowExit = exit.at - sigterm;
     // Now the database hangs (every PostgreSQL process stopped) while a run is in flight.
     rig.receiver.latencyMs = 1_500;
-    rig.receiver.policy = () => ({ kind: 'hang' });
+    held = holding({ kind: 'hang' });
     const second = await s.pod('b', env);
     await http(second.url, 'PUT', '/jobs/stop', { name: 'sender-0' });
     await http(second.url, 'PUT', '/jobs/start', { name: 'sender-0' });
-    await until('requests in flight', () => rig.receiver.arrived >= 15);
+    await until('the webhook holds what the pod lets through', async () => {
+      const limit = await concurrencyLimit(second.url);
+      return held.count >= 1 && held.count === Math.min(20, limit);
+    });
+    const heldByHungWebhook = held.count;
     rig.cluster.freeze(true);
     sigterm = Date.now();
     second.kill('SIGTERM');
     exit = await second.exited;
     rig.cluster.freeze(false);
     expect(exit.at - sigterm, 'exit with a hung database').to.be.below(2_000 + 2_000);
-    s.note = `exits after ${(slowExit / 1000).toFixed(1)} s and ${((exit.at - sigterm) / 1000).toFixed(1)} s`;
+    s.note =
+      `exits after ${(slowExit / 1000).toFixed(1)} s and ${((exit.at - sigterm) / 1000).toFixed(1)} s, ` +
+      `with ${heldBySlowWebhook} and ${heldByHungWebhook} requests in flight`;
     // Whatever the hung database could not take back is sent again after its lease, same key.
     rig.receiver.reset();
     await s.pod('c', env);
@@ -106,7 +140,8 @@ describe('fault injection: the service processes', function () {
 
   it('6. one execution per run: a pod frozen mid-run (300 s job lease) is not doubled by a pg-boss retry', async () => {
     const s = await begin('6. frozen pod, pg-boss retry');
-    // 100 ms a send, 5 at a time: the run of 400 lasts about 8 s, long enough to be frozen mid-run.
+    // 100 ms a send, at most 5 at a time (the adaptive limit's ceiling): the run of 400 lasts at least 8 s,
+    // long enough to be frozen mid-run, whatever the limit does below 5.
     rig.receiver.latencyMs = 100;
     const env = s.env({ JOB_LEASE_SECONDS: '300', WEBHOOK_CONCURRENCY: '5' });
     const [a, b] = await twoPods(s, env);
