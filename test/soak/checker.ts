@@ -47,7 +47,7 @@ export function check(history: History, observed: Observed): Verdict {
   checkDelivered(history, observed, accepted, acceptedCounts, violations);
   const explained = checkResends(history, observed, acceptedCounts, violations);
   checkReplays(history, violations);
-  checkCadence(history, violations);
+  const calm = checkCadence(history, violations);
   checkPods(history, observed, violations);
   const faults = countBy(history.faults.map((fault) => fault.kind));
   const maybes = history.intakes.filter((intake) => intake.outcome === 'maybe').length;
@@ -60,6 +60,7 @@ export function check(history: History, observed: Observed): Verdict {
       `delivered ${[...accepted].filter((id) => (acceptedCounts.get(id)?.length ?? 0) > 0).length}, ` +
       `cancelled ${observed.rows.filter((row) => row.status === 'cancelled').length}`,
     `duplicates: ${explained.total} resends, explained by ${JSON.stringify(explained.byKind)}`,
+    `cadence: ${calm.windows} calm windows of 10 s or more (${calm.seconds.toFixed(0)} s in all), the 1 s job ran ${calm.runs} times in them`,
     `connections: peak per pod ${Math.max(0, ...observed.backendPeaks.map((p) => p.peak))} of a budget of ${observed.budget}`,
     `pod starts that failed (during faults): ${history.failedStarts.length}; 503 answers: ${
       history.intakes.filter((i) => i.status === 503).length + history.actions.filter((a) => a.status === 503).length
@@ -175,24 +176,37 @@ function checkReplays(history: History, violations: string[]): void {
  * The cadence job (every 1 s) in calm windows: no fault active from 5 s
  * before to 20 s after, at least 10 s long; it must run at least once per 5 s.
  */
-function checkCadence(history: History, violations: string[]): void {
+function checkCadence(history: History, violations: string[]): { windows: number; seconds: number; runs: number } {
+  const totals = { windows: 0, seconds: 0, runs: 0 };
   const samples = history.jobSamples;
   let windowStart: (typeof samples)[number] | undefined;
+  let last: (typeof samples)[number] | undefined;
+  const close = () => {
+    const seconds = windowStart && last ? (last.at - windowStart.at) / 1000 : 0;
+    if (seconds >= 10) {
+      totals.windows += 1;
+      totals.seconds += seconds;
+      totals.runs += last!.runCount - windowStart!.runCount;
+    }
+    windowStart = undefined;
+  };
   for (const sample of samples) {
-    const calm = !history.faultDuring(sample.at - 20_000, sample.at + 5_000);
-    if (!calm) {
-      windowStart = undefined;
+    if (history.faultDuring(sample.at - 20_000, sample.at + 5_000)) {
+      close();
       continue;
     }
     windowStart ??= sample;
+    last = sample;
     const seconds = (sample.at - windowStart.at) / 1000;
     if (seconds >= 10 && sample.runCount - windowStart.runCount < Math.floor(seconds / 5)) {
       violations.push(
         `cadence: the 1 s job ran ${sample.runCount - windowStart.runCount} times in a calm ${seconds.toFixed(0)} s from ${iso(windowStart.at)}`,
       );
-      windowStart = undefined;
+      close();
     }
   }
+  close();
+  return totals;
 }
 
 function checkPods(history: History, observed: Observed, violations: string[]): void {
