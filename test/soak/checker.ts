@@ -206,6 +206,7 @@ function checkCadence(history: History, violations: string[]): { windows: number
     }
   }
   close();
+  if (totals.windows === 0) violations.push('cadence: no calm window of 10 s or more was sampled');
   return totals;
 }
 

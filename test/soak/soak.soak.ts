@@ -99,10 +99,12 @@ function sampleJob(rig: Rig, history: History): { stop(): void } {
 /**
  * After healing: failed messages retried (a webhook fault may have used up
  * their attempts), then wait until nothing is pending or sending (4 min at
- * most), then 10 s more.
+ * most), then 10 s more, and at least 45 s from healing in all: the checker
+ * needs one calm window (no fault from 20 s before) to see the job's cadence.
  */
 async function quietPeriod(rig: Rig): Promise<void> {
-  const deadline = Date.now() + 240_000;
+  const healedAt = Date.now();
+  const deadline = healedAt + 240_000;
   for (;;) {
     const pod = rig.livePods()[0];
     if (pod) await http(pod.url, 'POST', '/messages/retry-failed', {}, 10_000);
@@ -117,7 +119,7 @@ async function quietPeriod(rig: Rig): Promise<void> {
     if (Date.now() > deadline) break;
     await sleep(2_000);
   }
-  await sleep(10_000);
+  await sleep(Math.max(10_000, healedAt + 45_000 - Date.now()));
 }
 
 async function observe(rig: Rig): Promise<Observed> {
