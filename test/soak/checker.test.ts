@@ -57,6 +57,22 @@ describe('soak checker', () => {
     expect(check(history, observed).violations).to.deep.equal([]);
   });
 
+  it('names a message delivered after a cancel answered 200, unless a retry came in between', () => {
+    const { history, observed } = world();
+    history.action({
+      at: t0 + 20,
+      end: t0 + 50,
+      pod: 'p1-1',
+      kind: 'cancel',
+      target: 'm1',
+      status: 200,
+      outcome: 'ok',
+    });
+    expect(check(history, observed).violations.some((v) => v.startsWith('cancelled but sent: m1'))).to.equal(true);
+    history.action({ at: t0 + 60, end: t0 + 70, pod: 'p1-1', kind: 'retry', target: 'm1', status: 200, outcome: 'ok' });
+    expect(check(history, observed).violations).to.deep.equal([]);
+  });
+
   it('explains a resend only by a fault within the first delivery’s lease', () => {
     const { history, observed } = world();
     observed.deliveries = [...observed.deliveries, { key: 'm1', at: t0 + 20_000, status: 202 }];

@@ -126,6 +126,23 @@ function checkDelivered(
   }
   for (const key of acceptedCounts.keys())
     if (!accepted.has(key)) violations.push(`the webhook accepted key ${key}, which is no message of this run`);
+  checkCancelsHold(history, acceptedCounts, violations);
+}
+
+/** A message whose cancel was answered 200 is not delivered afterwards unless a retry of it came in between. */
+function checkCancelsHold(history: History, acceptedCounts: Map<string, number[]>, violations: string[]): void {
+  for (const cancel of history.actions) {
+    if (cancel.kind !== 'cancel' || cancel.status !== 200) continue;
+    const later = (acceptedCounts.get(cancel.target) ?? []).find((at) => at > cancel.end);
+    if (later === undefined) continue;
+    const retried = history.actions.some(
+      (a) => a.kind === 'retry' && a.target === cancel.target && a.outcome !== 'fail' && a.at < later,
+    );
+    if (!retried)
+      violations.push(
+        `cancelled but sent: ${cancel.target} (cancel answered 200 at ${iso(cancel.end)}, accepted ${iso(later)})`,
+      );
+  }
 }
 
 /** Every second (or later) acceptance of a key must come within a fault's reach of the one before. */

@@ -54,7 +54,7 @@ describe('soak: seeded random faults against a steady workload', function () {
     sampling.stop();
     const verdict = check(history, observed);
     const file = join(tmpdir(), `soak-${settings.seed}-${Date.now()}.json`);
-    writeFileSync(file, JSON.stringify({ settings, plan, history, verdict }, null, 1));
+    writeFileSync(file, JSON.stringify({ settings, plan, history, observed, verdict }));
     console.log(`\nsoak summary (seed ${settings.seed}):\n  ${verdict.summary.join('\n  ')}\n  history: ${file}`);
     if (verdict.violations.length > 0) {
       for (const slot of rig.slots) console.log(`--- ${slot.pod?.name} (last lines)\n${slot.pod?.tail(30)}`);
