@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
 import pg from 'pg';
 import { connectionBudget } from '../../src/db/database.ts';
+import { BackendSampler } from './support/backend-sampler.ts';
 import { PgCluster } from './support/cluster.ts';
 import { Haproxy } from './support/haproxy.ts';
 import { http, printTable, type ResultRow, results, Scenario, type ServicePod, until } from './support/kit.ts';
@@ -259,83 +260,4 @@ async function finishFailover(
   // One loss per fault, repaired by one loop: never a loss per failed attempt.
   for (const [pod, { lost }] of Object.entries(listener)) expect(lost, `${pod}: listener losses`).to.be.at.most(1);
   for (const [pod, peak] of Object.entries(peaks)) expect(peak, `${pod}: backends`).to.be.at.most(budget);
-}
-
-/**
- * Samples pg_stat_activity on every server every 250 ms (its own connection
- * to each, reopened when a server is gone) and keeps, per pod, the most
- * backends seen at once across all servers (application_name
- * `job-manager <instance>…`).
- */
-class BackendSampler {
-  readonly #servers: PgCluster[];
-  readonly #clients = new Map<PgCluster, pg.Client | undefined>();
-  readonly #peaks = new Map<string, number>();
-  #timer: NodeJS.Timeout | undefined;
-  #busy = false;
-  samples = 0;
-
-  constructor(servers: PgCluster[]) {
-    this.#servers = servers;
-  }
-
-  start(): void {
-    this.#timer = setInterval(() => void this.#sample(), 250);
-  }
-
-  /** The highest backend count seen for each pod (instance ids). */
-  peaks(pods: string[]): Record<string, number> {
-    return Object.fromEntries(pods.map((pod) => [pod, this.#peaks.get(pod) ?? 0]));
-  }
-
-  async stop(): Promise<void> {
-    clearInterval(this.#timer);
-    await until('the last sample', () => !this.#busy, 10_000).catch(() => {});
-    for (const client of this.#clients.values()) await client?.end().catch(() => {});
-  }
-
-  async #sample(): Promise<void> {
-    if (this.#busy) return;
-    this.#busy = true;
-    try {
-      const counts = new Map<string, number>();
-      for (const server of this.#servers) {
-        for (const row of await this.#query(server)) {
-          const instance = /^job-manager (\S+)/.exec(row.name)?.[1];
-          if (instance) counts.set(instance, (counts.get(instance) ?? 0) + row.n);
-        }
-      }
-      for (const [instance, n] of counts) this.#peaks.set(instance, Math.max(n, this.#peaks.get(instance) ?? 0));
-      this.samples += 1;
-    } finally {
-      this.#busy = false;
-    }
-  }
-
-  async #query(server: PgCluster): Promise<Array<{ name: string; n: number }>> {
-    try {
-      let client = this.#clients.get(server);
-      if (!client) {
-        client = new pg.Client({
-          connectionString: server.url(),
-          connectionTimeoutMillis: 1_000,
-          query_timeout: 2_000,
-        });
-        client.on('error', () => this.#clients.set(server, undefined));
-        this.#clients.set(server, client);
-        await client.connect();
-      }
-      const { rows } = await client.query<{ name: string; n: number }>(
-        'SELECT application_name AS name, count(*)::int AS n FROM pg_stat_activity GROUP BY 1',
-      );
-      return rows;
-    } catch {
-      this.#clients
-        .get(server)
-        ?.end()
-        .catch(() => {});
-      this.#clients.set(server, undefined);
-      return [];
-    }
-  }
 }
