@@ -85,6 +85,18 @@ function int(env: string, min: number, max: number, fallback: number, d: Declara
   return setting(env, schema as z.ZodType<number>, String(fallback), d);
 }
 
+/** `true` or `false` (blank: `fallback`); anything else is refused with "must be true or false". */
+function bool(env: string, fallback: boolean, d: Declaration): Setting<boolean> {
+  const schema = z.preprocess(
+    blankAsUnset,
+    z
+      .enum(['true', 'false'], { message: 'must be true or false' })
+      .default(String(fallback) as 'true' | 'false')
+      .transform((value) => value === 'true'),
+  );
+  return setting(env, schema as z.ZodType<boolean>, String(fallback), d);
+}
+
 function text(env: string, d: Declaration): Setting<string | undefined>;
 function text(env: string, d: Declaration, fallback: string): Setting<string>;
 function text(env: string, d: Declaration, fallback?: string): Setting<string | undefined> {
@@ -201,16 +213,9 @@ export const settingsTable = {
       50,
       live('webhook requests in flight per pod: the ceiling of the adaptive limit, or the fixed limit'),
     ),
-    adaptiveConcurrency: setting(
+    adaptiveConcurrency: bool(
       'WEBHOOK_ADAPTIVE_CONCURRENCY',
-      z.preprocess(
-        blankAsUnset,
-        z
-          .enum(['true', 'false'], { message: 'must be true or false' })
-          .default('true')
-          .transform((value) => value === 'true'),
-      ) as z.ZodType<boolean>,
-      'true',
+      true,
       live(
         'the limit adapts to the webhook up to `WEBHOOK_CONCURRENCY` (grows while it keeps up, shrinks on timeouts, 429, 503 and rising latency); `false`: always `WEBHOOK_CONCURRENCY`',
       ),
@@ -306,16 +311,9 @@ export const settingsTable = {
       'listen address; unset: `127.0.0.1` without `API_KEYS`, `0.0.0.0` with them. Not loopback without keys: refused (exit 78)',
     ),
   ),
-  allowUnauthenticated: setting(
+  allowUnauthenticated: bool(
     'ALLOW_UNAUTHENTICATED',
-    z.preprocess(
-      blankAsUnset,
-      z
-        .enum(['true', 'false'], { message: 'must be true or false' })
-        .default('false')
-        .transform((value) => value === 'true'),
-    ) as z.ZodType<boolean>,
-    'false',
+    false,
     restart('`true`: a non-loopback `HOST` may serve the API without `API_KEYS`'),
   ),
   trustProxy: setting(
