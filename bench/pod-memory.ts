@@ -11,14 +11,15 @@
 //
 // Used by bench/compare.ts (the `pod` part of bench/results/latest.json) and
 // runnable alone, one line of JSON per launch:
-//   TEST_DATABASE_URL=postgres://… node bench/pod-memory.ts [--npm] [--messages 20000] [--repeat 3]
+//   TEST_DATABASE_URL=postgres://… node bench/pod-memory.ts [--npm] [--messages 20000] [--repeat 3] [--env KEY=VALUE]…
 // `--npm` starts the pod with `npm start` (npm stays as the pod's parent
-// process and is counted) instead of `node src/main.ts`.
+// process and is counted) instead of `node src/main.ts`; `--env` adds a
+// variable to the pod's environment (NODE_OPTIONS=… to try a V8 flag).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { findFreePort } from '../src/db/embedded.ts';
 import { startSink } from '../src/sink/server.ts';
-import { median, processTree, sampleRss, treeRssMb } from './measure.ts';
+import { cpuSeconds, median, processTree, sampleRss, treeRssMb } from './measure.ts';
 import { call } from './support.ts';
 
 const projectRoot = new URL('..', import.meta.url).pathname;
@@ -51,6 +52,8 @@ export interface PodMemory {
   /** The processes counted at idle (command lines, shortened). */
   processes: string[];
   messagesPerSecond: number;
+  /** CPU seconds the pod's processes used from the job's creation until the sink had every message. */
+  dispatchCpuSeconds: number;
 }
 
 /**
@@ -105,6 +108,7 @@ export async function measurePodMemory(options: PodMemoryOptions): Promise<PodMe
     delivered = new Set();
     const dispatch = sampleRss(() => processTree(pid).map((each) => each.pid), 50);
     const dispatchBegan = performance.now();
+    const cpuBefore = treeCpuSeconds(pid);
     await call(base, 'POST', '/jobs', {
       name: 'memory-sender',
       handler: 'send-messages',
@@ -119,6 +123,7 @@ export async function measurePodMemory(options: PodMemoryOptions): Promise<PodMe
     }
     const seconds = (performance.now() - dispatchBegan) / 1000;
     const dispatchPeakRssMb = dispatch.stop();
+    const dispatchCpuSeconds = treeCpuSeconds(pid) - cpuBefore;
     await sleep(3_000);
     return {
       command: command === 'npm' ? 'npm start' : 'node src/main.ts',
@@ -131,6 +136,7 @@ export async function measurePodMemory(options: PodMemoryOptions): Promise<PodMe
       afterRssMb: treeRssMb(pid),
       processes,
       messagesPerSecond: messages / seconds,
+      dispatchCpuSeconds,
     };
   } finally {
     await stopTree(child);
@@ -152,7 +158,12 @@ export function medianPodMemory(runs: PodMemory[]): PodMemory {
     peakRssMb: pick('peakRssMb'),
     afterRssMb: pick('afterRssMb'),
     messagesPerSecond: pick('messagesPerSecond'),
+    dispatchCpuSeconds: pick('dispatchCpuSeconds'),
   };
+}
+
+function treeCpuSeconds(pid: number): number {
+  return processTree(pid).reduce((sum, each) => sum + cpuSeconds(each.pid), 0);
 }
 
 function keepTail(lines: string[], chunk: string): void {
@@ -218,10 +229,13 @@ if (import.meta.main) {
     return at >= 0 ? Number(process.argv[at + 1]) : fallback;
   };
   const command = process.argv.includes('--npm') ? 'npm' : 'node';
+  const env = Object.fromEntries(
+    process.argv.flatMap((arg, at) => (process.argv[at - 1] === '--env' ? [arg.split(/=(.*)/s).slice(0, 2)] : [])),
+  );
   for (let repeat = 0; repeat < argument('--repeat', 1); repeat += 1) {
     const database = await createTestDatabase({ migrate: false });
     try {
-      const result = await measurePodMemory({ databaseUrl: database.url, messages: argument('--messages', 20_000), command });
+      const result = await measurePodMemory({ databaseUrl: database.url, messages: argument('--messages', 20_000), command, env });
       console.log(JSON.stringify(result));
     } finally {
       await dropTestDatabase(database);
