@@ -1,6 +1,7 @@
 // Entry point of `npm start`: the pod's Node runtime (V8 flags, compile cache;
 // src/lib/node-runtime.ts), then configuration (environment, then Vault),
 // logger, service, live configuration from Vault, signals.
+import { flushCompileCache } from 'node:module';
 import type { Config, RawSettings } from './config/config.ts';
 import type { LiveConfig } from './config/live-config.ts';
 import type { VaultStart } from './config/vault.ts';
@@ -45,6 +46,13 @@ const [
 ]);
 // Some of them missed the compile cache (first start, changed sources): they are cached now; run without the stripper.
 execRelaunch(relaunchAfterLoad(runtime, typeStripperLoaded()));
+// `node src/main.ts --warm-compile-cache` (the container image's build runs it): every module the service may load,
+// the one loaded only when tracing is exported included, is now in the compile cache; nothing is started.
+if (process.argv.includes('--warm-compile-cache')) {
+  await import('./observability/otel-sdk.ts');
+  flushCompileCache();
+  process.exit(0);
+}
 
 const exitConfig = 78; // EX_CONFIG
 const exitUnavailable = 69; // EX_UNAVAILABLE
