@@ -18,10 +18,12 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 FROM ${NODE_IMAGE} AS runtime
 # NODE_COMPILE_CACHE: Node's compile cache, filled below at build time, so a
 # container's first start already runs without the TypeScript stripper (about
-# 20 MB less resident) and starts faster; see docs/production.md.
+# 20 MB less resident) and starts faster. MALLOC_ARENA_MAX: the pod's glibc
+# setting (src/lib/node-runtime.ts). See docs/production.md.
 ENV NODE_ENV=production \
     PORT=8080 \
-    NODE_COMPILE_CACHE=/app/.cache/node-compile-cache
+    NODE_COMPILE_CACHE=/app/.cache/node-compile-cache \
+    MALLOC_ARENA_MAX=2
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json openapi.yaml ./
@@ -40,7 +42,8 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
 # node is PID 1 (exec-form CMD, no npm or shell in between), so SIGTERM from
 # `docker stop` reaches src/main.ts, which drains and exits. npm would stay
 # as a parent process of about 50 MB for the pod's whole life.
-# --max-semi-space-size=8: V8's young generation at 2 x 8 MB instead of up to
-# 2 x 32 MB (the pod's flag; given here, src/main.ts need not relaunch to add it).
+# --max-semi-space-size=4: V8's young generation at 2 x 4 MB instead of up to
+# 2 x 32 MB (the pod's flag, src/lib/node-runtime.ts; given here, src/main.ts
+# need not relaunch to add it).
 STOPSIGNAL SIGTERM
-CMD ["node", "--max-semi-space-size=8", "src/main.ts"]
+CMD ["node", "--max-semi-space-size=4", "src/main.ts"]

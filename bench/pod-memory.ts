@@ -235,7 +235,12 @@ if (import.meta.main) {
   for (let repeat = 0; repeat < argument('--repeat', 1); repeat += 1) {
     const database = await createTestDatabase({ migrate: false });
     try {
-      const result = await measurePodMemory({ databaseUrl: database.url, messages: argument('--messages', 20_000), command, env });
+      const result = await measurePodMemory({
+        databaseUrl: database.url,
+        messages: argument('--messages', 20_000),
+        command,
+        env,
+      });
       console.log(JSON.stringify(result));
     } finally {
       await dropTestDatabase(database);

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import {
+  podEnvironment,
   podV8Flags,
   type RuntimeState,
   relaunchAfterLoad,
@@ -31,17 +32,17 @@ describe('the pod runtime: when to relaunch', () => {
   it('relaunches a plain `node src/main.ts` with the pod flags and the compile cache, marked once', () => {
     const relaunch = relaunchBeforeLoad({ ...plain, execArgv: ['--inspect=0'], argv: [...plain.argv, 'extra'] });
     expect(relaunch?.args).to.deep.equal(['/usr/bin/node', ...podV8Flags, '--inspect=0', '/app/src/main.ts', 'extra']);
-    expect(relaunch?.env).to.include({ PATH: '/usr/bin', [relaunchMarker]: '1' });
+    expect(relaunch?.env).to.include({ PATH: '/usr/bin', ...podEnvironment, [relaunchMarker]: '1' });
     expect(relaunch?.env.NODE_COMPILE_CACHE).to.equal(join(tmpdir(), 'node-compile-cache'));
   });
 
   it("keeps the operator's own value of a flag (command line or NODE_OPTIONS, - or _) and own cache folder", () => {
     const own = relaunchBeforeLoad({
       ...plain,
-      env: { NODE_OPTIONS: '--max_semi_space_size=16', NODE_COMPILE_CACHE: '/var/cache/node' },
+      env: { NODE_OPTIONS: '--max_semi_space_size=16', NODE_COMPILE_CACHE: '/var/cache/node', MALLOC_ARENA_MAX: '8' },
     });
     expect(own?.args).to.deep.equal(['/usr/bin/node', '/app/src/main.ts']);
-    expect(own?.env.NODE_COMPILE_CACHE).to.equal('/var/cache/node');
+    expect(own?.env).to.include({ NODE_COMPILE_CACHE: '/var/cache/node', MALLOC_ARENA_MAX: '8' });
     expect(relaunchBeforeLoad({ ...plain, execArgv: ['--max-semi-space-size', '16'] })?.args).to.deep.equal([
       '/usr/bin/node',
       '--max-semi-space-size',
@@ -51,9 +52,12 @@ describe('the pod runtime: when to relaunch', () => {
   });
 
   it('does not relaunch with the flags and the cache in place, with the cache switched off, or a second time', () => {
-    const flags = { ...plain, execArgv: [...podV8Flags] };
+    const flags = { ...plain, execArgv: [...podV8Flags], env: { ...podEnvironment } };
     expect(relaunchBeforeLoad({ ...flags, compileCacheDir: '/tmp/cache' })).to.equal(undefined);
-    expect(relaunchBeforeLoad({ ...flags, env: { NODE_DISABLE_COMPILE_CACHE: '1' } })).to.equal(undefined);
+    expect(relaunchBeforeLoad({ ...flags, env: { ...podEnvironment, NODE_DISABLE_COMPILE_CACHE: '1' } })).to.equal(
+      undefined,
+    );
+    expect(relaunchBeforeLoad({ ...flags, compileCacheDir: '/tmp/cache', env: {} })?.env).to.include(podEnvironment);
     expect(relaunchBeforeLoad({ ...plain, env: { [relaunchMarker]: '1' } })).to.equal(undefined);
   });
 
@@ -110,18 +114,20 @@ describe('a pod started as `node src/main.ts`', function () {
   });
   after(() => rm(folder, { recursive: true, force: true }));
 
-  it('runs as the same pid with the pod flags and no type stripper, even on a cold compile cache', async () => {
+  it('runs as the same pid with the pod flags and environment and no type stripper, even on a cold compile cache', async () => {
     const pod = await startPod('lean', {
       DATABASE_URL: db().url,
       NODE_COMPILE_CACHE: join(folder, 'cache'),
       NODE_OPTIONS: `--import ${pathToFileURL(join(folder, 'probe.mjs')).href}`,
     });
     const commandLine = (await readFile(`/proc/${pod.pid}/cmdline`, 'utf8')).split('\0');
+    const environment = (await readFile(`/proc/${pod.pid}/environ`, 'utf8')).split('\0');
     await pod.stop('SIGTERM');
     const seen = pod.lines.find((line) => line.probe === 'runtime');
     expect(seen, pod.tail()).to.not.equal(undefined);
     expect(seen?.pid).to.equal(pod.pid);
     expect(commandLine).to.include.members([...podV8Flags]);
+    expect(environment).to.include.members(Object.entries(podEnvironment).map(([name, value]) => `${name}=${value}`));
     expect(seen?.execArgv).to.include.members([...podV8Flags]);
     expect(seen?.stripper, 'the TypeScript stripper was loaded').to.equal(false);
     expect(seen?.packages).to.include.members(['pg', 'pino', 'express']);
