@@ -11,7 +11,8 @@
 //
 // Used by bench/compare.ts (the `pod` part of bench/results/latest.json) and
 // runnable alone, one line of JSON per launch:
-//   TEST_DATABASE_URL=postgres://… node bench/pod-memory.ts [--npm] [--messages 20000] [--repeat 3] [--env KEY=VALUE]…
+//   TEST_DATABASE_URL=postgres://… node bench/pod-memory.ts [--npm] [--messages 20000] [--repeat 3]
+//     [--intake-concurrency 1] [--env KEY=VALUE]…
 // `--npm` starts the pod with `npm start` (npm stays as the pod's parent
 // process and is counted) instead of `node src/main.ts`; `--env` adds a
 // variable to the pod's environment (NODE_OPTIONS=… to try a V8 flag).
@@ -30,6 +31,8 @@ export interface PodMemoryOptions {
   messages?: number;
   /** `node` runs `node src/main.ts`; `npm` runs `npm start` (npm stays the parent). Default node. */
   command?: 'node' | 'npm';
+  /** Batches posted at once (default 1: one after the other). */
+  intakeConcurrency?: number;
   /** Added to the pod's environment (only PATH and HOME are inherited). */
   env?: Record<string, string>;
 }
@@ -98,11 +101,18 @@ export async function measurePodMemory(options: PodMemoryOptions): Promise<PodMe
     const processes = processTree(pid).map((each) => each.command.slice(0, 80));
 
     const intake = sampleRss(() => processTree(pid).map((each) => each.pid), 50);
-    for (let batch = 0; batch * 1_000 < messages; batch += 1) {
-      const size = Math.min(1_000, messages - batch * 1_000);
-      const items = Array.from({ length: size }, (_, i) => ({ to: '+905551111111', content: `memory ${batch}/${i}` }));
-      await call(base, 'POST', '/messages/batch', { messages: items });
-    }
+    let next = 0;
+    const poster = async () => {
+      for (let batch = next++; batch * 1_000 < messages; batch = next++) {
+        const size = Math.min(1_000, messages - batch * 1_000);
+        const items = Array.from({ length: size }, (_, i) => ({
+          to: '+905551111111',
+          content: `memory ${batch}/${i}`,
+        }));
+        await call(base, 'POST', '/messages/batch', { messages: items });
+      }
+    };
+    await Promise.all(Array.from({ length: options.intakeConcurrency ?? 1 }, poster));
     const intakePeakRssMb = intake.stop();
 
     delivered = new Set();
@@ -240,6 +250,7 @@ if (import.meta.main) {
         messages: argument('--messages', 20_000),
         command,
         env,
+        intakeConcurrency: argument('--intake-concurrency', 1),
       });
       console.log(JSON.stringify(result));
     } finally {
