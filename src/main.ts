@@ -18,7 +18,7 @@ import type { Service } from './service.ts';
 // 0. The runtime first, before the service's modules load: this process may be replaced (same pid) by one
 // with the pod's V8 flags and the compile cache on. The modules are imported dynamically below, as a static
 // import would load (and type-strip) all of them before this line runs.
-const runtime = currentRuntime();
+const runtime = currentRuntime(process.env);
 forgetRelaunchMarker(process.env);
 execRelaunch(relaunchBeforeLoad(runtime));
 const [

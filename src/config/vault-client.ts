@@ -17,7 +17,7 @@ export interface VaultConnection {
 
 const v = settingsTable.vault;
 
-// node-vault (with its HTTP client) is loaded when a VaultClient is made, i.e. only when VAULT_ADDR is set.
+// node-vault (with its HTTP client) is loaded when a VaultClient is made, i.e. only when Vault is configured.
 const require = createRequire(import.meta.url);
 const loadNodeVault = () => require('node-vault') as typeof nodeVault;
 

@@ -89,13 +89,13 @@ export function relaunchAfterLoad(state: RuntimeState, stripperLoaded: boolean):
   return { args: [state.execPath, ...state.execArgv, ...state.argv.slice(1)], env };
 }
 
-/** This process, as relaunchBeforeLoad and relaunchAfterLoad read it. */
-export function currentRuntime(): RuntimeState {
+/** This process, as relaunchBeforeLoad and relaunchAfterLoad read it; `env` is its environment (copied). */
+export function currentRuntime(env: Readonly<Record<string, string | undefined>>): RuntimeState {
   return {
     execPath: process.execPath,
     execArgv: process.execArgv,
     argv: process.argv,
-    env: { ...process.env },
+    env: { ...env },
     compileCacheDir: getCompileCacheDir(),
   };
 }
