@@ -12,11 +12,11 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
-import { findFreePort } from '../src/db/embedded.ts';
 import { type ReceivedItem, startSink } from '../src/sink/server.ts';
 import { PgCluster } from '../test/faults/support/cluster.ts';
 import { launchNode, startPod, type TestProcess } from '../test/support/processes.ts';
-import { cpuSeconds, median, postgresCpuSeconds, rssMb, sampleRss, throughputChart } from './measure.ts';
+import { cpuSeconds, median, postgresCpuSeconds, sampleRss, throughputChart } from './measure.ts';
+import { measurePodMemory, medianPodMemory, type PodMemory } from './pod-memory.ts';
 import { call } from './support.ts';
 
 export interface ComparisonOptions {
@@ -83,6 +83,8 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   const messages = Number(process.env.BENCH_COMPARE_MESSAGES ?? (options.quick ? 5_000 : 20_000));
   const repeats = options.quick ? 1 : Number(process.env.BENCH_COMPARE_REPEATS ?? 3);
   const profileDir = new URL('../.bench/profile/', import.meta.url).pathname;
+  // The memory part posts what the outside check posts, quick or not: 20,000 messages, a 10,000-message claim.
+  const memoryMessages = Number(process.env.BENCH_MEMORY_MESSAGES ?? 20_000);
   const cluster = await PgCluster.create(
     options.profile ? { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' } : {},
   );
@@ -173,15 +175,11 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       for (let i = 0; i < podCount; i += 1)
         pods.push(await startPod(`bench-${databases}-${i}`, podEnv(url), { timeoutMs: 180_000 }));
       await call(pods[0]!.url, 'PUT', '/jobs/stop');
-      await sleep(3_000);
-      const idleRssMb = Math.max(...pods.map((pod) => rssMb(pod.pid)));
-      const intakeRss = sampleRss(() => pods.map((pod) => pod.pid));
       for (let batch = 0; batch * 1_000 < messages; batch += 1) {
         const size = Math.min(1_000, messages - batch * 1_000);
         const items = Array.from({ length: size }, (_, i) => ({ to: '+905551111111', content: `bench ${batch}/${i}` }));
         await call(pods[batch % podCount]!.url, 'POST', '/messages/batch', { messages: items });
       }
-      const intakePeak = intakeRss.stop() / podCount;
       if (options.profile) await resetStatements(url);
       const result = await measure(
         `job-manager, ${podCount} pod${podCount > 1 ? 's' : ''}`,
@@ -200,7 +198,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       );
       const lateness =
         podCount === 1 && !options.profile ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
-      return { result, idleRssMb, peakRssMb: Math.max(intakePeak, result.peakRssMb / podCount), lateness, url };
+      return { result, lateness, url };
     } finally {
       await Promise.all(pods.map((pod) => pod.stop('SIGTERM')));
     }
@@ -219,9 +217,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   }
 
   const runs: Record<string, DispatchResult[]> = {};
-  const pods: Array<{ idleRssMb: number; peakRssMb: number }> = [];
   const lateness: number[][] = [];
-  let migratedUrl = '';
   const graphileConcurrency = options.quick ? [25] : [10, 25, 50];
   for (let repeat = 0; repeat < repeats; repeat += 1) {
     const add = (key: string, result: DispatchResult) => {
@@ -232,11 +228,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     for (const podCount of [1, 2]) {
       const service = await runService(podCount);
       add(`service-${podCount}`, service.result);
-      if (podCount === 1) {
-        pods.push(service);
-        if (service.lateness) lateness.push(service.lateness);
-        migratedUrl = service.url;
-      }
+      if (service.lateness) lateness.push(service.lateness);
     }
     add('pg-boss', await runContender('pg-boss', 'pg-boss', 0));
     for (const concurrency of graphileConcurrency) {
@@ -269,7 +261,12 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     .sort((a, b) => b.messagesPerSecond - a.messagesPerSecond)[0]!;
   const table = [summary('service-1'), summary('service-2'), summary('pg-boss'), graphileBest, summary('http-ceiling')];
 
-  const coldStartMs = await measureColdStart(migratedUrl, sink.url, options.quick ? 1 : 3);
+  // A pod's memory and cold start, measured from outside on a fresh database (bench/pod-memory.ts).
+  const podRuns: PodMemory[] = [];
+  for (let repeat = 0; repeat < repeats; repeat += 1)
+    podRuns.push(await measurePodMemory({ databaseUrl: await freshDatabase(), messages: memoryMessages }));
+  const pod = medianPodMemory(podRuns);
+  console.log(`  pod: idle ${pod.idleRssMb.toFixed(0)} MB, peak ${pod.peakRssMb.toFixed(0)} MB (${pod.command})`);
   counter.reset();
   const capped = await runCappedWebhook(freshDatabase, options.quick ? 2_000 : 6_000);
   const allLateness = lateness.flat().sort((a, b) => a - b);
@@ -287,9 +284,15 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       cpuVsPgBoss: table[0]!.cpuSecondsPer10k / table[2]!.cpuSecondsPer10k,
     },
     pod: {
-      idleRssMb: median(pods.map((pod) => pod.idleRssMb)),
-      peakRssMb: Math.max(...pods.map((pod) => pod.peakRssMb)),
-      coldStartToAliveMs: coldStartMs,
+      command: pod.command,
+      messages: memoryMessages,
+      idleRssMb: pod.idleRssMb,
+      peakRssMb: pod.peakRssMb,
+      intakePeakRssMb: pod.intakePeakRssMb,
+      dispatchPeakRssMb: pod.dispatchPeakRssMb,
+      afterRssMb: pod.afterRssMb,
+      coldStartToAliveMs: pod.coldStartToAliveMs,
+      processes: pod.processes,
     },
     lateness1sJobs: {
       runs: allLateness.length,
@@ -367,34 +370,6 @@ async function measureLateness(pod: TestProcess, url: string, seconds: number): 
   } finally {
     await client.end();
   }
-}
-
-/** Spawn to the first 200 from /health-alive on an already migrated database (ms), median of `times`. */
-async function measureColdStart(url: string, sinkUrl: string, times: number): Promise<number> {
-  const samples: number[] = [];
-  for (let i = 0; i < times; i += 1) {
-    const port = await findFreePort();
-    const began = performance.now();
-    const pod = launchNode(new URL('../src/main.ts', import.meta.url).pathname, {
-      inheritEnv: false,
-      env: { DATABASE_URL: url, WEBHOOK_URL: sinkUrl, PORT: String(port), LOG_FORMAT: 'json' },
-    });
-    try {
-      for (;;) {
-        if (!pod.alive) throw new Error(`cold start: the pod exited\n${pod.tail()}`);
-        const alive = await fetch(`http://127.0.0.1:${port}/health-alive`).then(
-          (response) => response.ok,
-          () => false,
-        );
-        if (alive) break;
-        await sleep(10);
-      }
-      samples.push(performance.now() - began);
-    } finally {
-      await pod.stop('SIGTERM');
-    }
-  }
-  return median(samples);
 }
 
 /** One pod with defaults against a webhook serving at most 20 at once in 50 ms (503 beyond, no Retry-After). */

@@ -50,18 +50,52 @@ export function rssMb(pid: number): number {
   }
 }
 
-/** Samples the RSS of `pids()` every 100 ms; `stop()` answers the peak (MB) of their sum. */
-export function sampleRss(pids: () => number[]): { stop(): number } {
+/** A process and its descendants (children, grandchildren, …) as /proc lists them now: pid and command line. */
+export function processTree(root: number): Array<{ pid: number; command: string }> {
+  const children = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const parent = Number(statFields(Number(entry))?.[1]);
+    if (!Number.isFinite(parent)) continue;
+    children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const tree: number[] = [];
+  const visit = (pid: number) => {
+    tree.push(pid);
+    for (const child of children.get(pid) ?? []) visit(child);
+  };
+  if (statFields(root)) visit(root);
+  return tree.map((pid) => ({ pid, command: commandLine(pid) }));
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ');
+  } catch {
+    return '';
+  }
+}
+
+/** Resident set size of a process and all its descendants, summed (MB). */
+export function treeRssMb(root: number): number {
+  return processTree(root).reduce((sum, each) => sum + rssMb(each.pid), 0);
+}
+
+/** Samples the RSS of `pids()` every `intervalMs` (default 100); `stop()` answers the peak (MB) of their sum. */
+export function sampleRss(pids: () => number[], intervalMs = 100): { stop(): number } {
   let peak = 0;
-  const timer = setInterval(() => {
+  const sample = () => {
     peak = Math.max(
       peak,
       pids().reduce((sum, pid) => sum + rssMb(pid), 0),
     );
-  }, 100);
+  };
+  sample();
+  const timer = setInterval(sample, intervalMs);
   return {
     stop() {
       clearInterval(timer);
+      sample();
       return peak;
     },
   };

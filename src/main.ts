@@ -1,22 +1,58 @@
-// Entry point of `npm start`: configuration (environment, then Vault), logger,
-// service, live configuration from Vault, signals.
-import { type Config, ConfigError, type RawSettings } from './config/config.ts';
-import { LiveConfig } from './config/live-config.ts';
-import { logRedactionPaths } from './config/settings.ts';
+// Entry point of `npm start`: the pod's Node runtime (V8 flags, compile cache;
+// src/lib/node-runtime.ts), then configuration (environment, then Vault),
+// logger, service, live configuration from Vault, signals.
+import { flushCompileCache } from 'node:module';
+import type { Config, RawSettings } from './config/config.ts';
+import type { LiveConfig } from './config/live-config.ts';
+import type { VaultStart } from './config/vault.ts';
 import {
-  loadVaultSettings,
-  startupConfig,
-  VaultError,
-  type VaultStart,
-  VaultWatcher,
-  vaultHealthCheck,
-} from './config/vault.ts';
-import { DataDirInUseError } from './db/data-dir-lock.ts';
-import { DatabaseUnreachableError } from './db/database.ts';
-import { withTimeout } from './lib/with-timeout.ts';
-import { closeLogger, createLogger, logFormatFor } from './observability/logger.ts';
-import { withoutCredentials } from './observability/safe-url.ts';
-import { type Service, startService } from './service.ts';
+  currentRuntime,
+  execRelaunch,
+  forgetRelaunchMarker,
+  relaunchAfterLoad,
+  relaunchBeforeLoad,
+  typeStripperLoaded,
+} from './lib/node-runtime.ts';
+import type { Service } from './service.ts';
+
+// 0. The runtime first, before the service's modules load: this process may be replaced (same pid) by one
+// with the pod's V8 flags and the compile cache on. The modules are imported dynamically below, as a static
+// import would load (and type-strip) all of them before this line runs.
+const runtime = currentRuntime(process.env);
+forgetRelaunchMarker(process.env);
+execRelaunch(relaunchBeforeLoad(runtime));
+const [
+  { ConfigError },
+  { LiveConfig: LiveConfigClass },
+  { logRedactionPaths },
+  { loadVaultSettings, startupConfig, VaultError, VaultWatcher, vaultHealthCheck },
+  { DataDirInUseError },
+  { DatabaseUnreachableError },
+  { withTimeout },
+  { closeLogger, createLogger, logFormatFor },
+  { withoutCredentials },
+  { startService },
+] = await Promise.all([
+  import('./config/config.ts'),
+  import('./config/live-config.ts'),
+  import('./config/settings.ts'),
+  import('./config/vault.ts'),
+  import('./db/data-dir-lock.ts'),
+  import('./db/database.ts'),
+  import('./lib/with-timeout.ts'),
+  import('./observability/logger.ts'),
+  import('./observability/safe-url.ts'),
+  import('./service.ts'),
+]);
+// Some of them missed the compile cache (first start, changed sources): they are cached now; run without the stripper.
+execRelaunch(relaunchAfterLoad(runtime, typeStripperLoaded()));
+// `node src/main.ts --warm-compile-cache` (the container image's build runs it): every module the service may load,
+// the one loaded only when tracing is exported included, is now in the compile cache; nothing is started.
+if (process.argv.includes('--warm-compile-cache')) {
+  await import('./observability/otel-sdk.ts');
+  flushCompileCache();
+  process.exit(0);
+}
 
 const exitConfig = 78; // EX_CONFIG
 const exitUnavailable = 69; // EX_UNAVAILABLE
@@ -43,7 +79,7 @@ let vault: VaultStart | undefined;
 let live: LiveConfig;
 try {
   if (startup.vault.addr) vault = await loadVaultSettings(startup.vault, bootLogger);
-  live = new LiveConfig(env, vault?.settings ?? {}, `Vault at ${startup.vault.secretPath}`);
+  live = new LiveConfigClass(env, vault?.settings ?? {}, `Vault at ${startup.vault.secretPath}`);
 } catch (error) {
   vault?.client.close();
   if (error instanceof ConfigError || error instanceof VaultError) {

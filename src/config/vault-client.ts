@@ -1,4 +1,5 @@
-import nodeVault from 'node-vault';
+import { createRequire } from 'node:module';
+import type nodeVault from 'node-vault';
 import type { Logger } from '../observability/logger.ts';
 import type { RawSettings } from './config.ts';
 import { settingsTable } from './settings.ts';
@@ -15,6 +16,10 @@ export interface VaultConnection {
 }
 
 const v = settingsTable.vault;
+
+// node-vault (with its HTTP client) is loaded when a VaultClient is made, i.e. only when Vault is configured.
+const require = createRequire(import.meta.url);
+const loadNodeVault = () => require('node-vault') as typeof nodeVault;
 
 /**
  * What went wrong talking to Vault:
@@ -82,7 +87,7 @@ export class VaultClient {
     this.connection = connection;
     this.#logger = logger.child({ component: 'vault' });
     this.#requestTimeoutMs = options.requestTimeoutMs ?? 5_000;
-    this.#vault = nodeVault({ endpoint: connection.addr });
+    this.#vault = loadNodeVault()({ endpoint: connection.addr });
     // Set after construction: node-vault would fall back to its own environment variable for the token.
     this.#vault.token = connection.token ?? '';
   }

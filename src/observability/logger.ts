@@ -1,6 +1,12 @@
+import { createRequire } from 'node:module';
 import { type DestinationStream, type Logger, type LoggerOptions, pino } from 'pino';
-import pretty from 'pino-pretty';
+import type pinoPretty from 'pino-pretty';
 import { type LokiStream, openLokiStream } from './loki-stream.ts';
+
+// pino-pretty is loaded only when a logger is made pretty (a person at a terminal): a pod writing JSON never
+// holds it (its formatter, colours and date library stay out of the resident set).
+const require = createRequire(import.meta.url);
+const loadPretty = () => require('pino-pretty') as typeof pinoPretty;
 
 export type { Logger };
 
@@ -74,7 +80,7 @@ export function createLogger(settings: LoggerSettings): Logger {
   // pino wrote, so redaction has already happened, and writes synchronously.
   const stdout =
     settings.format === 'pretty'
-      ? pretty({
+      ? loadPretty()({
           destination,
           sync: true,
           colorize: settings.destination === undefined && process.stdout.isTTY === true,

@@ -13,6 +13,7 @@ import { parse } from 'yaml';
 import { resolveConfig } from '../../src/config/config.ts';
 import { listenHost } from '../../src/config/network.ts';
 import { settingNames } from '../../src/config/settings.ts';
+import { podEnvironment, podV8Flags } from '../../src/lib/node-runtime.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const read = (path: string) => readFileSync(join(root, path), 'utf8');
@@ -273,7 +274,13 @@ describe('Dockerfile', () => {
 
   it('lets SIGTERM reach node (exec-form CMD, STOPSIGNAL SIGTERM)', () => {
     expect(last('STOPSIGNAL')).to.equal('STOPSIGNAL SIGTERM');
-    expect(JSON.parse(last('CMD')!.slice('CMD '.length))).to.deep.equal(['node', 'src/main.ts']);
+    expect(JSON.parse(last('CMD')!.slice('CMD '.length))).to.deep.equal(['node', ...podV8Flags, 'src/main.ts']);
+  });
+
+  it("starts lean: the pod's V8 flags in CMD (above), its environment, and a compile cache filled at build time", () => {
+    expect(last('ENV')).to.match(/NODE_COMPILE_CACHE=\/app\/\S+/);
+    for (const [name, value] of Object.entries(podEnvironment)) expect(last('ENV')).to.include(`${name}=${value}`);
+    expect(instructions.some((line) => /^RUN node src\/main\.ts --warm-compile-cache\b/.test(line))).to.equal(true);
   });
 
   it('keeps the build context small (.dockerignore)', () => {
