@@ -47,7 +47,7 @@ export function createHttpServer(app: RequestListener, logger: Logger): Server {
   // An Expect other than 100-continue: served as usual (RFC 9110 §10.1.1 allows, not requires, a 417),
   // instead of Node's bare 417 without the error body, a status no operation documents.
   server.on('checkExpectation', serve);
-  server.on('clientError', (error: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket) => {
+  server.on('clientError', (error: NodeJS.ErrnoException & { reason?: string; rawPacket?: Buffer }, socket: Socket) => {
     const answer = clientErrorAnswer(error);
     if (!answer || !socket.writable) {
       socket.destroy();
@@ -56,7 +56,11 @@ export function createHttpServer(app: RequestListener, logger: Logger): Server {
     logger.debug({ code: error.code, status: answer.status, reason: error.message }, 'malformed HTTP request refused');
     const body = errorBody(answer.code, answer.message);
     const res = inFlight.get(socket);
-    if (res?.headersSent) {
+    if (res?.req.complete) {
+      // The refused bytes follow a whole request (pipelined junk): that request is served and answered, then
+      // the junk gets its own answer. Its method cannot be told from rawPacket, which begins with that request.
+      answerAfter(res, socket, answer.code === 'method_not_implemented' ? malformedNext : answer);
+    } else if (res?.headersSent) {
       socket.destroy(); // part of an answer is out: nothing sensible can follow
     } else if (res) {
       // express is still reading this request's body; answer on its response (which carries the security headers).
@@ -66,6 +70,25 @@ export function createHttpServer(app: RequestListener, logger: Logger): Server {
     }
   });
   return server;
+}
+
+/** The answer to bytes after a whole request on one connection that are no request line. */
+const malformedNext: ClientErrorAnswer = {
+  status: 400,
+  reason: 'Bad Request',
+  code: 'malformed_request',
+  message: 'the request line is not valid HTTP/1.1',
+};
+
+/**
+ * Lets the request `res` answers finish, then writes `answer` (the API's error
+ * body, `Connection: close`) for what followed it on `socket` and closes: two
+ * answers in order, as for any two pipelined requests.
+ */
+function answerAfter(res: ServerResponse, socket: Socket, answer: ClientErrorAnswer): void {
+  const body = errorBody(answer.code, answer.message);
+  if (res.writableFinished) writeRawAnswer(socket, answer.status, answer.reason, body);
+  else res.once('finish', () => writeRawAnswer(socket, answer.status, answer.reason, body));
 }
 
 /** Answers `body` (the API's error body) as JSON on `res` and closes the connection after it. */
@@ -116,7 +139,11 @@ export interface ClientErrorAnswer {
  *   (`invalid_content_length`, `invalid_header`, `invalid_url`, `invalid_chunked_encoding`,
  *   `malformed_request`).
  */
-export function clientErrorAnswer(error: { code?: string; rawPacket?: Buffer }): ClientErrorAnswer | undefined {
+export function clientErrorAnswer(error: {
+  code?: string;
+  reason?: string;
+  rawPacket?: Buffer;
+}): ClientErrorAnswer | undefined {
   const badRequest = (code: string, message: string) => ({ status: 400, reason: 'Bad Request', code, message });
   switch (error.code) {
     case 'ECONNRESET':
@@ -157,7 +184,10 @@ export function clientErrorAnswer(error: { code?: string; rawPacket?: Buffer }):
     }
     case 'HPE_INVALID_CONTENT_LENGTH':
     case 'HPE_UNEXPECTED_CONTENT_LENGTH':
-      return badRequest('invalid_content_length', 'the Content-Length header is not a single decimal number');
+      // llhttp's reason "Content-Length can't be present with Transfer-Encoding": a Content-Length after chunked.
+      return /Transfer-Encoding/i.test(error.reason ?? '')
+        ? badRequest('invalid_content_length', 'send Content-Length or Transfer-Encoding: chunked, not both')
+        : badRequest('invalid_content_length', 'the Content-Length header is not a single decimal number');
     case 'HPE_INVALID_HEADER_TOKEN':
     case 'HPE_LF_EXPECTED':
     case 'HPE_CR_EXPECTED':

@@ -3,7 +3,7 @@
 // and the absolute-form request line is served. Raw bytes on a raw socket: no
 // client library sends these.
 import { expect } from 'chai';
-import { type RawResponse, rawExchange } from '../support/raw-http.ts';
+import { type RawResponse, rawExchange, rawText } from '../support/raw-http.ts';
 import { useTestService } from '../support/service.ts';
 
 describe('malformed HTTP requests get the error body (protocol level)', () => {
@@ -53,6 +53,13 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
       'the request line is not valid HTTP/1.1',
     ],
     [
+      'Transfer-Encoding: chunked, then a Content-Length',
+      'POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n',
+      400,
+      'invalid_content_length',
+      'send Content-Length or Transfer-Encoding: chunked, not both',
+    ],
+    [
       'Content-Length together with Transfer-Encoding: chunked',
       'POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
       400,
@@ -99,6 +106,28 @@ describe('malformed HTTP requests get the error body (protocol level)', () => {
     expect(response.headers.get('x-content-type-options')).to.equal('nosniff');
     expect(await count()).to.equal(before);
   });
+
+  for (const [first, status] of [
+    [
+      'POST /messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n{"to":"+905551111111","content":"piped"}',
+      201,
+    ],
+    ['GET /jobs HTTP/1.1\r\nHost: x\r\n\r\n', 200],
+  ] as const) {
+    const request = first.slice(0, first.indexOf(' /'));
+    it(`answers a whole ${request} followed by junk on one connection with its own ${status}, then 400 for the junk`, async () => {
+      const count = async () =>
+        Number((await db().pool.query("SELECT count(*) AS n FROM messages WHERE content = 'piped'")).rows[0].n);
+      const before = await count();
+      const raw = await rawText(service().url, `${first}xyz garbage\r\n\r\n`);
+      const statuses = [...raw.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => Number(match[1]));
+      expect(statuses).to.deep.equal([status, 400]);
+      expect(raw).to.include(
+        '{"error":{"code":"malformed_request","message":"the request line is not valid HTTP/1.1"}}',
+      );
+      expect(await count()).to.equal(before + (request === 'POST' ? 1 : 0));
+    });
+  }
 
   it('keeps serving after a malformed request', async () => {
     await rawExchange(service().url, 'GET /jobs HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n');

@@ -54,7 +54,24 @@ export function rawRequest(
  * send at all (a bad request line, a control byte in a header). Resolves the
  * parsed status line, headers and body; status 0 when the server answered nothing.
  */
-export function rawExchange(baseUrl: string, bytes: Buffer | string, timeoutMs = 5_000): Promise<RawResponse> {
+export async function rawExchange(baseUrl: string, bytes: Buffer | string, timeoutMs = 5_000): Promise<RawResponse> {
+  const raw = await rawText(baseUrl, bytes, timeoutMs);
+  const [head = '', ...rest] = raw.split('\r\n\r\n');
+  const [statusLine = '', ...headerLines] = head.split('\r\n');
+  const headers = new Headers();
+  for (const line of headerLines) {
+    const colon = line.indexOf(':');
+    if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
+  }
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
+  return { status, headers, text: Buffer.from(rest.join('\r\n\r\n'), 'latin1').toString('utf8') };
+}
+
+/**
+ * Sends exactly these bytes on a new TCP connection and resolves everything
+ * the server wrote (latin1) once it closes the connection (or after `timeoutMs`).
+ */
+export function rawText(baseUrl: string, bytes: Buffer | string, timeoutMs = 5_000): Promise<string> {
   const url = new URL(baseUrl);
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -67,16 +84,7 @@ export function rawExchange(baseUrl: string, bytes: Buffer | string, timeoutMs =
     });
     socket.on('close', () => {
       clearTimeout(timer);
-      const raw = Buffer.concat(chunks).toString('latin1');
-      const [head = '', ...rest] = raw.split('\r\n\r\n');
-      const [statusLine = '', ...headerLines] = head.split('\r\n');
-      const headers = new Headers();
-      for (const line of headerLines) {
-        const colon = line.indexOf(':');
-        if (colon > 0) headers.append(line.slice(0, colon).trim(), line.slice(colon + 1).trim());
-      }
-      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? 0);
-      resolve({ status, headers, text: Buffer.from(rest.join('\r\n\r\n'), 'latin1').toString('utf8') });
+      resolve(Buffer.concat(chunks).toString('latin1'));
     });
   });
 }
