@@ -91,7 +91,6 @@ export async function startService(
       live: settings,
       tracing,
     });
-    if (options.startEngine !== false) await engine.start();
     cleanup.push((deadline) => engine.stop(deadline));
 
     const jobs = new JobService(pool, engine.handlers);
@@ -130,6 +129,8 @@ export async function startService(
       tracing,
     });
     cleanup.push(close);
+    // The engine starts once the port is bound: a pod that cannot serve HTTP (EADDRINUSE) never takes a run.
+    if (options.startEngine !== false) await engine.start();
     logger.info(
       {
         host,

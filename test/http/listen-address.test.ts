@@ -2,6 +2,7 @@
 // as a real process: without API_KEYS it listens on 127.0.0.1 only and says
 // so; a non-loopback HOST without keys refuses to start (exit 78) unless
 // ALLOW_UNAUTHENTICATED=true; with keys it listens on every interface.
+import { type AddressInfo, createServer } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { expect } from 'chai';
 import { useTestDatabase } from '../support/postgres.ts';
@@ -53,6 +54,21 @@ describe('listen address: closed by default (issue 10, point 1)', function () {
       if (externalAddress) expect(await reachable(externalAddress, port)).to.equal('ECONNREFUSED');
     } finally {
       await stop(started);
+    }
+  });
+
+  it('a port already in use: exit 1 naming EADDRINUSE, and the job engine never started (no run taken)', async () => {
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (holder.address() as AddressInfo).port;
+      const started = run({ DATABASE_URL: db().url, PORT: String(port), FETCH_INTERVAL_MS: '1000' });
+      const { code } = await started.exited;
+      expect(code).to.equal(1);
+      expect(started.output()).to.include('EADDRINUSE');
+      expect(started.output()).to.not.include('worker pool started');
+    } finally {
+      holder.close();
     }
   });
 
