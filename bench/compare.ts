@@ -134,7 +134,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   }
 
   /** A contender process (bench/contenders/): enqueues, says "ready", starts on "go". */
-  async function runContender(name: string, file: string, concurrency: number) {
+  async function runContender(name: string, file: string, concurrency: number, variant = '') {
     counter.reset();
     const child = launchNode(contenderEntry(file), {
       name,
@@ -144,6 +144,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
         BENCH_CONTENDER_SINK_URL: `${sink.url}/webhook`,
         BENCH_CONTENDER_MESSAGES: String(messages),
         BENCH_CONTENDER_CONCURRENCY: String(concurrency),
+        BENCH_CONTENDER_VARIANT: variant,
         BENCH_CONTENDER_RUN: `${name}-${databases}`,
       },
     });
@@ -231,6 +232,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       if (service.lateness) lateness.push(service.lateness);
     }
     add('pg-boss', await runContender('pg-boss', 'pg-boss', 0));
+    add('pg-boss-burst', await runContender('pg-boss, burstWhenBatchFull', 'pg-boss', 0, 'burst'));
     for (const concurrency of graphileConcurrency) {
       add(
         `graphile-${concurrency}`,
@@ -259,7 +261,14 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   const graphileBest = graphileConcurrency
     .map((concurrency) => summary(`graphile-${concurrency}`))
     .sort((a, b) => b.messagesPerSecond - a.messagesPerSecond)[0]!;
-  const table = [summary('service-1'), summary('service-2'), summary('pg-boss'), graphileBest, summary('http-ceiling')];
+  const table = [
+    summary('service-1'),
+    summary('service-2'),
+    summary('pg-boss'),
+    graphileBest,
+    summary('http-ceiling'),
+    summary('pg-boss-burst'),
+  ];
 
   // A pod's memory and cold start, measured from outside on a fresh database (bench/pod-memory.ts).
   const podRuns: PodMemory[] = [];
@@ -282,6 +291,8 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       vsGraphileWorker: table[0]!.messagesPerSecond / graphileBest.messagesPerSecond,
       ofHttpCeiling: table[0]!.messagesPerSecond / table[4]!.messagesPerSecond,
       cpuVsPgBoss: table[0]!.cpuSecondsPer10k / table[2]!.cpuSecondsPer10k,
+      vsPgBossBurst: table[0]!.messagesPerSecond / table[5]!.messagesPerSecond,
+      cpuVsPgBossBurst: table[0]!.cpuSecondsPer10k / table[5]!.cpuSecondsPer10k,
     },
     pod: {
       command: pod.command,

@@ -9,6 +9,8 @@ export const env = {
   sinkUrl: process.env.BENCH_CONTENDER_SINK_URL ?? '',
   messages: Number(process.env.BENCH_CONTENDER_MESSAGES ?? 0),
   concurrency: Number(process.env.BENCH_CONTENDER_CONCURRENCY ?? 0),
+  /** A contender's variant of its settings (pg-boss: `burst`), empty for its plain form. */
+  variant: process.env.BENCH_CONTENDER_VARIANT ?? '',
   /** A prefix for the Idempotency-Keys, unique per run, so the sink can tell runs apart. */
   run: process.env.BENCH_CONTENDER_RUN ?? 'run',
 };
