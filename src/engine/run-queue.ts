@@ -65,6 +65,41 @@ export interface RunQueueSettings {
   transactionPooler?: boolean;
 }
 
+/** SQLSTATEs of a schema object created by another session at the same moment: unique_violation, duplicate_schema, duplicate_table, duplicate_object. */
+const installRaceCodes = new Set(['23505', '42P06', '42P07', '42710']);
+
+/**
+ * A started pg-boss; a failed start closes what it opened. Pods started at
+ * once on a new database each install pg-boss's schema: `CREATE ... IF NOT
+ * EXISTS` is not atomic against another session creating the same object, so
+ * the loser can get a catalog unique violation (`pg_namespace_nspname_index`),
+ * which pg-boss passes on (it expects only "already exists"). The winner's
+ * install then stands, and starting again finds it: up to `attempts` starts.
+ * @throws the start's error when it is not such a race, or on the last attempt
+ */
+async function startedBoss(
+  options: ConstructorParameters<typeof PgBoss>[0],
+  logger: Logger,
+  attempts = 3,
+): Promise<PgBoss> {
+  const boss = new PgBoss(options);
+  boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
+  boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));
+  try {
+    await boss.start();
+    return boss;
+  } catch (error) {
+    await boss.stop({ graceful: false, close: true, timeout: 1_000 }).catch(() => {});
+    const code = (error as { code?: string }).code;
+    if (attempts <= 1 || code === undefined || !installRaceCodes.has(code)) throw error;
+    logger.info(
+      { reason: (error as Error).message },
+      "another pod installed pg-boss's schema at the same moment; starting again",
+    );
+    return startedBoss(options, logger, attempts - 1);
+  }
+}
+
 /**
  * Starts pg-boss on its own pool of `runQueuePoolMax` connections. It works
  * through PgBouncer in transaction mode as it is (its locks are transaction
@@ -108,15 +143,7 @@ export async function startRunQueue(settings: RunQueueSettings, logger: Logger):
   //   * its warnings and queue statistics after 7 days (its defaults).
   // So pgboss.job holds at most about two days of runs: 1,440 a day per job
   // on a 60 s interval, whatever the message volume (a run sends many messages).
-  const boss = new PgBoss(options);
-  boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
-  boss.on('warning', (warning) => logger.warn({ warning }, 'pg-boss warning'));
-  try {
-    await boss.start();
-  } catch (error) {
-    await boss.stop({ graceful: false, close: true, timeout: 1_000 }).catch(() => {});
-    throw error;
-  }
+  const boss = await startedBoss(options, logger);
   await boss.createQueue(deadRunQueueName, { retentionSeconds: 14 * 86_400 });
   await boss.createQueue(runQueueName, {
     // Each run is claimed in the jobs table; pg-boss only retries a run whose
