@@ -27,6 +27,11 @@ export interface ComparisonOptions {
    * top statements by total time are printed after the run.
    */
   profile?: boolean;
+  /**
+   * `--service`: this service alone (1 pod), BENCH_COMPARE_REPEATS runs (default 3), no profiler: a before/after
+   * check of a change in minutes, each run printed with its CPU and WAL per 10,000 messages.
+   */
+  serviceOnly?: boolean;
 }
 
 interface DispatchResult {
@@ -198,7 +203,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
         },
       );
       const lateness =
-        podCount === 1 && !options.profile ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
+        podCount === 1 && !options.profile && !options.serviceOnly ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
       return { result, lateness, url };
     } finally {
       await Promise.all(pods.map((pod) => pod.stop('SIGTERM')));
@@ -215,6 +220,19 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     await cluster.destroy();
     console.log(`CPU profile of the pod: ${profileDir} (open in Chrome DevTools or speedscope)`);
     return { profile: service.result };
+  }
+
+  if (options.serviceOnly) {
+    const results: DispatchResult[] = [];
+    for (let repeat = 0; repeat < Number(process.env.BENCH_COMPARE_REPEATS ?? 3); repeat += 1) {
+      const { result } = await runService(1);
+      console.log(`  ${JSON.stringify(result)}`);
+      results.push(result);
+    }
+    await sink.close();
+    await admin.end();
+    await cluster.destroy();
+    return { service: results };
   }
 
   const runs: Record<string, DispatchResult[]> = {};

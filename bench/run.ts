@@ -1,7 +1,8 @@
 // `npm run bench`: end-to-end numbers anyone can reproduce on their machine.
 //
 // 0. compare   – this service, pg-boss, Graphile Worker and the HTTP-only ceiling side by side
-//                (bench/compare.ts; results in bench/results/); `npm run bench -- --quick` runs only this, smaller
+//                (bench/compare.ts; results in bench/results/); `npm run bench -- --quick` runs only this, smaller;
+//                `-- --service` runs only this service (1 pod, 3 runs): a quick before/after check
 // 1. intake    – POST /messages (single, 16 concurrent clients) and POST /messages/batch (1,000 a request)
 // 2. dispatch  – N service processes drain the backlog to the project's webhook sink; every
 //                message must arrive exactly once (checked by Idempotency-Key)
@@ -47,9 +48,10 @@ if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) {
 // `--quick` runs only this part, smaller (under 3 minutes).
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
-const comparison = await runComparison({ quick, profile });
+const serviceOnly = process.argv.includes('--service');
+const comparison = await runComparison({ quick, profile, serviceOnly });
 console.log(JSON.stringify(comparison, null, 2));
-if (quick || profile) process.exit(0);
+if (quick || profile || serviceOnly) process.exit(0);
 
 const results: Array<[string, string]> = [];
 const record = (name: string, value: string) => {

@@ -60,6 +60,7 @@ describe('LongLivedConnection: one reconnect loop per connection', () => {
           host: '127.0.0.1',
           port: forwarder!.port,
           user: decodeURIComponent(target.username) || 'postgres',
+          password: decodeURIComponent(target.password) || undefined,
           database: target.pathname.slice(1),
           application_name: applicationName,
           connectionTimeoutMillis: 1_000,
