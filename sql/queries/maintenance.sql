@@ -21,7 +21,7 @@ WHERE task = 'maintenance' AND locked_by = sqlc.arg(owner)::text;
 -- One bounded batch of message retention: at most max_rows messages in a
 -- terminal status (sent, failed, cancelled) whose last change is older than
 -- retention_days, found on messages_retention_idx. Their attempts go with them
--- (ON DELETE CASCADE). Pending and sending messages are never touched, however
+-- (the messages_delete_attempts trigger, one statement for the batch). Pending and sending messages are never touched, however
 -- old. FOR UPDATE re-checks status and updated_at on the newest row version, so
 -- a message retried or cancelled meanwhile is not removed; SKIP LOCKED passes
 -- over rows a retry, cancel or settle holds, so the pass never waits on them and

@@ -6,7 +6,7 @@
  *
  * - messages in a terminal status (`sent`, `failed`, `cancelled`) whose last
  *   change (`updated_at`) is older than `MESSAGE_RETENTION_DAYS` (0: none),
- *   with their attempts (ON DELETE CASCADE). Pending and sending messages
+ *   with their attempts (a delete trigger on messages). Pending and sending messages
  *   never go, however old;
  * - idempotency keys older than 24 h (src/messages/idempotency.ts).
  *

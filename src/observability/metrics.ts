@@ -244,7 +244,7 @@ function httpMetrics({ registers }: MetricGroup) {
   };
 }
 
-/** Tables the maintenance loop removes rows from (message_attempts rows go with their messages, by cascade). */
+/** Tables the maintenance loop removes rows from (message_attempts rows go with their messages, by a delete trigger). */
 export const maintenanceTables = ['messages', 'idempotency_keys'] as const;
 
 /** The maintenance loop's: rows removed by table, and how long a pass took on this pod. */

@@ -243,10 +243,24 @@ describe('delivery history: GET /messages/{id}/attempts', function () {
       Number(
         (await f.db().pool.query('SELECT count(*) FROM message_attempts WHERE message_id = $1', [id])).rows[0].count,
       );
+    const others = async () =>
+      Number(
+        (await f.db().pool.query('SELECT count(*) FROM message_attempts WHERE message_id <> $1', [id])).rows[0].count,
+      );
     expect(await count()).to.equal(3);
+    const othersBefore = await others();
+    expect(othersBefore).to.be.greaterThan(0);
     await f.db().pool.query('DELETE FROM messages WHERE id = $1', [id]);
     expect(await count()).to.equal(0);
+    expect(await others(), 'the attempts of messages still there').to.equal(othersBefore);
     expect((await f.attempts(id)).status).to.equal(404);
+  });
+
+  it('TRUNCATE messages empties the history too (last here: it removes every message of the fixture)', async () => {
+    const id = await f.post('fail-twice');
+    await f.settled(id, 'sent');
+    await f.db().pool.query('TRUNCATE messages');
+    expect(Number((await f.db().pool.query('SELECT count(*) FROM message_attempts')).rows[0].count)).to.equal(0);
   });
 });
 

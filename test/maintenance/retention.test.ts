@@ -65,6 +65,11 @@ describe('maintenance: message retention', () => {
 
   it('removes terminal messages whose last change is older than the window, and keeps every other', async () => {
     await everyKind();
+    // Two attempts for every message: those of the removed messages go with them, the others stay.
+    await pool().query(
+      `INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome)
+       SELECT id, n, now(), 5, 'retry' FROM messages, generate_series(1, 2) AS n`,
+    );
     const outcome = await runMaintenancePass(deps(), 30);
     expect(outcome).to.deep.equal({ ran: true, removed: { messages: 3, idempotency_keys: 0 } });
     expect(await contents()).to.deep.equal([
@@ -73,6 +78,18 @@ describe('maintenance: message retention', () => {
       'old-sending',
       'recent-failed',
       'recent-sent',
+    ]);
+    const history = await pool().query<{ content: string; attempts: number }>(
+      `SELECT m.content, count(a.attempt)::integer AS attempts
+       FROM message_attempts AS a LEFT JOIN messages AS m ON m.id = a.message_id
+       GROUP BY m.content ORDER BY m.content NULLS FIRST`,
+    );
+    expect(history.rows.map((row) => `${row.content}:${row.attempts}`)).to.deep.equal([
+      'new-pending:2',
+      'old-pending:2',
+      'old-sending:2',
+      'recent-failed:2',
+      'recent-sent:2',
     ]);
   });
 
