@@ -53,22 +53,26 @@ export async function writeChunkOutcomes(
   const { logger, signal } = options;
   const sentAt = new Map<string, Date>();
   if (items.length === 0) return sentAt;
-  const now = new Date();
+  // One JSON text for the whole chunk (the statement's `outcomes`); null or absent fields are SQL null.
   const args = {
     owner,
-    ids: items.map((item) => item.id),
-    statuses: items.map((item) => item.decision?.status ?? 'untried'),
-    externalMessageIds: items.map((item) => (item.decision?.status === 'sent' ? item.decision.externalMessageId : '')),
-    errors: items.map((item) => (item.decision && item.decision.status !== 'sent' ? item.decision.error : '')),
-    retryDelaysMs: items.map((item) =>
-      item.decision?.status === 'pending' ? Math.round(item.decision.retryDelayMs) : 0,
+    outcomes: JSON.stringify(
+      items.map(({ id, decision, attempt }) => ({
+        id,
+        status: decision?.status ?? 'untried',
+        external_message_id: decision?.status === 'sent' ? storable(decision.externalMessageId) : null,
+        error: decision && decision.status !== 'sent' ? storable(decision.error) : null,
+        retry_delay_ms: decision?.status === 'pending' ? Math.round(decision.retryDelayMs) : null,
+        ...(attempt && {
+          attempt_outcome: attempt.outcome,
+          started_at: attempt.startedAt,
+          duration_ms: attempt.durationMs,
+          http_status: attempt.httpStatus,
+          attempt_error: attempt.error === null ? null : storable(attempt.error),
+          response_excerpt: attempt.responseExcerpt === null ? null : storable(attempt.responseExcerpt),
+        }),
+      })),
     ),
-    attemptOutcomes: items.map((item) => item.attempt?.outcome ?? ''),
-    attemptStartedAts: items.map((item) => item.attempt?.startedAt ?? now),
-    attemptDurationsMs: items.map((item) => item.attempt?.durationMs ?? 0),
-    attemptHttpStatuses: items.map((item) => item.attempt?.httpStatus ?? 0),
-    attemptErrors: items.map((item) => item.attempt?.error ?? ''),
-    attemptExcerpts: items.map((item) => item.attempt?.responseExcerpt ?? ''),
   };
   const rows = await retryUntilDone(() => recordDeliveryOutcomes(pool, args), {
     signal,
@@ -82,6 +86,17 @@ export async function writeChunkOutcomes(
   });
   for (const row of rows) if (row.status === 'sent' && row.sentAt) sentAt.set(row.id, row.sentAt);
   return sentAt;
+}
+
+/**
+ * `text` as PostgreSQL text can hold it: a lone UTF-16 surrogate (a webhook's
+ * `"messageId": "\ud800"`, a cut made in the middle of a pair) and NUL
+ * become U+FFFD. Either one in the outcomes' JSON would fail the write for
+ * good, and with it the chunk's outcomes, which are retried until they land.
+ */
+export function storable(text: string): string {
+  const wellFormed = text.isWellFormed() ? text : text.toWellFormed();
+  return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }
 
 /** A claimed chunk after sending: per message (same order), what to do with it, or undefined when it goes back untried. */

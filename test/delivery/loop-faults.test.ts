@@ -201,6 +201,46 @@ describe('delivery loop under faults', function () {
     }
   });
 
+  it('stores what PostgreSQL text cannot hold (NUL, a lone surrogate) as U+FFFD instead of failing the outcome write', async () => {
+    // A webhook answering 2xx with such a messageId, and a 503 whose body the error and the excerpt carry.
+    const server = createServer((request, response) => {
+      request.resume();
+      request.on('end', () => {
+        if (request.headers['idempotency-key'] === first) {
+          response.writeHead(200, { 'content-type': 'application/json' });
+          response.end('{"messageId":"a\\u0000b\\ud800c"}');
+        } else {
+          response.writeHead(503);
+          response.end(Buffer.from([0x62, 0x75, 0x73, 0x79, 0x00, 0x21]));
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const [first] = await seed(2);
+    try {
+      const delivery = createWebhookClient({
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`,
+        timeoutMs: 5_000,
+      });
+      await deliver({ runId: 'run-1', batchSize: 2 }, { client: delivery });
+      await delivery.close();
+      const rows = await pool.query(
+        `SELECT m.id, m.status, m.external_message_id, m.last_error, a.response_excerpt
+         FROM messages AS m JOIN message_attempts AS a ON a.message_id = m.id ORDER BY m.id = $1 DESC`,
+        [first],
+      );
+      expect(
+        rows.rows.map((row) => [row.status, row.external_message_id, row.last_error, row.response_excerpt]),
+      ).to.deep.equal([
+        ['sent', 'a\uFFFDb\uFFFDc', null, '{"messageId":"a\\u0000b\\ud800c"}'],
+        ['pending', null, 'HTTP 503: busy !', 'busy\uFFFD!'],
+      ]);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
   it('reads an HTTP-date Retry-After against the response Date header, not our clock', async () => {
     // The webhook's clock is an hour behind ours: measured against ours the date would be long past.
     const theirNow = Date.now() - 3_600_000;

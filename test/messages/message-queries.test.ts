@@ -16,15 +16,28 @@ import {
 import { claimDueMessages, promotionBatch } from '../../src/delivery/claim.ts';
 import { useTestPool } from '../support/postgres.ts';
 
-/** RecordDeliveryOutcomes arguments for outcomes with no attempt behind them (the attempt arrays filled with "none"). */
-const withoutAttempts = (args: Omit<RecordDeliveryOutcomesArgs, `attempt${string}`>): RecordDeliveryOutcomesArgs => ({
-  ...args,
-  attemptOutcomes: args.ids.map(() => ''),
-  attemptStartedAts: args.ids.map(() => new Date()),
-  attemptDurationsMs: args.ids.map(() => 0),
-  attemptHttpStatuses: args.ids.map(() => 0),
-  attemptErrors: args.ids.map(() => ''),
-  attemptExcerpts: args.ids.map(() => ''),
+/**
+ * RecordDeliveryOutcomes arguments for outcomes with no attempt behind them, from parallel arrays ('' for none: an
+ * id or error that is SQL null).
+ */
+const withoutAttempts = (args: {
+  owner: string;
+  ids: string[];
+  statuses: string[];
+  externalMessageIds: string[];
+  errors: string[];
+  retryDelaysMs: number[];
+}): RecordDeliveryOutcomesArgs => ({
+  owner: args.owner,
+  outcomes: JSON.stringify(
+    args.ids.map((id, i) => ({
+      id,
+      status: args.statuses[i],
+      external_message_id: args.externalMessageIds[i] || null,
+      error: args.errors[i] || null,
+      retry_delay_ms: args.retryDelaysMs[i],
+    })),
+  ),
 });
 
 /** The message queries and their invariants, against a real PostgreSQL. */

@@ -287,67 +287,55 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
 }
 
 export const recordDeliveryOutcomesQuery = `-- name: RecordDeliveryOutcomes :many
-WITH settled AS (
+WITH o AS MATERIALIZED (
+  SELECT (e ->> 'id')::uuid AS id,
+         e ->> 'status' AS status,
+         e ->> 'external_message_id' AS external_message_id,
+         e ->> 'error' AS error,
+         (e ->> 'retry_delay_ms')::integer AS retry_delay_ms,
+         e ->> 'attempt_outcome' AS attempt_outcome,
+         (e ->> 'started_at')::timestamptz AS started_at,
+         (e ->> 'duration_ms')::integer AS duration_ms,
+         (e ->> 'http_status')::integer AS http_status,
+         e ->> 'attempt_error' AS attempt_error,
+         e ->> 'response_excerpt' AS response_excerpt
+  FROM jsonb_array_elements($1::text::jsonb) AS e
+), settled AS (
   UPDATE messages AS m
   SET status = CASE WHEN o.status = 'untried' THEN 'pending' ELSE o.status END,
       available = (o.status = 'untried' AND m.next_attempt_at <= now()),
       attempts = CASE WHEN o.status = 'untried' THEN m.attempts - 1 ELSE m.attempts END,
-      external_message_id = coalesce(nullif(o.external_message_id, ''), m.external_message_id),
+      external_message_id = coalesce(o.external_message_id, m.external_message_id),
       sent_at = CASE WHEN o.status = 'sent' THEN now() END,
       next_attempt_at = CASE WHEN o.status = 'pending'
                              THEN now() + make_interval(secs => o.retry_delay_ms / 1000.0)
                              ELSE m.next_attempt_at END,
-      last_error = CASE WHEN o.status = 'untried' THEN m.last_error ELSE nullif(o.error, '') END,
+      last_error = CASE WHEN o.status = 'untried' THEN m.last_error ELSE o.error END,
       lease_until = NULL,
       locked_by = NULL,
       updated_at = now()
-  FROM ROWS FROM (
-    unnest($2::uuid[]),
-    unnest($3::text[]),
-    unnest($4::text[]),
-    unnest($5::text[]),
-    unnest($6::integer[])
-  ) AS o(id, status, external_message_id, error, retry_delay_ms)
+  FROM o
   WHERE m.id = o.id
-    AND ((m.status = 'sending' AND m.locked_by = $1::text)
+    AND ((m.status = 'sending' AND m.locked_by = $2::text)
          OR (o.status = 'sent' AND m.status <> 'sent'))
   RETURNING m.id, m.status, m.sent_at
 ), recorded AS (
   INSERT INTO message_attempts (message_id, attempt, started_at, duration_ms, outcome, http_status, error,
                                 response_excerpt)
-  SELECT a.id,
-         coalesce((SELECT max(x.attempt) FROM message_attempts AS x WHERE x.message_id = a.id), 0) + 1,
-         a.started_at, a.duration_ms, a.outcome, nullif(a.http_status, 0), nullif(a.error, ''),
-         nullif(a.response_excerpt, '')
-  FROM ROWS FROM (
-    unnest($2::uuid[]),
-    unnest($7::text[]),
-    unnest($8::timestamptz[]),
-    unnest($9::integer[]),
-    unnest($10::integer[]),
-    unnest($11::text[]),
-    unnest($12::text[])
-  ) AS a(id, outcome, started_at, duration_ms, http_status, error, response_excerpt)
+  SELECT o.id,
+         coalesce((SELECT max(x.attempt) FROM message_attempts AS x WHERE x.message_id = o.id), 0) + 1,
+         o.started_at, o.duration_ms, o.attempt_outcome, o.http_status, o.attempt_error, o.response_excerpt
+  FROM o
   -- A scalar subquery, not EXISTS: it stays one primary-key probe per row and
   -- is never turned into a join that reads the whole table.
-  WHERE a.outcome <> '' AND (SELECT true FROM messages AS m WHERE m.id = a.id)
+  WHERE o.attempt_outcome IS NOT NULL AND (SELECT true FROM messages AS m WHERE m.id = o.id)
   ON CONFLICT (message_id, attempt) DO NOTHING
 )
 SELECT settled.id, settled.status, settled.sent_at FROM settled`;
 
 export interface RecordDeliveryOutcomesArgs {
+    outcomes: string;
     owner: string;
-    ids: string[];
-    statuses: string[];
-    externalMessageIds: string[];
-    errors: string[];
-    retryDelaysMs: number[];
-    attemptOutcomes: string[];
-    attemptStartedAts: Date[];
-    attemptDurationsMs: number[];
-    attemptHttpStatuses: number[];
-    attemptErrors: string[];
-    attemptExcerpts: string[];
 }
 
 export interface RecordDeliveryOutcomesRow {
@@ -359,7 +347,7 @@ export interface RecordDeliveryOutcomesRow {
 export async function recordDeliveryOutcomes(client: Client, args: RecordDeliveryOutcomesArgs): Promise<RecordDeliveryOutcomesRow[]> {
     const result = await client.query({
         text: recordDeliveryOutcomesQuery,
-        values: [args.owner, args.ids, args.statuses, args.externalMessageIds, args.errors, args.retryDelaysMs, args.attemptOutcomes, args.attemptStartedAts, args.attemptDurationsMs, args.attemptHttpStatuses, args.attemptErrors, args.attemptExcerpts],
+        values: [args.outcomes, args.owner],
         rowMode: "array"
     });
     return result.rows.map(row => {
