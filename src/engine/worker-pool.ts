@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { JobResult, PgBoss } from 'pg-boss';
 import type { Logger } from '../observability/logger.ts';
 import { deadRunQueueName, parseRunRequest, type RunRequest, runQueueName } from './run-queue.ts';
@@ -38,6 +39,8 @@ export class WorkerPool {
   /** `onMalformed` is told about every queue message dead-lettered for a payload that is not a run. */
   constructor(boss: PgBoss, work: RunWorker, logger: Logger, onMalformed: () => void = () => {}) {
     this.#boss = boss;
+    // Every webhook request in flight listens to the deadline (hundreds at once): no listener-leak warning for it.
+    setMaxListeners(0, this.#deadline.signal);
     this.#work = work;
     this.#logger = logger.child({ component: 'workers' });
     this.#onMalformed = onMalformed;
