@@ -203,7 +203,9 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
         },
       );
       const lateness =
-        podCount === 1 && !options.profile && !options.serviceOnly ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20) : undefined;
+        podCount === 1 && !options.profile && !options.serviceOnly
+          ? await measureLateness(pods[0]!, url, options.quick ? 10 : 20)
+          : undefined;
       return { result, lateness, url };
     } finally {
       await Promise.all(pods.map((pod) => pod.stop('SIGTERM')));
