@@ -8,8 +8,13 @@ SET lock_timeout = '5s';
 -- event and a SELECT … FOR KEY SHARE of the message, on top of the probe
 -- RecordDeliveryOutcomes already makes to skip a deleted message. The only
 -- writer of attempts is that statement, which inserts an attempt only for a
--- message its snapshot sees, so the reference guarded nothing the statement
--- does not.
+-- message its snapshot sees. What the reference still caught: a DELETE by
+-- hand of a message whose outcome is being written at that very moment,
+-- committed after the delete trigger ran; that message's attempt row now
+-- stays behind, unseen (GET /messages/{id}/attempts answers 404 for a
+-- message that does not exist) and harmless. Retention does not race a
+-- settle: it removes terminal messages unchanged for days, and a message
+-- being settled is 'sending' (or was changed within its lease).
 --
 -- What the cascade did stays: a message removed by any DELETE (the retention
 -- pass, or by hand) takes its attempts with it, through one statement-level

@@ -277,6 +277,29 @@ describe('webhook client', () => {
       });
     }
 
+    it('reads a JSON answer that starts with a UTF-8 byte order mark, with or without Content-Length', async () => {
+      const bom = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"messageId":"abc"}')]);
+      for (const chunked of [false, true]) {
+        const server = await startOddServer((_request, response) => {
+          response.writeHead(200, chunked ? {} : { 'content-length': String(bom.length) });
+          if (chunked) response.write(bom.subarray(0, 2));
+          response.end(chunked ? bom.subarray(2) : bom);
+        });
+        const client = createWebhookClient({ url: server.url, timeoutMs: 2000 });
+        try {
+          expect(await client.deliver(outboundMessage()), chunked ? 'chunked' : 'content-length').to.deep.equal({
+            outcome: 'sent',
+            externalMessageId: 'abc',
+            httpStatus: 200,
+            responseExcerpt: '{"messageId":"abc"}',
+          });
+        } finally {
+          await client.close();
+          await server.close();
+        }
+      }
+    });
+
     it('passes on Retry-After in seconds for 429 and 503', async () => {
       expect(classification(await deliverTo(429, 'slow down', { 'retry-after': '7' }))).to.deep.equal({
         outcome: 'transient',
@@ -342,6 +365,30 @@ describe('webhook client', () => {
       const result = (await deliverTo(503, `busy ${'y'.repeat(200 * 1024)}`)) as { outcome: string; error: string };
       expect(result.outcome).to.equal('transient');
       expect(result.error).to.match(/^HTTP 503: busy y+…$/);
+    });
+
+    it('reads a body a little over the cap to its end, so the connection serves the next request', async () => {
+      const server = await startOddServer(replyWith(503, 'e'.repeat(5000)));
+      const client = createWebhookClient({ url: server.url, timeoutMs: 2000, maxResponseBytes: 1024 });
+      try {
+        for (let i = 0; i < 5; i++)
+          expect(await client.deliver(outboundMessage())).to.include({ outcome: 'transient' });
+        expect(server.captured).to.have.length(5);
+        // undici may open a second socket while the first one is being handed back after its first response
+        expect(server.connections()).to.be.at.most(2);
+      } finally {
+        await client.close();
+        await server.close();
+      }
+    });
+
+    it('answers with a cap that is not a whole number of bytes, or below zero', async () => {
+      const body = JSON.stringify({ messageId: 'abc', padding: 'x'.repeat(5000) });
+      for (const cap of [100.5, -1])
+        expect(await deliverTo(200, body, {}, cap), String(cap)).to.include({
+          outcome: 'permanent',
+          error: `HTTP 200: response too large (over ${cap} bytes)`,
+        });
     });
 
     it('stops reading an endless 2xx body at the cap instead of waiting for it', async () => {
