@@ -210,7 +210,7 @@ export const settingsTable = {
       'WEBHOOK_CONCURRENCY',
       1,
       256,
-      50,
+      100,
       live('webhook requests in flight per pod: the ceiling of the adaptive limit, or the fixed limit'),
     ),
     adaptiveConcurrency: bool(
