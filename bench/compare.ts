@@ -96,7 +96,10 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   const admin = new pg.Client({ connectionString: cluster.url() });
   await admin.connect();
   const counter = deliveryCounter();
-  const sink = await startSink({ onDelivery: (item) => counter.onDelivery(item) });
+  // BENCH_SINK_LATENCY_MS: the sink answers each POST after this long, a webhook bound by its latency rather
+  // than by CPU (the ceiling's 50 POSTs in flight then make 50 / latency a second at most).
+  const sinkLatencyMs = Number(process.env.BENCH_SINK_LATENCY_MS ?? 0);
+  const sink = await startSink({ latencyMs: sinkLatencyMs, onDelivery: (item) => counter.onDelivery(item) });
   let databases = 0;
   const freshDatabase = async () => {
     databases += 1;
@@ -165,7 +168,12 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     }
   }
 
+  // The bench's own WEBHOOK_* variables reach every pod (WEBHOOK_CONCURRENCY=50 npm run bench …), the URL excepted.
+  const webhookSettings = Object.fromEntries(
+    Object.entries(process.env).filter(([name, value]) => name.startsWith('WEBHOOK_') && value !== undefined),
+  ) as Record<string, string>;
   const podEnv = (url: string) => ({
+    ...webhookSettings,
     DATABASE_URL: url,
     WEBHOOK_URL: `${sink.url}/webhook`,
     FETCH_INTERVAL_MS: '1000',
@@ -305,6 +313,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     command: `npm run bench${options.quick ? ' -- --quick' : ''}`,
     messages,
     repeats,
+    sinkLatencyMs,
     dispatch: table,
     ratios: {
       vsPgBoss: table[0]!.messagesPerSecond / table[2]!.messagesPerSecond,

@@ -224,8 +224,8 @@ interface WebhookResponse {
  * connection is closed. Rejects with undici's error
  * (connection refused, reset, a malformed response, …) or, once `signal`
  * aborts, at once with its reason, the request abandoned. Unlike
- * undici.request(), no response stream is made: about 20 % less CPU per
- * request (docs/benchmarks.md).
+ * undici.request(), no response stream is made per request: less CPU and
+ * garbage per message (docs/benchmarks.md).
  */
 function post(
   agent: Dispatcher,
