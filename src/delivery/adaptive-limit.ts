@@ -11,7 +11,11 @@
  *   stopped growing cuts it gently (x0.9): the requests queue in the webhook
  *   rather than going faster;
  * - otherwise, when the round used the whole limit (requests waited for it),
- *   the limit grows: doubling until the first cut (slow start), then by one a
+ *   the limit grows: doubling until the first cut (slow start); after a cut
+ *   for overload, halfway back to just below the limit that was refused each
+ *   round (a binary search, as BIC-TCP does), then one more only every
+ *   PROBE_ROUNDS rounds while within 2 of it, so a webhook with a hard cap
+ *   is probed past it rarely; beyond that, or without such a cut, by one a
  *   round (additive increase).
  *
  * The limit stays within [1, ceiling]; the ceiling (WEBHOOK_CONCURRENCY) may
@@ -51,6 +55,8 @@ const OVERLOAD_CUT = 0.7;
 /** A round is at least this many samples, so one slow request does not steer the limit. */
 const MIN_ROUND_SAMPLES = 10;
 const LATENCY_CUT = 0.9;
+/** Saturated rounds between probes of one more request near the limit last refused. */
+const PROBE_ROUNDS = 3;
 /** The latency floor is the lowest round latency of this many last rounds, so a webhook that slowed down for good is re-learned. */
 const FLOOR_WINDOW_ROUNDS = 1_000;
 
@@ -76,6 +82,10 @@ export class AdaptiveLimit {
   readonly #recentLatencies: number[] = [];
   /** The limit was cut during this round already: an overload burst counts once. */
   #cutThisRound = false;
+  /** The limit in force when the webhook last refused (an overload cut), until the limit grows past it. */
+  #refusedAt: number | undefined;
+  /** Saturated rounds since the last probe near #refusedAt. */
+  #roundsSinceProbe = 0;
 
   constructor(options: AdaptiveLimitOptions) {
     this.#ceiling = Math.max(1, options.ceiling);
@@ -112,7 +122,10 @@ export class AdaptiveLimit {
     if (sample.overload) {
       round.overloads += 1;
       // At once, not at the round's end: requests refused in a few ms would otherwise be re-sent into the refusal.
-      if (!this.#cutThisRound) this.#cut(OVERLOAD_CUT);
+      if (!this.#cutThisRound) {
+        this.#refusedAt = this.#limit;
+        this.#cut(OVERLOAD_CUT);
+      }
     }
     if (round.samples >= Math.max(MIN_ROUND_SAMPLES, this.limit)) this.#endRound(round);
   }
@@ -128,12 +141,29 @@ export class AdaptiveLimit {
       if (wellAbove && throughput < this.#lastThroughput * (1 + THROUGHPUT_GAIN)) {
         this.#cut(LATENCY_CUT);
       } else if (round.saturated) {
-        this.#limit = Math.min(this.#ceiling, this.#slowStart ? this.#limit * 2 : this.#limit + 1);
+        this.#limit = Math.min(this.#ceiling, this.#grown());
       }
     }
     this.#lastThroughput = throughput;
     this.#cutThisRound = false;
     this.#round = this.#newRound();
+  }
+
+  /** The limit after a saturated round without trouble (see the class comment). */
+  #grown(): number {
+    if (this.#slowStart) return this.#limit * 2;
+    const refusedAt = this.#refusedAt;
+    if (refusedAt === undefined) return this.#limit + 1;
+    const below = refusedAt - 1;
+    if (this.#limit < below) return Math.min(below, this.#limit + Math.max(1, (below - this.#limit) / 2));
+    if (this.#limit < refusedAt + 2) {
+      this.#roundsSinceProbe += 1;
+      if (this.#roundsSinceProbe < PROBE_ROUNDS) return this.#limit;
+      this.#roundsSinceProbe = 0;
+      return this.#limit + 1;
+    }
+    this.#refusedAt = undefined;
+    return this.#limit + 1;
   }
 
   #cut(factor: number): void {

@@ -53,7 +53,7 @@ describe('adaptive concurrency limit', () => {
     const refusedShare = settled.filter((sample) => sample.refused).length / settled.length;
     const served = settled.filter((sample) => !sample.refused).length / 55;
     expect(refusedShare).to.be.below(0.01);
-    expect(served).to.be.at.least(0.7 * 400);
+    expect(served).to.be.at.least(0.9 * 400);
     expect(Math.max(...settled.map((sample) => sample.limit))).to.be.at.most(21);
   });
 
@@ -100,6 +100,27 @@ describe('adaptive concurrency limit', () => {
       }
     }
     expect(limit.limit).to.equal(1);
+  });
+
+  it('after a refusal, climbs halfway back to just below the refused limit each round, then probes past it every 3 rounds', () => {
+    let now = 0;
+    const limit = new AdaptiveLimit({ ceiling: 100, initial: 20, now: () => now });
+    limit.noteWaiting();
+    limit.record({ latencyMs: 1, overload: true }); // refused at 20: cut to 14 at once
+    const afterRound = () => {
+      const samples = Math.max(10, limit.limit);
+      limit.noteWaiting();
+      for (let i = 0; i < samples; i += 1) {
+        now += 5;
+        limit.record({ latencyMs: 50, overload: false });
+      }
+      return limit.limit;
+    };
+    for (let i = 1; i < 14; i += 1) limit.record({ latencyMs: 50, overload: false }); // the rest of the refused round
+    expect(limit.limit).to.equal(14);
+    const limits = Array.from({ length: 15 }, afterRound);
+    // 14 -> 16.5 -> 17.75 -> 18.9 -> 19 (one below 20), then one more every 3 rounds up to 22, then by one a round.
+    expect(limits).to.deep.equal([16, 17, 18, 19, 19, 19, 20, 20, 20, 21, 21, 21, 22, 23, 24]);
   });
 
   it('takes a lower ceiling at once', () => {
