@@ -94,7 +94,7 @@ export async function writeChunkOutcomes(
  * become U+FFFD. Either one in the outcomes' JSON would fail the write for
  * good, and with it the chunk's outcomes, which are retried until they land.
  */
-export function storable(text: string): string {
+function storable(text: string): string {
   const wellFormed = text.isWellFormed() ? text : text.toWellFormed();
   return wellFormed.includes('\u0000') ? wellFormed.replaceAll('\u0000', '\uFFFD') : wellFormed;
 }

@@ -101,7 +101,7 @@ export function createWebhookClient(options: WebhookClientOptions): DeliveryClie
     let redact = redactSecrets;
     if (signal?.aborted) return { outcome: 'transient', error: 'aborted: shutting down' };
     // One controller per request, aborted by its timeout or by the caller's signal: cheaper per request than
-    // AbortSignal.any() (a composite signal tracked by weak references, about 5 % of a pod's dispatch CPU).
+    // AbortSignal.any(), a composite signal tracked by weak references.
     const abort = new AbortController();
     const timer = startTimeout(abort, timeoutMs);
     const onCallerAbort = () => abort.abort();

@@ -39,7 +39,7 @@ export class WorkerPool {
   /** `onMalformed` is told about every queue message dead-lettered for a payload that is not a run. */
   constructor(boss: PgBoss, work: RunWorker, logger: Logger, onMalformed: () => void = () => {}) {
     this.#boss = boss;
-    // Every webhook request in flight listens to the deadline (hundreds at once): no listener-leak warning for it.
+    // Every webhook request in flight (up to WEBHOOK_CONCURRENCY) listens to the deadline: no listener-leak warning.
     setMaxListeners(0, this.#deadline.signal);
     this.#work = work;
     this.#logger = logger.child({ component: 'workers' });
