@@ -26,7 +26,8 @@ WHERE task = 'maintenance' AND locked_by = sqlc.arg(owner)::text;
 -- a message retried or cancelled meanwhile is not removed; SKIP LOCKED passes
 -- over rows a retry, cancel or settle holds, so the pass never waits on them and
 -- they never wait long on it. MATERIALIZED: chosen once, never rescanned by a
--- nested loop into more than max_rows.
+-- nested loop into more than max_rows; then found by primary key (see
+-- RecordDeliveryOutcomes in messages.sql).
 WITH expired AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status IN ('sent', 'failed', 'cancelled')
@@ -36,8 +37,7 @@ WITH expired AS MATERIALIZED (
   FOR UPDATE SKIP LOCKED
 ), deleted AS (
   DELETE FROM messages AS m
-  USING expired
-  WHERE m.id = expired.id
+  WHERE m.id = ANY (ARRAY(SELECT id FROM expired))
   RETURNING 1
 )
 SELECT count(*)::integer AS deleted FROM deleted;

@@ -61,10 +61,17 @@ RETURNING id;
 -- hundred due rows and would read every due row with a bitmap scan and sort
 -- them all to promote 2,000 (400,000 rows: 6,000 pages, 850 ms per claim,
 -- where the index walk reads 66 pages). Without sorts and bitmap scans, an
--- ordered index walk that stops at LIMIT is the only plan left. Local to the
--- transaction (set_config's is_local), so it works through PgBouncer's
--- transaction pooling and touches no other statement.
-SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true);
+-- ordered index walk that stops at LIMIT is the only plan left.
+-- Without hash and merge joins, both statements then change the rows they
+-- chose by a nested loop over those ids, one primary-key probe each, in the
+-- order chosen (the claim returns its rows oldest first). With PostgreSQL's
+-- default costs a hash join with a scan of the whole table looks cheaper on a
+-- small table: at 20,000 rows it read all of them twice per claim, about 2 ms
+-- each time (test/messages/claim-plan.test.ts). Local to the transaction
+-- (set_config's is_local), so it works through PgBouncer's transaction
+-- pooling and touches no other statement.
+SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
 
 -- name: PromoteDueMessages :execrows
 -- Scheduled -> available: pending messages whose next_attempt_at has come
@@ -153,7 +160,11 @@ RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at, m.trace_parent
 -- field is SQL null. One JSON text costs the pod far less to build than a
 -- dozen parallel arrays; read as jsonb, each field is one lookup.
 --
--- The UPDATE is one primary-key probe per outcome. Every attempt made is
+-- The UPDATE finds its rows by primary key: `m.id = ANY (ARRAY(...))` is an
+-- index condition on messages_pkey whatever the table's size. Joined to o
+-- alone, PostgreSQL's default costs hash o and read the whole table when it
+-- is small (20,000 rows: every outcome write read all of them). Every
+-- attempt made is
 -- inserted into message_attempts, numbered after the message's last one,
 -- also when the lease was lost (it happened). The attempt's number is read
 -- from the statement's snapshot: only the lease holder settles a message, and
@@ -189,7 +200,7 @@ WITH o AS MATERIALIZED (
       locked_by = NULL,
       updated_at = now()
   FROM o
-  WHERE m.id = o.id
+  WHERE m.id = o.id AND m.id = ANY (ARRAY(SELECT id FROM o))
     AND ((m.status = 'sending' AND m.locked_by = sqlc.arg(owner)::text)
          OR (o.status = 'sent' AND m.status <> 'sent'))
   RETURNING m.id, m.status, m.sent_at
@@ -301,7 +312,8 @@ RETURNING id, recipient, content, status, attempts, external_message_id, last_er
 -- messages that failed in [since, until) back to pending, oldest failure
 -- first. Rows locked by someone else (a concurrent cancel) are skipped; the
 -- caller repeats until a batch comes back short, so no statement ever locks
--- more than max_rows rows (chosen once, see PromoteDueMessages).
+-- more than max_rows rows (chosen once, see PromoteDueMessages). The chosen
+-- rows are found by primary key (see RecordDeliveryOutcomes).
 WITH batch AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'failed'
@@ -314,8 +326,7 @@ WITH batch AS MATERIALIZED (
   UPDATE messages AS m
   SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at),
       available = coalesce(m.send_at <= now(), true), updated_at = now()
-  FROM batch
-  WHERE m.id = batch.id
+  WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
   RETURNING m.id
 )
 SELECT count(*)::integer AS retried FROM retried;

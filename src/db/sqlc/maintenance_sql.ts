@@ -66,8 +66,7 @@ WITH expired AS MATERIALIZED (
   FOR UPDATE SKIP LOCKED
 ), deleted AS (
   DELETE FROM messages AS m
-  USING expired
-  WHERE m.id = expired.id
+  WHERE m.id = ANY (ARRAY(SELECT id FROM expired))
   RETURNING 1
 )
 SELECT count(*)::integer AS deleted FROM deleted`;

@@ -190,11 +190,14 @@ export async function releaseExpiredMessageLeases(client: Client): Promise<Relea
 }
 
 export const planClaimInIndexOrderQuery = `-- name: PlanClaimInIndexOrder :exec
-SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)`;
+SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`;
 
 export interface PlanClaimInIndexOrderRow {
     setConfig: string;
     setConfig_2: string;
+    setConfig_3: string;
+    setConfig_4: string;
 }
 
 export async function planClaimInIndexOrder(client: Client): Promise<void> {
@@ -315,7 +318,7 @@ WITH o AS MATERIALIZED (
       locked_by = NULL,
       updated_at = now()
   FROM o
-  WHERE m.id = o.id
+  WHERE m.id = o.id AND m.id = ANY (ARRAY(SELECT id FROM o))
     AND ((m.status = 'sending' AND m.locked_by = $2::text)
          OR (o.status = 'sent' AND m.status <> 'sent'))
   RETURNING m.id, m.status, m.sent_at
@@ -643,8 +646,7 @@ WITH batch AS MATERIALIZED (
   UPDATE messages AS m
   SET status = 'pending', attempts = 0, next_attempt_at = greatest(now(), m.send_at),
       available = coalesce(m.send_at <= now(), true), updated_at = now()
-  FROM batch
-  WHERE m.id = batch.id
+  WHERE m.id = ANY (ARRAY(SELECT id FROM batch))
   RETURNING m.id
 )
 SELECT count(*)::integer AS retried FROM retried`;
