@@ -101,9 +101,22 @@ export class WorkerPool {
     }
   }
 
-  /** Wakes this pod's workers (after its scheduler queued runs). */
-  notify(): void {
-    if (this.#workerId) this.#boss.notifyWorker(this.#workerId);
+  /**
+   * Wakes up to `runs` workers of this pod (after its scheduler queued that
+   * many runs), idle ones first, so each queued run is fetched at once; a busy
+   * one woken fetches again as soon as its run ends. pg-boss's `notifyWorker`
+   * wakes one worker, and a worker that took a run then waits out its polling
+   * interval (1 s) before it fetches again: with one worker woken, the second
+   * of two runs queued together waited for another worker's poll.
+   */
+  notify(runs = 1): void {
+    const registration = this.#workerId;
+    if (!registration) return;
+    const workers = this.#boss
+      .getWipData()
+      .filter((worker) => worker.workId === registration && worker.state === 'active')
+      .sort((a, b) => a.count - b.count);
+    for (const worker of workers.slice(0, Math.max(1, runs))) this.#boss.notifyWorker(worker.id);
   }
 
   /**

@@ -1,0 +1,97 @@
+// Runs queued together are fetched together: the scheduler's wake-up reaches
+// as many idle workers as it queued runs. pg-boss's notifyWorker wakes one
+// worker, and a worker that took a run waits out its 1 s polling interval
+// before it fetches again, so the second of two runs queued at once waited
+// for another worker's poll (the bench's 1-second jobs: about one trigger in
+// 30 was 0.5 s late).
+import { randomUUID } from 'node:crypto';
+import { expect } from 'chai';
+import type { PgBoss } from 'pg-boss';
+import { type RunRequest, runQueueName, startRunQueue } from '../../src/engine/run-queue.ts';
+import { WorkerPool } from '../../src/engine/worker-pool.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
+import { useTestDatabase } from '../support/postgres.ts';
+import { eventually } from '../support/service.ts';
+
+describe('waking the worker pool', function () {
+  this.timeout(60_000);
+  const db = useTestDatabase();
+  let boss: PgBoss;
+  let pool: WorkerPool;
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  const woken: string[] = [];
+
+  before(async () => {
+    boss = await startRunQueue(
+      { connectionString: db().url, instanceId: 'wake-test', runTimeoutSeconds: 60 },
+      silentLogger(),
+    );
+    // Every run holds its worker until the test releases it.
+    pool = new WorkerPool(boss, () => held, silentLogger());
+    await pool.start(4);
+    const notifyWorker = boss.notifyWorker.bind(boss);
+    boss.notifyWorker = (id: string) => {
+      woken.push(id);
+      return notifyWorker(id);
+    };
+  });
+  after(async () => {
+    release();
+    await pool?.stop(Date.now() + 1_000);
+    await boss?.stop({ graceful: false, close: true, timeout: 1_000 });
+  });
+
+  const run = (): RunRequest => ({
+    jobId: '1',
+    jobName: 'wake',
+    handler: 'send-messages',
+    batchSize: 1,
+    runId: randomUUID(),
+    dueAt: new Date().toISOString(),
+  });
+  const workers = () => boss.getWipData().filter((worker) => worker.name === runQueueName);
+
+  it('wakes one idle worker per queued run, never a busy one', async () => {
+    expect(workers()).to.have.length(4);
+    await boss.send(runQueueName, run());
+    pool.notify(1);
+    const [busy] = await eventually(
+      async () => workers().filter((worker) => worker.count > 0),
+      (list) => list.length === 1,
+    );
+    woken.length = 0;
+    pool.notify(2);
+    expect(woken).to.have.length(2);
+    expect(new Set(woken).size).to.equal(2);
+    expect(woken).to.not.include(busy!.id);
+    const idle = workers()
+      .filter((worker) => worker.count === 0)
+      .map((worker) => worker.id);
+    expect(idle).to.include.members(woken);
+  });
+
+  it('wakes every worker, idle ones first, when more runs were queued than workers are idle', async () => {
+    woken.length = 0;
+    pool.notify(10);
+    const busy = workers()
+      .filter((worker) => worker.count > 0)
+      .map((worker) => worker.id);
+    expect(woken).to.have.length(4);
+    expect(new Set(woken).size).to.equal(4);
+    expect(woken.slice(3)).to.deep.equal(busy);
+  });
+
+  it('starts two runs queued together on two workers', async () => {
+    const before = workers().filter((worker) => worker.count > 0).length;
+    await boss.send(runQueueName, run());
+    await boss.send(runQueueName, run());
+    pool.notify(2);
+    await eventually(
+      async () => workers().filter((worker) => worker.count > 0).length,
+      (count) => count === before + 2,
+    );
+  });
+});
