@@ -32,6 +32,11 @@ export interface ComparisonOptions {
    * check of a change in minutes, each run printed with its CPU and WAL per 10,000 messages.
    */
   serviceOnly?: boolean;
+  /**
+   * `--capped`: the capped webhook alone (at most 20 at once, 50 ms each), BENCH_COMPARE_REPEATS runs of
+   * BENCH_CAPPED_MESSAGES messages (default 6,000, what the full run sends).
+   */
+  cappedOnly?: boolean;
 }
 
 interface DispatchResult {
@@ -230,6 +235,19 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     await cluster.destroy();
     console.log(`CPU profile of the pod: ${profileDir} (open in Chrome DevTools or speedscope)`);
     return { profile: service.result };
+  }
+
+  if (options.cappedOnly) {
+    const results = [];
+    for (let repeat = 0; repeat < Number(process.env.BENCH_COMPARE_REPEATS ?? 3); repeat += 1) {
+      const result = await runCappedWebhook(freshDatabase, Number(process.env.BENCH_CAPPED_MESSAGES ?? 6_000));
+      console.log(`  ${JSON.stringify(result)}`);
+      results.push(result);
+    }
+    await sink.close();
+    await admin.end();
+    await cluster.destroy();
+    return { cappedWebhook: results };
   }
 
   if (options.serviceOnly) {

@@ -2,7 +2,8 @@
 //
 // 0. compare   – this service, pg-boss, Graphile Worker and the HTTP-only ceiling side by side
 //                (bench/compare.ts; results in bench/results/); `npm run bench -- --quick` runs only this, smaller;
-//                `-- --service` runs only this service (1 pod, 3 runs): a quick before/after check
+//                `-- --service` runs only this service (1 pod, 3 runs): a quick before/after check;
+//                `-- --capped` runs only the capped webhook (3 runs of 6,000 messages)
 // 1. intake    – POST /messages (single, 16 concurrent clients) and POST /messages/batch (1,000 a request)
 // 2. dispatch  – N service processes drain the backlog to the project's webhook sink; every
 //                message must arrive exactly once (checked by Idempotency-Key)
@@ -49,9 +50,10 @@ if (!process.env.TEST_DATABASE_URL && process.env.BENCH_DATABASE_URL) {
 const quick = process.argv.includes('--quick');
 const profile = process.argv.includes('--profile');
 const serviceOnly = process.argv.includes('--service');
-const comparison = await runComparison({ quick, profile, serviceOnly });
+const cappedOnly = process.argv.includes('--capped');
+const comparison = await runComparison({ quick, profile, serviceOnly, cappedOnly });
 console.log(JSON.stringify(comparison, null, 2));
-if (quick || profile || serviceOnly) process.exit(0);
+if (quick || profile || serviceOnly || cappedOnly) process.exit(0);
 
 const results: Array<[string, string]> = [];
 const record = (name: string, value: string) => {
