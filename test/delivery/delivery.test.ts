@@ -42,9 +42,12 @@ function deliveryFixture(settings: (sink: RunningSink) => Record<string, string>
 }
 
 describe('delivery: transient failures', () => {
-  const f = deliveryFixture((sink) => ({ WEBHOOK_URL: `${sink.url}/webhook`, WEBHOOK_MAX_ATTEMPTS: '20' }), {
-    failureRate: 0.5,
-  });
+  // The breaker stays out of this one (threshold 1,000): at a 50 % failure rate, five failures in a row open it,
+  // and each failed probe doubles its wait (1, 2, 4, 8 s), so a few unlucky probes outlasted the test.
+  const f = deliveryFixture(
+    (sink) => ({ WEBHOOK_URL: `${sink.url}/webhook`, WEBHOOK_MAX_ATTEMPTS: '20', WEBHOOK_BREAKER_THRESHOLD: '1000' }),
+    { failureRate: 0.5 },
+  );
 
   it('retries with backoff until every message is sent, once each', async () => {
     const items = await f.post(20);
