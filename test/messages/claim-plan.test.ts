@@ -154,15 +154,58 @@ describe('the claim plan', function () {
     expect(countScans).to.have.length(1);
     expect(countScans[0]!['Index Name'] ?? countScans[0]!['Node Type']).to.be.oneOf([
       'Seq Scan',
-      'messages_status_created_idx',
+      'messages_listing_status_idx',
     ]);
     expect(countScans[0]!['Actual Rows']).to.equal(PENDING_EXACT_UP_TO);
     // GET /messages?status=pending: newest first on an index, no sort, a page's worth of rows.
     expect(listing!.map((node) => node['Node Type'])).to.not.include.members(['Seq Scan', 'Sort']);
     const [listScan, ...others] = choosingScans(listing!);
     expect(others).to.deep.equal([]);
-    expect(listScan!['Index Name']).to.be.oneOf(['messages_status_created_idx', 'messages_created_idx']);
+    expect(listScan!['Index Name']).to.be.oneOf(['messages_listing_status_idx', 'messages_created_idx']);
     expect(listScan!['Actual Rows']).to.equal(20);
+  });
+});
+
+/**
+ * Issue 20: what each row version pays. A claimed message (sending) has no
+ * entry in the listing-by-status index, and a settled one none in an index
+ * for retention alone; the listing of sending messages and retention read
+ * partial indexes instead.
+ */
+describe('the indexes a claim and a settle write', function () {
+  this.timeout(60_000);
+  const db = useTestDatabase();
+
+  it('lists sending messages newest first from the lease index, and keeps every status listed', async () => {
+    await db().pool.query(
+      `INSERT INTO messages (recipient, content, status, lease_until, locked_by, created_at)
+       SELECT '+905551111111', 'in flight ' || i, 'sending', now() + interval '1 minute', 'pod-a',
+              now() - interval '1 hour' + i * interval '1 second'
+       FROM generate_series(1, 30) AS i`,
+    );
+    const rows = await db().pool.query({ text: listMessagesQuery, values: ['sending', null, null, null, 5] });
+    expect(rows.rows.map((row) => row.content)).to.deep.equal([
+      'in flight 30',
+      'in flight 29',
+      'in flight 28',
+      'in flight 27',
+      'in flight 26',
+    ]);
+    const plan = await db().pool.query({
+      text: `EXPLAIN (FORMAT JSON) ${listMessagesQuery}`,
+      values: ['sending', null, null, null, 5],
+    });
+    const indexes = nodesOf(plan.rows[0]['QUERY PLAN'][0].Plan as PlanNode).map((node) => node['Index Name']);
+    expect(indexes).to.not.include('messages_listing_status_idx');
+  });
+
+  it('has no index that takes an entry for every claim or every settle alone', async () => {
+    const { rows } = await db().pool.query(
+      `SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = 'messages'::regclass ORDER BY 1`,
+    );
+    const names = rows.map((row) => row.name);
+    expect(names).to.include.members(['messages_listing_status_idx', 'messages_cancelled_at_idx']);
+    expect(names).to.not.include.members(['messages_status_created_idx', 'messages_retention_idx']);
   });
 });
 
@@ -332,6 +375,12 @@ describe('the statements that change chosen rows, on a small analysed table', fu
       const [retry, retention] = plans;
       expect(messageScans(retry!), 'retry-failed').to.not.deep.include(['Seq Scan', null]);
       expect(messageScans(retention!), 'retention').to.not.deep.include(['Seq Scan', null]);
+      // Retention read the expired failed messages on their own index (there is no index of every terminal
+      // message, which took an entry at every settle) and removed them by primary key.
+      expect(retention!.map((node) => node['Index Name']).filter(Boolean)).to.include.members([
+        'messages_failed_at_idx',
+        'messages_pkey',
+      ]);
     } finally {
       await client.query('ROLLBACK');
       client.release();

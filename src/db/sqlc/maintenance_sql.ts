@@ -57,13 +57,30 @@ export async function releaseMaintenanceLease(client: Client, args: ReleaseMaint
 }
 
 export const deleteExpiredMessagesQuery = `-- name: DeleteExpiredMessages :one
-WITH expired AS MATERIALIZED (
+WITH sent AS MATERIALIZED (
   SELECT id FROM messages
-  WHERE status IN ('sent', 'failed', 'cancelled')
-    AND updated_at < now() - make_interval(days => $1::integer)
+  WHERE status = 'sent' AND sent_at < now() - make_interval(days => $1::integer)
+  ORDER BY sent_at
+  LIMIT $2::integer
+  FOR UPDATE SKIP LOCKED
+), failed AS MATERIALIZED (
+  SELECT id FROM messages
+  WHERE status = 'failed' AND updated_at < now() - make_interval(days => $1::integer)
   ORDER BY updated_at
   LIMIT $2::integer
   FOR UPDATE SKIP LOCKED
+), cancelled AS MATERIALIZED (
+  SELECT id FROM messages
+  WHERE status = 'cancelled' AND updated_at < now() - make_interval(days => $1::integer)
+  ORDER BY updated_at
+  LIMIT $2::integer
+  FOR UPDATE SKIP LOCKED
+), expired AS MATERIALIZED (
+  -- A CTE runs only as far as it is read: failed and cancelled only when sent came back short.
+  SELECT id FROM sent
+  UNION ALL SELECT id FROM failed
+  UNION ALL SELECT id FROM cancelled
+  LIMIT $2::integer
 ), deleted AS (
   DELETE FROM messages AS m
   WHERE m.id = ANY (ARRAY(SELECT id FROM expired))
