@@ -218,13 +218,17 @@ export class MessageService {
     if (filter.to !== undefined && !/^\+[1-9][0-9]{7,14}$/.test(filter.to)) {
       throw new ValidationError('invalid_phone_number', 'to must be an E.164 phone number, e.g. +905551111111');
     }
-    const rows = await sql.listMessages(this.#pool, {
-      status: filter.status ?? null,
+    const page = {
       recipient: filter.to ?? null,
       afterCreatedAt: after?.at ?? null,
       afterId: after?.id ?? null,
       maxRows: limit + 1, // one more than asked: it says whether a next page exists
-    });
+    };
+    // Messages in flight have no entry in the listing-by-status index: their own query reads them on the lease index.
+    const rows =
+      filter.status === 'sending'
+        ? await sql.listSendingMessages(this.#pool, page)
+        : await sql.listMessages(this.#pool, { status: filter.status ?? null, ...page });
     return keysetPage(rows, limit, toMessageView, (last) =>
       encodeCursor({ at: last.createdAtCursor ?? '', id: last.id }),
     );

@@ -5,6 +5,7 @@ import {
   claimMessagesQuery,
   countPendingMessagesQuery,
   listMessagesQuery,
+  listSendingMessagesQuery,
   planClaimInIndexOrderQuery,
   promoteDueMessagesQuery,
   recordDeliveryOutcomesQuery,
@@ -176,27 +177,43 @@ describe('the indexes a claim and a settle write', function () {
   this.timeout(60_000);
   const db = useTestDatabase();
 
-  it('lists sending messages newest first from the lease index, and keeps every status listed', async () => {
-    await db().pool.query(
-      `INSERT INTO messages (recipient, content, status, lease_until, locked_by, created_at)
-       SELECT '+905551111111', 'in flight ' || i, 'sending', now() + interval '1 minute', 'pod-a',
-              now() - interval '1 hour' + i * interval '1 second'
-       FROM generate_series(1, 30) AS i`,
-    );
-    const rows = await db().pool.query({ text: listMessagesQuery, values: ['sending', null, null, null, 5] });
+  it('lists sending messages newest first from the lease index, never walking the pending backlog', async () => {
+    // 3,000 in flight, older than a backlog of 100,000 pending: the claim takes the oldest first.
+    const setup = new pg.Client({ connectionString: db().url });
+    await setup.connect();
+    try {
+      await setup.query(
+        `INSERT INTO messages (recipient, content, status, lease_until, locked_by, created_at)
+         SELECT '+905551111111', 'in flight ' || i, 'sending', now() + interval '1 minute', 'pod-a',
+                now() - interval '2 hours' + i * interval '1 millisecond'
+         FROM generate_series(1, 3000) AS i`,
+      );
+      await setup.query(
+        `INSERT INTO messages (recipient, content, available, created_at)
+         SELECT '+905551111111', 'backlog ' || i, true, now() - interval '1 hour' + i * interval '1 millisecond'
+         FROM generate_series(1, 100000) AS i`,
+      );
+      await setup.query('VACUUM ANALYZE messages');
+    } finally {
+      await setup.end();
+    }
+    const values = [null, null, null, 5];
+    const rows = await db().pool.query({ text: listSendingMessagesQuery, values });
     expect(rows.rows.map((row) => row.content)).to.deep.equal([
-      'in flight 30',
-      'in flight 29',
-      'in flight 28',
-      'in flight 27',
-      'in flight 26',
+      'in flight 3000',
+      'in flight 2999',
+      'in flight 2998',
+      'in flight 2997',
+      'in flight 2996',
     ]);
-    const plan = await db().pool.query({
-      text: `EXPLAIN (FORMAT JSON) ${listMessagesQuery}`,
-      values: ['sending', null, null, null, 5],
-    });
-    const indexes = nodesOf(plan.rows[0]['QUERY PLAN'][0].Plan as PlanNode).map((node) => node['Index Name']);
-    expect(indexes).to.not.include('messages_listing_status_idx');
+    const plan = await db().pool.query({ text: `EXPLAIN (ANALYZE, FORMAT JSON) ${listSendingMessagesQuery}`, values });
+    const nodes = nodesOf(plan.rows[0]['QUERY PLAN'][0].Plan as PlanNode);
+    const indexes = nodes.map((node) => node['Index Name']).filter(Boolean);
+    expect(indexes).to.deep.equal(['messages_sending_lease_idx']);
+    const read = nodes
+      .filter((node) => node['Relation Name'] === 'messages')
+      .reduce((sum, node) => sum + (node['Actual Rows'] ?? 0) + (node['Rows Removed by Filter'] ?? 0), 0);
+    expect(read, 'rows of messages read').to.equal(3000);
   });
 
   it('has no index that takes an entry for every claim or every settle alone', async () => {

@@ -471,6 +471,66 @@ export async function listMessages(client: Client, args: ListMessagesArgs): Prom
     });
 }
 
+export const listSendingMessagesQuery = `-- name: ListSendingMessages :many
+WITH in_flight AS MATERIALIZED (
+  SELECT id, recipient, content, status, attempts, external_message_id, last_error,
+         send_at, created_at, sent_at
+  FROM messages
+  WHERE status = 'sending'
+)
+SELECT id, recipient, content, status, attempts, external_message_id, last_error,
+       send_at, created_at, sent_at, created_at::text AS created_at_cursor
+FROM in_flight
+WHERE ($1::text IS NULL OR recipient = $1::text)
+  AND ($2::text IS NULL
+       OR (created_at, id) < ($2::text::timestamptz, $3::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $4::integer`;
+
+export interface ListSendingMessagesArgs {
+    recipient: string | null;
+    afterCreatedAt: string | null;
+    afterId: string | null;
+    maxRows: number;
+}
+
+export interface ListSendingMessagesRow {
+    id: string;
+    recipient: string;
+    content: string;
+    status: string;
+    attempts: number;
+    externalMessageId: string | null;
+    lastError: string | null;
+    sendAt: Date | null;
+    createdAt: Date;
+    sentAt: Date | null;
+    createdAtCursor: string;
+}
+
+export async function listSendingMessages(client: Client, args: ListSendingMessagesArgs): Promise<ListSendingMessagesRow[]> {
+    const result = await client.query({
+        text: listSendingMessagesQuery,
+        values: [args.recipient, args.afterCreatedAt, args.afterId, args.maxRows],
+        rowMode: "array"
+    });
+    return result.rows.map(row => {
+        return {
+            id: row[0],
+            recipient: row[1],
+            content: row[2],
+            status: row[3],
+            attempts: row[4],
+            externalMessageId: row[5],
+            lastError: row[6],
+            sendAt: row[7],
+            createdAt: row[8],
+            sentAt: row[9],
+            createdAtCursor: row[10]
+        };
+    });
+}
+
 export const countPendingMessagesQuery = `-- name: CountPendingMessages :one
 WITH exact AS (
   SELECT count(*)::bigint AS total
