@@ -95,3 +95,77 @@ describe('waking the worker pool', function () {
     );
   });
 });
+
+describe('waking the worker pool for more runs than workers', function () {
+  this.timeout(60_000);
+  const db = useTestDatabase();
+  let boss: PgBoss;
+  let pool: WorkerPool;
+  const releases: Array<() => void> = [];
+  const woken: string[] = [];
+
+  before(async () => {
+    boss = await startRunQueue(
+      { connectionString: db().url, instanceId: 'owed-test', runTimeoutSeconds: 60 },
+      silentLogger(),
+    );
+    // Each run holds its worker until the test releases that run.
+    pool = new WorkerPool(boss, () => new Promise<void>((resolve) => releases.push(resolve)), silentLogger());
+    await pool.start(2);
+    const notifyWorker = boss.notifyWorker.bind(boss);
+    boss.notifyWorker = (id: string) => {
+      woken.push(id);
+      return notifyWorker(id);
+    };
+  });
+  after(async () => {
+    for (const release of releases) release();
+    await pool?.stop(Date.now() + 1_000);
+    await boss?.stop({ graceful: false, close: true, timeout: 1_000 });
+  });
+
+  const run = (): RunRequest => ({
+    jobId: '1',
+    jobName: 'owed',
+    handler: 'send-messages',
+    batchSize: 1,
+    runId: randomUUID(),
+    dueAt: new Date().toISOString(),
+  });
+
+  it('wakes one more worker as each run ends while runs beyond the workers are owed one, then stops', async () => {
+    for (let i = 0; i < 4; i += 1) await boss.send(runQueueName, run());
+    pool.notify(4);
+    expect(woken, 'both workers, at once').to.have.length(2);
+    await eventually(
+      async () => releases.length,
+      (held) => held === 2,
+    );
+    releases[0]!();
+    // The third run: woken by the first run's end, not by a poll.
+    await eventually(
+      async () => woken.length,
+      (count) => count === 3,
+    );
+    await eventually(
+      async () => releases.length,
+      (held) => held === 3,
+    );
+    releases[1]!();
+    await eventually(
+      async () => woken.length,
+      (count) => count === 4,
+    );
+    await eventually(
+      async () => releases.length,
+      (held) => held === 4,
+    );
+    // Nothing is owed any more: a run that ends now wakes no one.
+    releases[2]!();
+    await eventually(
+      async () => boss.getWipData().filter((worker) => worker.name === runQueueName && worker.count > 0).length,
+      (busy) => busy === 1,
+    );
+    expect(woken).to.have.length(4);
+  });
+});
