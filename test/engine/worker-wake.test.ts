@@ -13,6 +13,16 @@ import { silentLogger } from '../../src/observability/logger.ts';
 import { useTestDatabase } from '../support/postgres.ts';
 import { eventually } from '../support/service.ts';
 
+/** A well-formed run of a job that does not exist; the test's work function never reads it. */
+const run = (): RunRequest => ({
+  jobId: '1',
+  jobName: 'wake',
+  handler: 'send-messages',
+  batchSize: 1,
+  runId: randomUUID(),
+  dueAt: new Date().toISOString(),
+});
+
 describe('waking the worker pool', function () {
   this.timeout(60_000);
   const db = useTestDatabase();
@@ -44,14 +54,6 @@ describe('waking the worker pool', function () {
     await boss?.stop({ graceful: false, close: true, timeout: 1_000 });
   });
 
-  const run = (): RunRequest => ({
-    jobId: '1',
-    jobName: 'wake',
-    handler: 'send-messages',
-    batchSize: 1,
-    runId: randomUUID(),
-    dueAt: new Date().toISOString(),
-  });
   const workers = () => boss.getWipData().filter((worker) => worker.name === runQueueName);
 
   it('wakes one idle worker per queued run, never a busy one', async () => {
@@ -124,42 +126,28 @@ describe('waking the worker pool for more runs than workers', function () {
     await boss?.stop({ graceful: false, close: true, timeout: 1_000 });
   });
 
-  const run = (): RunRequest => ({
-    jobId: '1',
-    jobName: 'owed',
-    handler: 'send-messages',
-    batchSize: 1,
-    runId: randomUUID(),
-    dueAt: new Date().toISOString(),
-  });
-
   it('wakes one more worker as each run ends while runs beyond the workers are owed one, then stops', async () => {
+    const held = (count: number) =>
+      eventually(
+        async () => releases.length,
+        (now) => now === count,
+      );
     for (let i = 0; i < 4; i += 1) await boss.send(runQueueName, run());
     pool.notify(4);
     expect(woken, 'both workers, at once').to.have.length(2);
-    await eventually(
-      async () => releases.length,
-      (held) => held === 2,
-    );
-    releases[0]!();
-    // The third run: woken by the first run's end, not by a poll.
-    await eventually(
-      async () => woken.length,
-      (count) => count === 3,
-    );
-    await eventually(
-      async () => releases.length,
-      (held) => held === 3,
-    );
-    releases[1]!();
-    await eventually(
-      async () => woken.length,
-      (count) => count === 4,
-    );
-    await eventually(
-      async () => releases.length,
-      (held) => held === 4,
-    );
+    await held(2);
+    // Runs 3 and 4 are owed a wake-up: each one paid when a run ends.
+    for (const [ended, wakeUps] of [
+      [0, 3],
+      [1, 4],
+    ] as const) {
+      releases[ended]!();
+      await eventually(
+        async () => woken.length,
+        (count) => count === wakeUps,
+      );
+      await held(wakeUps);
+    }
     // Nothing is owed any more: a run that ends now wakes no one.
     releases[2]!();
     await eventually(
