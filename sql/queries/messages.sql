@@ -121,6 +121,8 @@ WHERE m.id = due.id;
 -- execution has been superseded. The ids are chosen once (a MATERIALIZED
 -- CTE, see PromoteDueMessages), so no plan claims more than max_messages:
 -- a batch never exceeds the job's batch size or the delivery tokens granted.
+-- The rows come back in claim order (a nested loop over the chosen ids, see
+-- PlanClaimInIndexOrder), which the sender keeps.
 WITH due AS MATERIALIZED (
   SELECT id FROM messages
   WHERE status = 'pending' AND available AND next_attempt_at <= now()
@@ -139,7 +141,7 @@ SET status = 'sending',
     updated_at = now()
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at, m.trace_parent;
+RETURNING m.id, m.recipient, m.content, m.attempts, m.trace_parent;
 
 -- name: RecordDeliveryOutcomes :many
 -- All outcomes of one chunk and the attempts behind them, in one statement.

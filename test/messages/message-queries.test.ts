@@ -203,8 +203,6 @@ describe('message queries', () => {
       (await pool().query('SELECT clock_timestamp() + make_interval(secs => $1::float8 / 1000) AS t', [ms])).rows[0].t;
     const available = async (id: string): Promise<boolean> =>
       (await pool().query('SELECT available FROM messages WHERE id = $1', [id])).rows[0].available;
-    const byAge = <T extends { createdAt: Date; id: string }>(rows: T[]) =>
-      [...rows].sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
     /**
      * Claims every 50 ms until `due` has passed on the database clock. A claim
      * that ended before `due` must get nothing; the first claim that started at
@@ -314,7 +312,7 @@ describe('message queries', () => {
 
     it('hands untried messages back available, in their place in the claim order', async () => {
       const rows = await seed(3);
-      const claimed = byAge(await claim('pod-a', 2));
+      const claimed = await claim('pod-a', 2);
       expect(
         await recordDeliveryOutcomes(
           pool(),
@@ -329,13 +327,13 @@ describe('message queries', () => {
         ),
       ).to.have.length(2);
       expect(await available(rows[0]!.id)).to.equal(true);
-      const again = byAge(await claim('pod-b', 1));
+      const again = await claim('pod-b', 1);
       expect(again.map((row) => [row.id, row.attempts])).to.deep.equal([[rows[0]!.id, 1]]);
     });
 
     it('takes every message out of available when it leaves pending', async () => {
       const rows = await seed(3);
-      const [sent, retried, failed] = byAge(await claim('pod-a', 3));
+      const [sent, retried, failed] = await claim('pod-a', 3);
       expect(await available(sent!.id), 'sending').to.equal(false);
       await recordDeliveryOutcomes(
         pool(),
@@ -369,7 +367,8 @@ describe('message queries', () => {
 
   it('records sent, retry and failed outcomes of a chunk in one statement', async () => {
     await seed(3);
-    const [a, b, c] = (await claim('pod-a', 3)).sort((x, y) => x.createdAt.getTime() - y.createdAt.getTime());
+    // The claim returns its rows oldest first.
+    const [a, b, c] = await claim('pod-a', 3);
     const updated = await recordDeliveryOutcomes(
       pool(),
       withoutAttempts({

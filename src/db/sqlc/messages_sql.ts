@@ -253,7 +253,7 @@ SET status = 'sending',
     updated_at = now()
 FROM due
 WHERE m.id = due.id
-RETURNING m.id, m.recipient, m.content, m.attempts, m.created_at, m.trace_parent`;
+RETURNING m.id, m.recipient, m.content, m.attempts, m.trace_parent`;
 
 export interface ClaimMessagesArgs {
     leaseSeconds: number;
@@ -267,7 +267,6 @@ export interface ClaimMessagesRow {
     recipient: string;
     content: string;
     attempts: number;
-    createdAt: Date;
     traceParent: string | null;
 }
 
@@ -283,8 +282,7 @@ export async function claimMessages(client: Client, args: ClaimMessagesArgs): Pr
             recipient: row[1],
             content: row[2],
             attempts: row[3],
-            createdAt: row[4],
-            traceParent: row[5]
+            traceParent: row[4]
         };
     });
 }
