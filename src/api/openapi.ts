@@ -918,6 +918,7 @@ export interface components {
          *     `idempotency_key_reused`; while the first request with the key is still
          *     being processed: 409 `idempotency_key_in_use`. A request that failed
          *     (400, 500) records nothing, so it can be repeated with the same key.
+         *     Sent in two header lines: 400 `invalid_idempotency_key`.
          * @example order-8841-shipped
          */
         IdempotencyKey: string;
@@ -1203,6 +1204,7 @@ export interface operations {
                  *     `idempotency_key_reused`; while the first request with the key is still
                  *     being processed: 409 `idempotency_key_in_use`. A request that failed
                  *     (400, 500) records nothing, so it can be repeated with the same key.
+                 *     Sent in two header lines: 400 `invalid_idempotency_key`.
                  * @example order-8841-shipped
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];
@@ -1259,6 +1261,7 @@ export interface operations {
                  *     `idempotency_key_reused`; while the first request with the key is still
                  *     being processed: 409 `idempotency_key_in_use`. A request that failed
                  *     (400, 500) records nothing, so it can be repeated with the same key.
+                 *     Sent in two header lines: 400 `invalid_idempotency_key`.
                  * @example order-8841-shipped
                  */
                 "Idempotency-Key"?: components["parameters"]["IdempotencyKey"];

@@ -18,7 +18,8 @@ export const REPLAYED_HEADER = 'Idempotent-Replayed';
  * runs; with one, it runs at most once per key and API key within 24 h, and a
  * repeat gets the first answer again with `Idempotent-Replayed: true`.
  * `work` writes through the `db` it is given (a transaction when a key is set).
- * A key that is empty or longer than 255 characters is a 400 `invalid_idempotency_key`.
+ * A key that is empty or longer than 255 characters, or sent in two header
+ * lines, is a 400 `invalid_idempotency_key`.
  */
 export function idempotent(
   store: IdempotencyStore,
@@ -32,6 +33,7 @@ export function idempotent(
       res.status(response.status).json(response.body);
       return;
     }
+    if ((req.headersDistinct['idempotency-key']?.length ?? 0) > 1) throw invalidIdempotencyKey(true);
     if (key.length < 1 || key.length > 255) {
       throw invalidIdempotencyKey();
     }

@@ -55,9 +55,16 @@ export interface IdempotentOutcome {
 /** Keys per purge statement, so the purge never locks many rows at once. */
 export const PURGE_BATCH_ROWS = 1000;
 
-/** The 400 for an `Idempotency-Key` that is empty or longer than 255 characters (openapi.yaml: `IdempotencyKey`). */
-export function invalidIdempotencyKey(): ValidationError {
-  return new ValidationError('invalid_idempotency_key', 'Idempotency-Key must be 1 to 255 characters');
+/**
+ * The 400 for an `Idempotency-Key` that is empty or longer than 255 characters
+ * (openapi.yaml: `IdempotencyKey`), or, with `repeated`, sent in more than one
+ * header line (Node would join them into a key the client never chose, `a, b`).
+ */
+export function invalidIdempotencyKey(repeated = false): ValidationError {
+  return new ValidationError(
+    'invalid_idempotency_key',
+    repeated ? 'Idempotency-Key must be sent once' : 'Idempotency-Key must be 1 to 255 characters',
+  );
 }
 
 /** The scope of a key: SHA-256 (hex) of the API key that sent it, or '' when the API is open. */

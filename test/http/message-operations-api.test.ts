@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { expect } from 'chai';
 import { claimMessages } from '../../src/db/sqlc/messages_sql.ts';
 import { runMaintenancePass } from '../../src/maintenance/maintenance.ts';
@@ -419,6 +420,40 @@ describe('message operations over HTTP', () => {
         expect(batch.body.error.code, `batch, ${key.length} characters`).to.equal('invalid_idempotency_key');
       }
       expect((await keyed('k'.repeat(255), { to: '+905551111111', content: 'x' })).status).to.equal(201);
+    });
+
+    it('refuses a key sent in two header lines with 400, storing nothing', async () => {
+      const before = await count();
+      // Two `Idempotency-Key` lines (a client or proxy that added it twice); Node would join them into `a, b`.
+      const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = httpRequest(
+          `${service.url}/messages`,
+          {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'idempotency-key': ['twice-a', 'twice-b'] },
+          },
+          (response) => {
+            let body = '';
+            response.setEncoding('utf8');
+            response.on('data', (chunk) => {
+              body += chunk;
+            });
+            response.on('end', () => resolve({ status: response.statusCode ?? 0, body }));
+          },
+        );
+        request.on('error', reject);
+        request.end(JSON.stringify({ to: '+905551111111', content: 'x' }));
+      });
+      expect(answer.status).to.equal(400);
+      expect(JSON.parse(answer.body).error).to.deep.include({
+        code: 'invalid_idempotency_key',
+        message: 'Idempotency-Key must be sent once',
+      });
+      expect(await count()).to.equal(before);
+      // The joined value was never stored as a key: sent once, it is a fresh key.
+      expect(
+        (await keyed('twice-a, twice-b', { to: '+905551111111', content: 'x' })).headers.get('idempotent-replayed'),
+      ).to.equal(null);
     });
 
     it('forgets keys after 24 hours and the maintenance pass purges them in batches', async () => {
