@@ -23,49 +23,61 @@ const run = (): RunRequest => ({
   dueAt: new Date().toISOString(),
 });
 
-describe('waking the worker pool', function () {
-  this.timeout(60_000);
+/**
+ * A real run queue and a worker pool of `count` on this suite's database, with
+ * every `notifyWorker` call recorded in `woken` (worker ids, in order).
+ * `work` is each run: the tests decide when it ends.
+ */
+function usePool(count: number, work: () => Promise<void>, release: () => void) {
   const db = useTestDatabase();
-  let boss: PgBoss;
-  let pool: WorkerPool;
-  let release: () => void = () => {};
-  const held = new Promise<void>((resolve) => {
-    release = resolve;
-  });
-  const woken: string[] = [];
-
+  const state = { woken: [] as string[] } as { boss: PgBoss; pool: WorkerPool; woken: string[] };
   before(async () => {
-    boss = await startRunQueue(
+    state.boss = await startRunQueue(
       { connectionString: db().url, instanceId: 'wake-test', runTimeoutSeconds: 60 },
       silentLogger(),
     );
-    // Every run holds its worker until the test releases it.
-    pool = new WorkerPool(boss, () => held, silentLogger());
-    await pool.start(4);
-    const notifyWorker = boss.notifyWorker.bind(boss);
-    boss.notifyWorker = (id: string) => {
-      woken.push(id);
+    state.pool = new WorkerPool(state.boss, work, silentLogger());
+    await state.pool.start(count);
+    const notifyWorker = state.boss.notifyWorker.bind(state.boss);
+    state.boss.notifyWorker = (id: string) => {
+      state.woken.push(id);
       return notifyWorker(id);
     };
   });
   after(async () => {
     release();
-    await pool?.stop(Date.now() + 1_000);
-    await boss?.stop({ graceful: false, close: true, timeout: 1_000 });
+    await state.pool?.stop(Date.now() + 1_000);
+    await state.boss?.stop({ graceful: false, close: true, timeout: 1_000 });
   });
+  return state;
+}
 
-  const workers = () => boss.getWipData().filter((worker) => worker.name === runQueueName);
+describe('waking the worker pool', function () {
+  this.timeout(60_000);
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  // Every run holds its worker until the test releases it.
+  const state = usePool(
+    4,
+    () => held,
+    () => release(),
+  );
+  const { woken } = state;
+
+  const workers = () => state.boss.getWipData().filter((worker) => worker.name === runQueueName);
 
   it('wakes one idle worker per queued run, never a busy one', async () => {
     expect(workers()).to.have.length(4);
-    await boss.send(runQueueName, run());
-    pool.notify(1);
+    await state.boss.send(runQueueName, run());
+    state.pool.notify(1);
     const [busy] = await eventually(
       async () => workers().filter((worker) => worker.count > 0),
       (list) => list.length === 1,
     );
     woken.length = 0;
-    pool.notify(2);
+    state.pool.notify(2);
     expect(woken).to.have.length(2);
     expect(new Set(woken).size).to.equal(2);
     expect(woken).to.not.include(busy!.id);
@@ -77,7 +89,7 @@ describe('waking the worker pool', function () {
 
   it('wakes every worker, idle ones first, when more runs were queued than workers are idle', async () => {
     woken.length = 0;
-    pool.notify(10);
+    state.pool.notify(10);
     const busy = workers()
       .filter((worker) => worker.count > 0)
       .map((worker) => worker.id);
@@ -88,9 +100,9 @@ describe('waking the worker pool', function () {
 
   it('starts two runs queued together on two workers', async () => {
     const before = workers().filter((worker) => worker.count > 0).length;
-    await boss.send(runQueueName, run());
-    await boss.send(runQueueName, run());
-    pool.notify(2);
+    await state.boss.send(runQueueName, run());
+    await state.boss.send(runQueueName, run());
+    state.pool.notify(2);
     await eventually(
       async () => workers().filter((worker) => worker.count > 0).length,
       (count) => count === before + 2,
@@ -100,31 +112,16 @@ describe('waking the worker pool', function () {
 
 describe('waking the worker pool for more runs than workers', function () {
   this.timeout(60_000);
-  const db = useTestDatabase();
-  let boss: PgBoss;
-  let pool: WorkerPool;
   const releases: Array<() => void> = [];
-  const woken: string[] = [];
-
-  before(async () => {
-    boss = await startRunQueue(
-      { connectionString: db().url, instanceId: 'owed-test', runTimeoutSeconds: 60 },
-      silentLogger(),
-    );
-    // Each run holds its worker until the test releases that run.
-    pool = new WorkerPool(boss, () => new Promise<void>((resolve) => releases.push(resolve)), silentLogger());
-    await pool.start(2);
-    const notifyWorker = boss.notifyWorker.bind(boss);
-    boss.notifyWorker = (id: string) => {
-      woken.push(id);
-      return notifyWorker(id);
-    };
-  });
-  after(async () => {
-    for (const release of releases) release();
-    await pool?.stop(Date.now() + 1_000);
-    await boss?.stop({ graceful: false, close: true, timeout: 1_000 });
-  });
+  // Each run holds its worker until the test releases that run.
+  const state = usePool(
+    2,
+    () => new Promise<void>((resolve) => releases.push(resolve)),
+    () => {
+      for (const release of releases) release();
+    },
+  );
+  const { woken } = state;
 
   it('wakes one more worker as each run ends while runs beyond the workers are owed one, then stops', async () => {
     const held = (count: number) =>
@@ -132,8 +129,8 @@ describe('waking the worker pool for more runs than workers', function () {
         async () => releases.length,
         (now) => now === count,
       );
-    for (let i = 0; i < 4; i += 1) await boss.send(runQueueName, run());
-    pool.notify(4);
+    for (let i = 0; i < 4; i += 1) await state.boss.send(runQueueName, run());
+    state.pool.notify(4);
     expect(woken, 'both workers, at once').to.have.length(2);
     await held(2);
     // Runs 3 and 4 are owed a wake-up: each one paid when a run ends.
@@ -151,7 +148,7 @@ describe('waking the worker pool for more runs than workers', function () {
     // Nothing is owed any more: a run that ends now wakes no one.
     releases[2]!();
     await eventually(
-      async () => boss.getWipData().filter((worker) => worker.name === runQueueName && worker.count > 0).length,
+      async () => state.boss.getWipData().filter((worker) => worker.name === runQueueName && worker.count > 0).length,
       (busy) => busy === 1,
     );
     expect(woken).to.have.length(4);
