@@ -112,7 +112,7 @@ export async function createEngine(settings: EngineSettings, deps: EngineDepende
     () => metrics.runsRejected.inc(),
   );
   scheduler = new Scheduler(pool, boss, { ...settings, connectionBounds: deps.connectionBounds }, logger, {
-    onClaimed: (runs) => workers.notify(runs.length),
+    onClaimed: () => workers.notify(),
     onError: () => metrics.fetchErrors.inc(),
   });
   const theScheduler = scheduler;

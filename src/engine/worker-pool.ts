@@ -14,9 +14,6 @@ export interface ShutdownSignals {
 /** Executes one run; the pool calls it for every queue message it takes. */
 export type RunWorker = (run: RunRequest, shutdown: ShutdownSignals) => Promise<unknown>;
 
-/** Owed wake-ups kept at most: a claim queues at most 100 runs. */
-const maxOwedWakeUps = 1_000;
-
 /** After the deadline, runs get this long (ms) to hand their work back before stop() moves on. */
 export const handBackGraceMs = 700;
 
@@ -35,8 +32,6 @@ export class WorkerPool {
   readonly #deadline = new AbortController();
   #count = 0;
   #workerId: string | undefined;
-  /** Runs queued by this pod's scheduler that no worker was woken for yet (see notify). */
-  #owedWakeUps = 0;
   readonly #draining = new Set<Promise<void>>();
 
   readonly #onMalformed: () => void;
@@ -106,33 +101,9 @@ export class WorkerPool {
     }
   }
 
-  /**
-   * Wakes up to `runs` workers of this pod (after its scheduler queued that
-   * many runs), idle ones first, so each queued run is fetched at once. A
-   * worker woken fetches once; one that took a run then waits out its polling
-   * interval (1 s) before it fetches again. So runs beyond the workers woken
-   * are owed a wake-up: each run that ends while some are owed wakes one more
-   * (the worker ending it fetches again at once when none is idle). pg-boss's
-   * `notifyWorker` alone woke one worker, and the second of two runs queued
-   * together waited for another worker's poll.
-   */
-  notify(runs = 1): void {
-    const registration = this.#workerId;
-    if (!registration) return;
-    const workers = this.#boss
-      .getWipData()
-      .filter((worker) => worker.workId === registration && worker.state === 'active')
-      .sort((a, b) => a.count - b.count);
-    const woken = workers.slice(0, Math.max(1, runs));
-    for (const worker of woken) this.#boss.notifyWorker(worker.id);
-    this.#owedWakeUps = Math.min(maxOwedWakeUps, this.#owedWakeUps + Math.max(0, runs - woken.length));
-  }
-
-  /** A run ended: one owed wake-up, if any (see notify). */
-  #runEnded(): void {
-    if (this.#owedWakeUps === 0 || this.#stopping.signal.aborted) return;
-    this.#owedWakeUps -= 1;
-    this.notify(1);
+  /** Wakes this pod's workers (after its scheduler queued runs). */
+  notify(): void {
+    if (this.#workerId) this.#boss.notifyWorker(this.#workerId);
   }
 
   /**
@@ -163,15 +134,11 @@ export class WorkerPool {
           this.#onMalformed();
           return [{ id: job.id, status: 'deadletter', output: { error: `not a run: ${parsed.reason}` } }];
         }
-        try {
-          const outcome = await this.#work(parsed.run, {
-            stopping: this.#stopping.signal,
-            deadline: this.#deadline.signal,
-          });
-          return [{ id: job.id, status: 'completed', output: { outcome } }];
-        } finally {
-          this.#runEnded();
-        }
+        const outcome = await this.#work(parsed.run, {
+          stopping: this.#stopping.signal,
+          deadline: this.#deadline.signal,
+        });
+        return [{ id: job.id, status: 'completed', output: { outcome } }];
       },
     );
   }
