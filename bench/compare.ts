@@ -52,6 +52,12 @@ interface DispatchResult {
   duplicates: number;
 }
 
+/** Keeps this thread busy for `microseconds` (the sink's CPU per request, BENCH_SINK_WORK_US). */
+function busyFor(microseconds: number): void {
+  const until = performance.now() + microseconds / 1000;
+  while (performance.now() < until) {}
+}
+
 const contenderEntry = (name: string) => new URL(`./contenders/${name}.ts`, import.meta.url).pathname;
 
 /** Counts what the sink accepted since the last reset: distinct keys, keys accepted twice, refusals. */
@@ -96,7 +102,13 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   // The memory part posts what the outside check posts, quick or not: 20,000 messages, a 10,000-message claim.
   const memoryMessages = Number(process.env.BENCH_MEMORY_MESSAGES ?? 20_000);
   const cluster = await PgCluster.create(
-    options.profile ? { shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all' } : {},
+    options.profile
+      ? {
+          shared_preload_libraries: 'pg_stat_statements',
+          'pg_stat_statements.track': 'all',
+          'pg_stat_statements.track_planning': 'on',
+        }
+      : {},
   );
   const admin = new pg.Client({ connectionString: cluster.url() });
   await admin.connect();
@@ -104,7 +116,16 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   // BENCH_SINK_LATENCY_MS: the sink answers each POST after this long, a webhook bound by its latency rather
   // than by CPU (the ceiling's 50 POSTs in flight then make 50 / latency a second at most).
   const sinkLatencyMs = Number(process.env.BENCH_SINK_LATENCY_MS ?? 0);
-  const sink = await startSink({ latencyMs: sinkLatencyMs, onDelivery: (item) => counter.onDelivery(item) });
+  // BENCH_SINK_WORK_US: the sink spends this much CPU (µs, a busy loop) on each POST before answering, a webhook
+  // bound by its CPU: with 200 it serves at most about 5,000 a second on one core, whoever sends.
+  const sinkWorkUs = Number(process.env.BENCH_SINK_WORK_US ?? 0);
+  const sink = await startSink({
+    latencyMs: sinkLatencyMs,
+    onDelivery: (item) => {
+      counter.onDelivery(item);
+      if (sinkWorkUs > 0) busyFor(sinkWorkUs);
+    },
+  });
   let databases = 0;
   const freshDatabase = async () => {
     databases += 1;
@@ -332,6 +353,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
     messages,
     repeats,
     sinkLatencyMs,
+    sinkWorkUs,
     dispatch: table,
     ratios: {
       vsPgBoss: table[0]!.messagesPerSecond / table[2]!.messagesPerSecond,
@@ -393,10 +415,11 @@ async function printTopStatements(url: string): Promise<void> {
   await client.connect();
   try {
     const { rows } = await client.query(
-      `SELECT calls, round(total_exec_time::numeric, 1) AS total_ms, rows, wal_bytes,
+      `SELECT calls, round(total_exec_time::numeric, 1) AS exec_ms, round(total_plan_time::numeric, 1) AS plan_ms,
+              rows, wal_bytes,
               left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
        FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-       ORDER BY total_exec_time DESC LIMIT 25`,
+       ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`,
     );
     console.table(rows);
   } finally {
