@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { usePreparedStatements } from './prepared-statements.ts';
 import { withTransaction } from './transaction.ts';
 
 export type PoolClient = pg.PoolClient;
@@ -159,5 +160,7 @@ export function createPool(options: PoolOptions): Pool {
   // raise the error as an uncaught 'error' event.
   pool.on('error', () => {});
   pool.on('connect', (client) => client.on('error', () => {}));
+  // The hot statements parsed and planned once per connection (prepared-statements.ts); a pooler keeps them unnamed.
+  if (!pool.transactionPooler) pool.on('connect', (client) => usePreparedStatements(client));
   return pool;
 }
