@@ -31,7 +31,6 @@ export const preparedStatementNames: ReadonlySet<string> = new Set([
   'InsertMessage',
   'InsertMessages',
   'ReleaseExpiredMessageLeases',
-  'PlanClaimInIndexOrder',
   'PromoteDueMessages',
   'ClaimMessages',
   'RecordDeliveryOutcomes',

@@ -7,6 +7,14 @@ export interface TransactionPool {
   readonly begin: string;
 }
 
+export interface TransactionOptions {
+  /**
+   * A statement without parameters (a sqlc query's text) run first in the
+   * transaction, sent with its BEGIN in one round trip; its result is not read.
+   */
+  prelude?: string;
+}
+
 /**
  * Runs `work` in one transaction on one connection: commit on success,
  * rollback on error. The transaction opens with the pool's `begin`, which
@@ -17,11 +25,12 @@ export interface TransactionPool {
 export async function withTransaction<T>(
   pool: TransactionPool,
   work: (client: pg.PoolClient) => Promise<T>,
+  options: TransactionOptions = {},
 ): Promise<T> {
   const client = await pool.connect();
   let failure: Error | undefined;
   try {
-    await client.query(pool.begin);
+    await client.query(options.prelude ? `${pool.begin};\n${options.prelude}` : pool.begin);
     const result = await work(client);
     await client.query('COMMIT');
     return result;

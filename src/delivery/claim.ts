@@ -22,7 +22,7 @@ import {
   type ClaimMessagesArgs,
   type ClaimMessagesRow,
   claimMessages,
-  planClaimInIndexOrder,
+  planClaimInIndexOrderQuery,
   promoteDueMessages,
 } from '../db/sqlc/messages_sql.ts';
 import { withTransaction } from '../db/transaction.ts';
@@ -39,10 +39,14 @@ export type ClaimedMessage = ClaimMessagesRow;
 
 /** Promotes due messages, then claims up to `args.maxMessages` of the oldest available ones. */
 export function claimDueMessages(pool: Pool, args: ClaimMessagesArgs): Promise<ClaimedMessage[]> {
-  return withTransaction(pool, async (client) => {
-    // Index order whatever the statistics say (a bulk intake before any ANALYZE): see the query's comment.
-    await planClaimInIndexOrder(client);
-    await promoteDueMessages(client, { maxRows: promotionBatch });
-    return claimMessages(client, args);
-  });
+  // Index order whatever the statistics say (a bulk intake before any ANALYZE): see the query's comment. It goes
+  // with the transaction's BEGIN, in one round trip.
+  return withTransaction(
+    pool,
+    async (client) => {
+      await promoteDueMessages(client, { maxRows: promotionBatch });
+      return claimMessages(client, args);
+    },
+    { prelude: planClaimInIndexOrderQuery },
+  );
 }

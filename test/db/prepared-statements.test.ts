@@ -63,7 +63,6 @@ describe('prepared statements (db/prepared-statements.ts)', function () {
     expect(await prepared(pool)).to.deep.equal([
       'jm_ClaimMessages_1',
       'jm_InsertMessages_1',
-      'jm_PlanClaimInIndexOrder_1',
       'jm_PromoteDueMessages_1',
       'jm_RecordDeliveryOutcomes_1',
     ]);
