@@ -28,6 +28,7 @@ import type { Tracing } from '../observability/tracing.ts';
 import { type DeliveryRequest, type DeliverySummary, deliverBatch } from './loop.ts';
 import { CircuitBreaker, circuitBreaker, observeBreaker } from './policies/circuit-breaker.ts';
 import { ConcurrencyGate, lanes } from './policies/lanes.ts';
+import { leaseGuard } from './policies/lease-guard.ts';
 import { createSharedDeliveryGate, rateLimit } from './policies/rate-limit.ts';
 import { shutdown } from './policies/shutdown.ts';
 import type { DeliveryPolicyFactory } from './policy.ts';
@@ -87,7 +88,13 @@ export async function createDelivery(settings: LiveSettings, deps: DeliveryDepen
     adaptive: initial.webhook.adaptiveConcurrency,
     onLimit: (limit) => metrics.webhookConcurrencyLimit.set(limit),
   });
-  const policies: DeliveryPolicyFactory[] = [lanes(slots), shutdown, circuitBreaker(breaker), rateLimit(gate)];
+  const policies: DeliveryPolicyFactory[] = [
+    lanes(slots),
+    shutdown,
+    circuitBreaker(breaker),
+    rateLimit(gate),
+    leaseGuard(),
+  ];
   settings.onChange(async (next) => {
     breaker.setThreshold(next.webhook.breakerThreshold);
     slots.reconfigure(next.webhook.concurrency, next.webhook.adaptiveConcurrency);

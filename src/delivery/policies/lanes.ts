@@ -4,9 +4,10 @@
  * WEBHOOK_ADAPTIVE_CONCURRENCY (the default) the limit adapts to the webhook
  * (adaptive-limit.ts) up to WEBHOOK_CONCURRENCY; without it the limit is
  * WEBHOOK_CONCURRENCY. Messages take a free slot in claim order, first come
- * first served; a run claims no more than its slots can send within half the
+ * first served; a run claims about what its slots can send within half the
  * lease. The policy comes first in the list, so the other policies judge a
- * message at the moment it gets a slot, not while it waits for one.
+ * message at the moment it gets a slot, not while it waits for one (and the
+ * lease guard, last, whether its lease still has room for the request).
  */
 import { AdaptiveLimit } from '../adaptive-limit.ts';
 import type { ClaimedMessage } from '../claim.ts';
@@ -15,15 +16,19 @@ import type { RunSettings } from '../run-settings.ts';
 import type { DeliveryResult } from '../webhook.ts';
 
 /**
- * Messages claimed at once: each of the `concurrency` slots sends at most as
- * many one after another as fit, at the webhook timeout each, in half the
- * lease (the configuration guarantees at least one), and at most 4.
+ * Messages claimed at once: each of the `concurrency` slots sends as many one
+ * after another as fit, at the webhook timeout each, in half the lease, at
+ * most 4 and at least 2. At least 2, so requests wait for slots, which is
+ * what lets the adaptive limit grow (adaptive-limit.ts): with one per slot a
+ * limit of 8 stayed 8 for good when the lease was under 4 × the timeout.
+ * Whatever still waits for a slot when too little of its lease is left, the
+ * lease guard hands back untried (policies/lease-guard.ts).
  */
 export function deliveryChunkSize(
   settings: Pick<RunSettings, 'concurrency' | 'messageLeaseSeconds' | 'timeoutMs'>,
 ): number {
   const perLane = Math.floor((settings.messageLeaseSeconds * 1000) / (2 * settings.timeoutMs));
-  return settings.concurrency * Math.min(4, Math.max(1, perLane));
+  return settings.concurrency * Math.min(4, Math.max(2, perLane));
 }
 
 export interface ConcurrencyGateOptions {
