@@ -16,19 +16,18 @@ import type { RunSettings } from '../run-settings.ts';
 import type { DeliveryResult } from '../webhook.ts';
 
 /**
- * Messages claimed at once: each of the `concurrency` slots sends as many one
- * after another as fit, at the webhook timeout each, in half the lease, at
- * most 4 and at least 2. At least 2, so requests wait for slots, which is
- * what lets the adaptive limit grow (adaptive-limit.ts): with one per slot a
- * limit of 8 stayed 8 for good when the lease was under 4 × the timeout.
- * Whatever still waits for a slot when too little of its lease is left, the
- * lease guard hands back untried (policies/lease-guard.ts).
+ * Messages claimed at once: each of the `concurrency` slots sends at most as
+ * many one after another as fit, at the webhook timeout each, in half the
+ * lease (the configuration guarantees at least one), and at most 4. The
+ * slots are shared by every run of the pod, so a message can still wait for
+ * one longer than that: the lease guard (policies/lease-guard.ts) hands back
+ * what would no longer end within its lease.
  */
 export function deliveryChunkSize(
   settings: Pick<RunSettings, 'concurrency' | 'messageLeaseSeconds' | 'timeoutMs'>,
 ): number {
   const perLane = Math.floor((settings.messageLeaseSeconds * 1000) / (2 * settings.timeoutMs));
-  return settings.concurrency * Math.min(4, Math.max(2, perLane));
+  return settings.concurrency * Math.min(4, Math.max(1, perLane));
 }
 
 export interface ConcurrencyGateOptions {
