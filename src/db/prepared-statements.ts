@@ -2,11 +2,12 @@
  * Named prepared statements for the statements the delivery loop and intake
  * run many times a second. Unnamed, as node-postgres sends a query by default,
  * PostgreSQL parses, analyses and plans a statement again at every call: for
- * the outcome write (RecordDeliveryOutcomes) that was about 3 ms of planning
- * per chunk on a slow spell of the bench machine, an eighth of the
- * database's time in dispatch (docs/benchmarks.md, "Fourth round"). Named,
- * it is parsed once per connection, and after five calls PostgreSQL keeps a
- * generic plan when it costs no more than the custom ones.
+ * the outcome write (RecordDeliveryOutcomes) that was 3.4 ms of planning per
+ * chunk on a slow spell of the bench machine, and with the claim's and the
+ * promotion's planning about 15 % of the statements' time in dispatch
+ * (docs/benchmarks.md, "Fourth round"). Named, a statement is parsed once per
+ * connection, and after five calls PostgreSQL keeps a generic plan when it
+ * costs no more than the custom ones.
  *
  * Only on a real session: a transaction pooler (PgBouncer in transaction
  * mode) may run the next statement on a server connection that never saw the
