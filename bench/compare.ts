@@ -117,7 +117,7 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
   // than by CPU (the ceiling's 50 POSTs in flight then make 50 / latency a second at most).
   const sinkLatencyMs = Number(process.env.BENCH_SINK_LATENCY_MS ?? 0);
   // BENCH_SINK_WORK_US: the sink spends this much CPU (µs, a busy loop) on each POST before answering, a webhook
-  // bound by its CPU: with 200 it serves at most about 5,000 a second on one core, whoever sends.
+  // bound by its CPU: with 150, one core serves about 3,000 to 5,000 a second (its HTTP work included), whoever sends.
   const sinkWorkUs = Number(process.env.BENCH_SINK_WORK_US ?? 0);
   const sink = await startSink({
     latencyMs: sinkLatencyMs,
