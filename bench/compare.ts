@@ -17,7 +17,7 @@ import { PgCluster } from '../test/faults/support/cluster.ts';
 import { launchNode, startPod, type TestProcess } from '../test/support/processes.ts';
 import { cpuSeconds, median, postgresCpuSeconds, sampleRss, throughputChart } from './measure.ts';
 import { measurePodMemory, medianPodMemory, type PodMemory } from './pod-memory.ts';
-import { call } from './support.ts';
+import { call, postMessages } from './support.ts';
 
 export interface ComparisonOptions {
   quick: boolean;
@@ -215,11 +215,11 @@ export async function runComparison(options: ComparisonOptions): Promise<Record<
       for (let i = 0; i < podCount; i += 1)
         pods.push(await startPod(`bench-${databases}-${i}`, podEnv(url), { timeoutMs: 180_000 }));
       await call(pods[0]!.url, 'PUT', '/jobs/stop');
-      for (let batch = 0; batch * 1_000 < messages; batch += 1) {
-        const size = Math.min(1_000, messages - batch * 1_000);
-        const items = Array.from({ length: size }, (_, i) => ({ to: '+905551111111', content: `bench ${batch}/${i}` }));
-        await call(pods[batch % podCount]!.url, 'POST', '/messages/batch', { messages: items });
-      }
+      await postMessages(
+        pods.map((pod) => pod.url),
+        messages,
+        'bench',
+      );
       if (options.profile) await resetStatements(url);
       const result = await measure(
         `job-manager, ${podCount} pod${podCount > 1 ? 's' : ''}`,
@@ -481,13 +481,7 @@ async function runCappedWebhook(freshDatabase: () => Promise<string>, messages: 
   );
   try {
     await call(pod.url, 'PUT', '/jobs/stop');
-    for (let batch = 0; batch * 1_000 < messages; batch += 1) {
-      const items = Array.from({ length: Math.min(1_000, messages - batch * 1_000) }, (_, i) => ({
-        to: '+905551111111',
-        content: `capped ${batch}/${i}`,
-      }));
-      await call(pod.url, 'POST', '/messages/batch', { messages: items });
-    }
+    await postMessages([pod.url], messages, 'capped');
     began = performance.now();
     await call(pod.url, 'POST', '/jobs', {
       name: 'bench-capped',

@@ -12,7 +12,7 @@ import { startSink } from '../src/sink/server.ts';
 import { PgCluster } from '../test/faults/support/cluster.ts';
 import { startPod } from '../test/support/processes.ts';
 import { cpuSeconds, postgresCpuSeconds } from './measure.ts';
-import { call } from './support.ts';
+import { call, postMessages } from './support.ts';
 
 const messages = Number(process.env.BENCH_POD_CPU_MESSAGES ?? 20_000);
 const repeats = Number(process.env.BENCH_COMPARE_REPEATS ?? 2);
@@ -32,11 +32,7 @@ async function dispatch(webhook: boolean): Promise<string> {
   await client.connect();
   try {
     await call(pod.url, 'PUT', '/jobs/stop');
-    for (let batch = 0; batch * 1_000 < messages; batch += 1) {
-      const size = Math.min(1_000, messages - batch * 1_000);
-      const items = Array.from({ length: size }, (_, i) => ({ to: '+905551111111', content: `cpu ${batch}/${i}` }));
-      await call(pod.url, 'POST', '/messages/batch', { messages: items });
-    }
+    await postMessages([pod.url], messages, 'cpu');
     // The poll below counts sent messages every 20 ms: its backend's CPU is the bench's, not the service's.
     const poller = (await client.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number;
     const postgresCpu = () => postgresCpuSeconds(cluster.pid!) - cpuSeconds(poller);

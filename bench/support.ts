@@ -19,6 +19,18 @@ export async function call(base: string, method: string, path: string, body?: un
   return response.json();
 }
 
+/**
+ * Posts `count` messages to `POST /messages/batch` in batches of 1,000, one batch after another, batch i to
+ * `bases[i % bases.length]`; contents `<label> <batch>/<index>`.
+ */
+export async function postMessages(bases: readonly string[], count: number, label: string): Promise<void> {
+  for (let batch = 0; batch * 1_000 < count; batch += 1) {
+    const size = Math.min(1_000, count - batch * 1_000);
+    const items = Array.from({ length: size }, (_, i) => ({ to: '+905551111111', content: `${label} ${batch}/${i}` }));
+    await call(bases[batch % bases.length]!, 'POST', '/messages/batch', { messages: items });
+  }
+}
+
 /** A real service process (`node src/main.ts`); resolves when it logs that it is up. */
 export function startPod(name: string, env: Record<string, string>): Promise<{ url: string; stop(): Promise<void> }> {
   const child = spawn(process.execPath, [new URL('../src/main.ts', import.meta.url).pathname], {
